@@ -1,0 +1,18 @@
+"""Tables (typed SQLAlchemy 2) and their Alembic migrations. No I/O to Exact, no Celery."""
+
+from models.base import Base
+from models.internal import Connection, ConnectionStatus, ConnectionToken, Division, SyncCursor, SyncRun
+from models.synced import Account, SalesInvoice, SalesInvoiceLine
+
+__all__ = [
+    "Account",
+    "Base",
+    "Connection",
+    "ConnectionStatus",
+    "ConnectionToken",
+    "Division",
+    "SalesInvoice",
+    "SalesInvoiceLine",
+    "SyncCursor",
+    "SyncRun",
+]

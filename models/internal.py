@@ -1,0 +1,97 @@
+"""exact-sync's own bookkeeping: connections, their encrypted tokens, divisions, cursors and runs."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import BigInteger, Enum, ForeignKey, Integer, LargeBinary, String, Text, func
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base, created_at_column
+
+
+class ConnectionStatus(enum.StrEnum):
+    ACTIVE = "active"
+    REAUTH_REQUIRED = "reauth_required"
+    DISABLED = "disabled"
+
+
+class Connection(Base):
+    __tablename__ = "connections"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    region: Mapped[str] = mapped_column(String(10))
+    status: Mapped[ConnectionStatus] = mapped_column(
+        Enum(ConnectionStatus, name="connection_status", values_callable=lambda e: [m.value for m in e]),
+        default=ConnectionStatus.ACTIVE,
+    )
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    sync_interval_minutes: Mapped[int] = mapped_column(Integer, default=15)
+    next_sync_at: Mapped[datetime | None] = mapped_column(index=True)
+    last_sync_at: Mapped[datetime | None]
+    current_division: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = created_at_column()
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+
+
+class ConnectionToken(Base):
+    """One encrypted token pair per connection; `received_at` is when the token response arrived here."""
+
+    __tablename__ = "connection_tokens"
+
+    connection_id: Mapped[int] = mapped_column(ForeignKey("connections.id", ondelete="CASCADE"), primary_key=True)
+    access_token: Mapped[bytes | None] = mapped_column(LargeBinary)
+    refresh_token: Mapped[bytes] = mapped_column(LargeBinary)
+    received_at: Mapped[datetime | None]
+    expires_at: Mapped[datetime | None]
+    refresh_token_issued_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    last_refresh_at: Mapped[datetime | None]
+    last_refresh_error: Mapped[str | None] = mapped_column(Text)
+    last_refresh_error_at: Mapped[datetime | None]
+
+
+class Division(Base):
+    __tablename__ = "divisions"
+
+    connection_id: Mapped[int] = mapped_column(ForeignKey("connections.id", ondelete="CASCADE"), primary_key=True)
+    code: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    description: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[int | None] = mapped_column(Integer)
+    is_current: Mapped[bool] = mapped_column(default=False)
+    sync_enabled: Mapped[bool] = mapped_column(default=True)
+    available: Mapped[bool] = mapped_column(default=True)
+    unavailable_reason: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+
+
+class SyncCursor(Base):
+    """The highest Exact `Timestamp` committed per (connection, division, stream)."""
+
+    __tablename__ = "sync_cursors"
+
+    connection_id: Mapped[int] = mapped_column(ForeignKey("connections.id", ondelete="CASCADE"), primary_key=True)
+    division: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    entity: Mapped[str] = mapped_column(String(64), primary_key=True)
+    timestamp: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+
+
+class SyncRun(Base):
+    __tablename__ = "sync_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    connection_id: Mapped[int] = mapped_column(ForeignKey("connections.id", ondelete="CASCADE"), index=True)
+    entities: Mapped[list[str]] = mapped_column(ARRAY(String(64)))
+    full: Mapped[bool] = mapped_column(default=False)
+    trigger: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), default="running")
+    started_at: Mapped[datetime] = created_at_column()
+    finished_at: Mapped[datetime | None]
+    rows_inserted: Mapped[int] = mapped_column(default=0)
+    rows_updated: Mapped[int] = mapped_column(default=0)
+    rows_deleted: Mapped[int] = mapped_column(default=0)
+    api_calls: Mapped[int] = mapped_column(default=0)
+    error: Mapped[str | None] = mapped_column(Text)

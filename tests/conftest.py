@@ -1,0 +1,81 @@
+"""Shared fixtures: a migrated database of this test session's own, a Redis key prefix of its own, settings."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+from cryptography.fernet import Fernet
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from models import Base
+from models.migrate import upgrade_to_head
+from syncs.db import engine_for, session_factory
+from syncs.settings import Settings
+
+ADMIN_URL = os.environ.get("TEST_DATABASE_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+SESSION_TAG = f"{os.getpid()}_{uuid.uuid4().hex[:6]}"
+
+
+def _admin_execute(sql: str) -> None:
+    engine = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(sql))
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    name = f"exact_sync_test_{SESSION_TAG}"
+    url = make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    upgrade_to_head(url)
+    yield url
+    engine_for(url).dispose()
+    _admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def db(database_url: str) -> sessionmaker[Session]:
+    """A session factory on an emptied database."""
+    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    with engine_for(database_url).begin() as conn:
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    return session_factory(database_url)
+
+
+@pytest.fixture
+def redis_prefix() -> Iterator[str]:
+    prefix = f"exact-sync-test-{SESSION_TAG}-{uuid.uuid4().hex[:6]}"
+    yield prefix
+    client = redis.Redis.from_url(REDIS_URL)
+    keys = list(client.scan_iter(match=f"{prefix}*"))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+@pytest.fixture
+def redis_client() -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(REDIS_URL)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def settings(database_url: str, redis_prefix: str) -> Settings:
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        database_url=database_url,
+        redis_url=REDIS_URL,
+        redis_key_prefix=redis_prefix,
+        celery_queue=redis_prefix,
+        exact_client_id="sandbox-client",
+        exact_client_secret="sandbox-secret",
+        token_encryption_key=Fernet.generate_key().decode(),
+    )
