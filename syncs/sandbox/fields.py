@@ -22,9 +22,7 @@ ACCOUNT_DEFAULTS: dict[str, Any] = {
     "IsPurchase": False,
     "Blocked": False,
 }
-ACCOUNT_FIELDS = frozenset(
-    {"ID", *ACCOUNT_DEFAULTS, "Created", "Modified", "Division", "Timestamp"}
-)
+ACCOUNT_FIELDS = frozenset({"ID", *ACCOUNT_DEFAULTS, "Created", "Modified", "Division", "Timestamp"})
 
 HEADER_DEFAULTS: dict[str, Any] = {
     "InvoiceNumber": None,
@@ -71,9 +69,28 @@ ENTITY_TYPE_SALES_INVOICES = 13
 
 DIVISION_FIELDS = frozenset(
     {
-        "Code", "Description", "Current", "Status", "BlockingStatus", "Hid", "IsMainDivision", "Customer",
-        "CustomerCode", "CustomerName", "Country", "Currency", "Created", "Modified", "Email", "Legislation",
-        "StartDate", "TemplateCode", "VATNumber", "Website", "City", "Phone",
+        "Code",
+        "Description",
+        "Current",
+        "Status",
+        "BlockingStatus",
+        "Hid",
+        "IsMainDivision",
+        "Customer",
+        "CustomerCode",
+        "CustomerName",
+        "Country",
+        "Currency",
+        "Created",
+        "Modified",
+        "Email",
+        "Legislation",
+        "StartDate",
+        "TemplateCode",
+        "VATNumber",
+        "Website",
+        "City",
+        "Phone",
     }
 )
 

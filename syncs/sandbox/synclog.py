@@ -40,7 +40,7 @@ class SyncLog:
         return list(self._live)
 
     def scan(self, after_timestamp: int, after_seq: int = 0) -> Iterator[tuple[int, int, str]]:
-        """Live entries (timestamp, seq, key) with Timestamp > after_timestamp and seq > after_seq, in order."""
+        """Live entries (timestamp, seq, key) with Timestamp > after_timestamp and seq > after_seq."""
         start = bisect_right(self._ts, after_timestamp)
         if after_seq:
             start = max(start, bisect_right(self._seq, after_seq))

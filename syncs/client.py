@@ -1,0 +1,221 @@
+"""The HTTP client for Exact Online's REST API: auth, the shared rate gate, bounded retries, OData paging.
+
+It raises syncs.errors only. 429s are waited out through the rate gate (not failures); timeouts, connection
+errors and 5xx are retried a few times with exponential backoff and jitter, all timed by the injected clock.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator, Mapping
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import structlog
+from redis import Redis
+from sqlalchemy.orm import Session, sessionmaker
+
+from syncs.auth import ExactAuth
+from syncs.clock import SYSTEM_CLOCK, Clock
+from syncs.crypto import TokenCipher
+from syncs.errors import (
+    ConfigurationError,
+    ExactRequestError,
+    ExactServerError,
+    ExactUnavailableError,
+    MalformedResponseError,
+    PaginationLoopError,
+    RateLimitedError,
+)
+from syncs.oauth import OAuthClient
+from syncs.odata import decode_json, error_message, page_from_json
+from syncs.ratelimit import RateGate
+from syncs.settings import Settings
+from syncs.tokens import TokenRefresher, TokenStore
+
+log = structlog.get_logger(__name__)
+
+DIVISION_KEY = "exact_division"  # request extension naming the rate gate's division
+
+
+class ExactClient:
+    def __init__(
+        self,
+        http: httpx.Client,
+        base_url: str,
+        gate: RateGate,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        max_attempts: int = 4,
+        max_rate_limited: int = 5,
+        backoff_base: float = 1.0,
+        backoff_max: float = 30.0,
+        on_close: tuple[Any, ...] = (),
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.api_calls = 0
+        self.refresher: TokenRefresher | None = None  # set by open_client
+        self._http = http
+        self._gate = gate
+        self._clock = clock
+        self._max_attempts = max_attempts
+        self._max_rate_limited = max_rate_limited
+        self._backoff_base = backoff_base
+        self._backoff_max = backoff_max
+        self._on_close = on_close
+        http.event_hooks["request"].append(self._before_send)
+        http.event_hooks["response"].append(self._after_receive)
+
+    # -- public API ------------------------------------------------------------------------------------------
+
+    def get_json(self, path_or_url: str, params: Mapping[str, str] | None = None, division: int | None = None) -> Any:
+        url = self._url(path_or_url, division)
+        response = self._get(url, params, division)
+        return decode_json(response.content, url)
+
+    def pages(self, division: int, endpoint: str, params: Mapping[str, str]) -> Iterator[list[dict[str, Any]]]:
+        """Each page's rows as Exact sent them; follows d.__next verbatim and refuses to loop."""
+        url = self._url(endpoint, division)
+        response = self._get(url, params, division)
+        seen = {str(response.request.url)}
+        while True:
+            page = page_from_json(decode_json(response.content, url), url)
+            yield page.rows
+            if page.next_url is None:
+                return
+            if page.next_url in seen:
+                raise PaginationLoopError(f"d.__next of {url} points at a page already fetched: {page.next_url}")
+            seen.add(page.next_url)
+            url = self._url(page.next_url, division)
+            response = self._get(url, None, division)
+
+    def current_me(self) -> dict[str, Any]:
+        url = self._url("current/Me", None)
+        page = page_from_json(self.get_json(url), url)
+        if not page.rows:
+            raise MalformedResponseError(f"response from {url} holds no Me record")
+        return page.rows[0]
+
+    def close(self) -> None:
+        self._http.close()
+        for resource in self._on_close:
+            resource.close()
+
+    def __enter__(self) -> ExactClient:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # -- internals -------------------------------------------------------------------------------------------
+
+    def _url(self, path_or_url: str, division: int | None) -> str:
+        if path_or_url.startswith(("http://", "https://")):
+            ours, theirs = urlsplit(self.base_url), urlsplit(path_or_url)
+            if (ours.scheme, ours.netloc.lower()) != (theirs.scheme, theirs.netloc.lower()):
+                # Never send our bearer token to another host.
+                raise MalformedResponseError(f"URL {path_or_url} is not on {self.base_url}")
+            return path_or_url
+        path = path_or_url.lstrip("/")
+        return f"{self.base_url}/api/v1/{division}/{path}" if division is not None else f"{self.base_url}/api/v1/{path}"
+
+    def _get(self, url: str, params: Mapping[str, str] | None, division: int | None) -> httpx.Response:
+        extensions = {DIVISION_KEY: str(division) if division is not None else "current"}
+        failures = rate_limited = 0
+        while True:
+            request = self._http.build_request("GET", url, params=dict(params) if params else None)
+            request.extensions.update(extensions)
+            try:
+                response = self._http.send(request)
+            except httpx.TimeoutException as exc:
+                failures += 1
+                self._retry_or_raise(failures, ExactUnavailableError(f"GET {url} timed out ({type(exc).__name__})"))
+                continue
+            except httpx.TransportError as exc:
+                failures += 1
+                self._retry_or_raise(failures, ExactUnavailableError(f"GET {url} failed: {type(exc).__name__}"))
+                continue
+            status = response.status_code
+            if status == 429:
+                rate_limited += 1
+                if rate_limited >= self._max_rate_limited:
+                    retry_at = self._gate.status(extensions[DIVISION_KEY]).blocked_until or self._clock.now() + 60
+                    raise RateLimitedError(f"GET {url}: {rate_limited} consecutive 429 answers", retry_at)
+                continue  # the gate recorded the block; the next send waits for it
+            rate_limited = 0
+            if status >= 500:
+                failures += 1
+                message = error_message(response.content) or response.reason_phrase
+                self._retry_or_raise(failures, ExactServerError(f"GET {url} answered {status}: {message}", status))
+                continue
+            if 200 <= status < 300:
+                return response
+            raise _request_error(url, response)
+
+    def _retry_or_raise(self, failures: int, error: Exception) -> None:
+        if failures >= self._max_attempts:
+            raise error
+        delay = min(self._backoff_max, self._backoff_base * 2 ** (failures - 1))
+        delay = random.uniform(delay / 2, delay)  # jitter so workers do not retry in step
+        log.warning("exact.retry", error=str(error), attempt=failures, delay=round(delay, 3))
+        self._clock.sleep(delay)
+
+    def _before_send(self, request: httpx.Request) -> None:
+        self._gate.before_request(str(request.extensions.get(DIVISION_KEY, "current")))
+        self.api_calls += 1
+
+    def _after_receive(self, response: httpx.Response) -> None:
+        division = str(response.request.extensions.get(DIVISION_KEY, "current"))
+        self._gate.observe(division, response.status_code, response.headers)
+
+
+def _request_error(url: str, response: httpx.Response) -> ExactRequestError:
+    response.read()
+    message = error_message(response.content) or response.text[:200] or response.reason_phrase
+    reason = response.headers.get("Reason")
+    detail = f" (Reason: {reason})" if reason else ""
+    return ExactRequestError(
+        f"GET {url} answered {response.status_code}: {message}{detail}", response.status_code, reason
+    )
+
+
+def open_client(
+    settings: Settings,
+    connection_id: int,
+    region: str,
+    *,
+    sessions: sessionmaker[Session],
+    redis: Redis[Any],
+    clock: Clock = SYSTEM_CLOCK,
+    transport: httpx.BaseTransport | None = None,
+) -> ExactClient:
+    """Everything wired for one connection; close it (or use it as a context manager) when done."""
+    if not settings.exact_client_id or settings.exact_client_secret is None:
+        raise ConfigurationError("EXACT_CLIENT_ID and EXACT_CLIENT_SECRET must be set")
+    key = settings.token_encryption_key.get_secret_value() if settings.token_encryption_key else None
+    base_url = settings.base_url_for(region)
+    oauth = OAuthClient(
+        base_url,
+        settings.exact_client_id,
+        settings.exact_client_secret.get_secret_value(),
+        clock=clock,
+        timeout=settings.http_timeout_seconds,
+        transport=transport,
+    )
+    store = TokenStore(sessions, TokenCipher(key))
+    refresher = TokenRefresher(store, oauth, redis, settings, sessions, clock)
+    http = httpx.Client(
+        auth=ExactAuth(refresher, connection_id),
+        headers={"Accept": "application/json"},
+        timeout=settings.http_timeout_seconds,
+        transport=transport,
+        follow_redirects=False,
+    )
+    gate = RateGate(redis, settings.redis_key_prefix, clock)
+    client = ExactClient(http, base_url, gate, clock=clock, on_close=(oauth,))
+    client.refresher = refresher
+    return client

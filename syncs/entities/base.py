@@ -1,0 +1,224 @@
+"""What an entity module declares, and the shared machinery to read rows and upsert a page.
+
+An entity module gives an `EntitySpec`: the sync endpoint, the `$select` fields, the key, the deletion
+EntityTypes, a page writer and a deletion applier. The writer validates and maps the whole page before it
+issues any SQL, then writes it with one statement per table; the engine owns the transaction (rows and cursor
+commit together).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from functools import lru_cache
+from typing import Any, TypeVar
+from uuid import UUID
+
+from sqlalchemy import BigInteger, DateTime, Table, TextClause, bindparam, text
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import Session
+from sqlalchemy.types import Uuid
+
+from syncs import values
+from syncs.errors import MalformedResponseError
+
+Row = Mapping[str, Any]
+T = TypeVar("T")
+Record = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class PageResult:
+    """What writing one page did; `max_timestamp` is the highest Exact Timestamp in the page (0 if empty)."""
+
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+    max_timestamp: int = 0
+
+
+@dataclass(frozen=True)
+class Deletion:
+    """One sync/Deleted row that concerns an entity: its key, the deletion's Timestamp, and when (UTC)."""
+
+    key: UUID
+    timestamp: int
+    deleted_at: datetime | None  # None: Exact sent no DeletedDate; the database's now() is used
+
+
+PageWriter = Callable[[Session, int, Sequence[Row]], PageResult]
+# Marks rows deleted for one page of deletions (already deduplicated by key); returns how many rows it marked.
+DeletionApplier = Callable[[Session, int, Sequence[Deletion]], int]
+
+
+@dataclass(frozen=True)
+class EntitySpec:
+    name: str  # also the cursor's `entity` and the name users pass (`--entity accounts`)
+    endpoint: str  # relative to /api/v1/{division}/
+    fields: tuple[str, ...]  # the `$select` list (sync endpoints refuse `$select=*`)
+    primary_key: str  # Exact's key field of a sync row
+    deletion_entity_types: frozenset[int]  # sync/Deleted EntityType values that delete this entity's rows
+    write_page: PageWriter
+    apply_deletions: DeletionApplier
+
+    @property
+    def select(self) -> str:
+        return ",".join(self.fields)
+
+
+class RowReader:
+    """Reads one row's fields, naming the entity, the row key and the field when a value is bad."""
+
+    def __init__(self, entity: str, row: Row, key_field: str = "ID") -> None:
+        if not isinstance(row, Mapping):
+            raise MalformedResponseError(f"{entity}: expected a JSON object per row, got {type(row).__name__}")
+        self.entity = entity
+        self.row = row
+        self._key = row.get(key_field)
+
+    def _read(self, reader: Callable[[object, str], T], field: str, required: bool) -> T:
+        try:
+            value = reader(self.row.get(field), field)
+        except MalformedResponseError as exc:
+            raise MalformedResponseError(f"{self.entity} row {self._key!r}: {exc}") from None
+        if required and value is None:
+            raise MalformedResponseError(f"{self.entity} row {self._key!r}: field {field} is missing or null")
+        return value
+
+    def guid(self, field: str, required: bool = False) -> UUID | None:
+        return self._read(values.to_uuid, field, required)
+
+    def key(self, field: str) -> UUID:
+        value = self.guid(field, required=True)
+        assert value is not None
+        return value
+
+    def integer(self, field: str, required: bool = False) -> int | None:
+        return self._read(values.to_int, field, required)
+
+    def timestamp(self) -> int:
+        value = self.integer("Timestamp", required=True)
+        assert value is not None
+        if value < 0:
+            raise MalformedResponseError(f"{self.entity} row {self._key!r}: field Timestamp is negative")
+        return value
+
+    def number(self, field: str) -> Decimal | None:
+        return self._read(values.to_decimal, field, False)
+
+    def boolean(self, field: str) -> bool | None:
+        return self._read(values.to_bool, field, False)
+
+    def text(self, field: str) -> str | None:
+        return self._read(values.clean_text, field, False)
+
+    def instant(self, field: str) -> datetime | None:
+        return self._read(values.exact_datetime, field, False)
+
+    def day(self, field: str) -> date | None:
+        return self._read(values.exact_date, field, False)
+
+    def division(self, expected: int) -> int:
+        """The row's Division; a row of another division than the one asked for is refused."""
+        found = self.integer("Division")
+        if found is not None and found != expected:
+            raise MalformedResponseError(
+                f"{self.entity} row {self._key!r}: Division {found} in a response for division {expected}"
+            )
+        return expected
+
+
+def newest_per_key(records: Iterable[Record]) -> list[Record]:
+    """One record per `id`, the one with the highest `timestamp` (a statement may touch a row only once)."""
+    best: dict[Any, Record] = {}
+    for record in records:
+        seen = best.get(record["id"])
+        if seen is None or record["timestamp"] > seen["timestamp"]:
+            best[record["id"]] = record
+    return list(best.values())
+
+
+def _json_default(value: object) -> str:
+    if isinstance(value, UUID | Decimal):
+        return str(value)  # str keeps a Decimal exact; Postgres reads numeric from a JSON string
+    if isinstance(value, date):  # datetime too
+        return value.isoformat()
+    raise TypeError(f"cannot send {type(value).__name__} to Postgres as JSON")
+
+
+@lru_cache(maxsize=32)
+def _upsert_sql(table: Table, columns: tuple[str, ...], dialect: Dialect) -> TextClause:
+    names = ", ".join(f'"{name}"' for name in columns)
+    definitions = ", ".join(f'"{name}" {table.c[name].type.compile(dialect=dialect)}' for name in columns)
+    updates = "".join(f'"{name}" = excluded."{name}", ' for name in columns if name != "id")
+    return text(
+        f"""
+        INSERT INTO "{table.name}" AS t ({names}, deleted_at, synced_at)
+        SELECT {names}, NULL, now() FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r({definitions})
+        ON CONFLICT (id) DO UPDATE SET {updates}deleted_at = NULL, synced_at = now()
+        WHERE t.timestamp < excluded.timestamp
+        RETURNING (xmax = 0) AS inserted
+        """
+    )
+
+
+def upsert_newer(session: Session, table: Table, records: Sequence[Record]) -> tuple[int, int]:
+    """Insert or update `records` (deduplicated by id) in one statement; returns (inserted, updated).
+
+    A stored row is only overwritten by a record with a strictly higher Exact `timestamp`, so replaying a page
+    (after a crash, or a full resync) changes nothing, and an update clears `deleted_at` (the row lives
+    again). Rows skipped by the WHERE are not RETURNed, so they count as neither inserted nor updated.
+
+    The page travels as ONE jsonb parameter unpacked by `jsonb_to_recordset`. Measured on 1000-row account
+    pages (mapping included): ~40 us/row, against ~100 with SQLAlchemy's insertmanyvalues executemany, ~380
+    with `.values(list)` (compiled anew per page), ~575 with ORM merge, and ~25 for a bare COPY. All records
+    must have the same keys.
+    """
+    rows = newest_per_key(records)
+    if not rows:
+        return 0, 0
+    payload = json.dumps(rows, default=_json_default, allow_nan=False)
+    stmt = _upsert_sql(table, tuple(rows[0]), session.get_bind().dialect)
+    # xmax is 0 for a freshly inserted tuple and the locking transaction's id for an updated one.
+    flags = [bool(flag) for flag in session.scalars(stmt, {"rows": payload})]
+    inserted = sum(flags)
+    return inserted, len(flags) - inserted
+
+
+def deletion_params(division: int, deletions: Sequence[Deletion]) -> dict[str, Any]:
+    """Bind values for `unnest(:keys, :timestamps, :dates) AS d(key, ts, deleted_at)`."""
+    return {
+        "division": division,
+        "keys": [d.key for d in deletions],
+        "timestamps": [d.timestamp for d in deletions],
+        "dates": [d.deleted_at for d in deletions],
+    }
+
+
+DELETION_BINDS = (
+    bindparam("keys", type_=ARRAY(Uuid())),
+    bindparam("timestamps", type_=ARRAY(BigInteger())),
+    bindparam("dates", type_=ARRAY(DateTime(timezone=True))),
+)
+
+
+def mark_deleted_sql(table: str, match: str, returning: str) -> str:
+    """An UPDATE that marks `table` rows matching a deletion, unless the row is newer than the deletion."""
+    return f"""
+        UPDATE {table} AS t SET deleted_at = COALESCE(d.deleted_at, now())
+        FROM unnest(:keys, :timestamps, :dates) AS d(key, ts, deleted_at)
+        WHERE ({match}) AND t.division = :division AND t.timestamp <= d.ts AND t.deleted_at IS NULL
+        RETURNING {returning}
+    """
+
+
+def mark_deleted(session: Session, table: Table, division: int, deletions: Sequence[Deletion]) -> int:
+    """The plain case: a deletion's key is the table's `id`. One statement; returns the rows marked."""
+    if not deletions:
+        return 0
+    stmt = text(mark_deleted_sql(table.name, "t.id = d.key", "t.id")).bindparams(*DELETION_BINDS)
+    return len(session.execute(stmt, deletion_params(division, deletions)).all())

@@ -1,0 +1,292 @@
+"""All sandbox data, tokens, budgets and counters behind one lock; the HTTP layers only translate."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import random
+import threading
+from typing import Any
+
+from syncs.clock import SYSTEM_CLOCK, Clock
+from syncs.sandbox import seed
+from syncs.sandbox.config import Counters, SandboxConfig, bump, normalise
+from syncs.sandbox.division import DivisionData, Record
+from syncs.sandbox.errorlimit import ErrorLimit
+from syncs.sandbox.fields import INVOICE_ROW_FIELDS
+from syncs.sandbox.generate import generate as generate_data
+from syncs.sandbox.ratelimit import RateLimiter, Verdict, burst_headers, day_window, minute_window
+from syncs.sandbox.render import Page, SyncEntity, sync_page
+from syncs.sandbox.tokens import Lifetimes, TokenError, TokenStore
+
+__all__ = ["Counters", "SandboxConfig", "SandboxState"]
+
+
+class SandboxState:
+    def __init__(self, config: SandboxConfig | None = None, clock: Clock = SYSTEM_CLOCK) -> None:
+        self.clock = clock
+        self.lock = threading.Lock()
+        self._config = config or SandboxConfig()
+        self._tokens = TokenStore()
+        self._limiter = RateLimiter()
+        self._counters = Counters()
+        self._errors = ErrorLimit()
+        self._burst_used: dict[int, int] = {}  # per division, burst 429s sent since burst_429 was last set
+        self._faults = random.Random(self._config.fault_seed)
+        self.me_template = seed.me_template()
+        self.user_id: str = self.me_template["UserID"]
+        self.divisions: dict[int, DivisionData] = {}
+        self.add_division(seed.FIRST_DIVISION, "Nango")
+        self.add_division(seed.SECOND_DIVISION, seed.SECOND_DESCRIPTION)
+        if self._config.seed:
+            now = clock.now()
+            seed.seed_first(self.divisions[seed.FIRST_DIVISION], now)
+            seed.seed_second(self.divisions[seed.SECOND_DIVISION], now)
+        self._add_extra_divisions()
+
+    # configuration and counters ----------------------------------------------------------------------------
+    @property
+    def config(self) -> SandboxConfig:
+        return self._config
+
+    def configure(self, **changes: Any) -> SandboxConfig:
+        """Change settings at runtime (limits, lifetimes, page size, faults); unknown names: TypeError."""
+        with self.lock:
+            changes = normalise(changes)
+            self._config = dataclasses.replace(self._config, **changes)
+            if "fault_seed" in changes:
+                self._faults = random.Random(self._config.fault_seed)
+            if "burst_429" in changes:
+                self._burst_used.clear()
+            config = self._config
+        self._add_extra_divisions()
+        return config
+
+    def _add_extra_divisions(self) -> None:
+        for code, description in self._config.extra_divisions:
+            self.add_division(code, description)
+
+    @property
+    def counters(self) -> Counters:
+        """A snapshot; take it again to see later changes."""
+        with self.lock:
+            return copy.deepcopy(self._counters)
+
+    def reset_counters(self) -> None:
+        with self.lock:
+            self._counters = Counters()
+            self._limiter.reset()
+            self._errors.reset()
+
+    def add_division(self, code: int, description: str) -> None:
+        with self.lock:
+            self.divisions.setdefault(code, DivisionData(code, description, self.user_id))
+
+    @property
+    def current_division(self) -> int:
+        return next(iter(self.divisions))
+
+    # tokens ------------------------------------------------------------------------------------------------
+    def _lifetimes(self) -> Lifetimes:
+        c = self._config
+        return Lifetimes(c.access_token_lifetime, c.refresh_window, c.refresh_token_lifetime)
+
+    def issue_tokens(self) -> dict[str, str]:
+        """A fresh pair for the test user, as if consent had just been given."""
+        with self.lock:
+            self._counters.tokens_issued += 1
+            return self._tokens.issue(self.clock.now(), self._lifetimes())
+
+    def issue_code(self, redirect_uri: str | None = None) -> str:
+        with self.lock:
+            return self._tokens.issue_code(self.clock.now(), redirect_uri)
+
+    def authorize(self, client_id: str, redirect_uri: str, response_type: str = "code") -> str | None:
+        """GET /api/oauth2/auth for the test user: a code, None when consent is denied. LookupError for an
+        unknown client_id, ValueError for a missing redirect_uri or another response_type."""
+        with self.lock:
+            if client_id != self._config.client_id:
+                self._counters.authorize_refused += 1
+                raise LookupError(client_id)
+            if not redirect_uri or response_type != "code":
+                raise ValueError("redirect_uri and response_type=code are required")
+            if self._config.deny_consent:
+                self._counters.consents_denied += 1
+                return None
+            self._counters.consents_given += 1
+            return self._tokens.issue_code(self.clock.now(), redirect_uri)
+
+    def revoke_refresh_tokens(self) -> int:
+        with self.lock:
+            return self._tokens.revoke_refresh_tokens()
+
+    def token_request(self, form: dict[str, str], client_id: str | None, client_secret: str | None) -> dict[str, str]:
+        """One POST /api/oauth2/token; raises TokenError with Exact's status and body when refused."""
+        with self.lock:
+            self._counters.token_requests += 1
+            try:
+                if (client_id, client_secret) != (self._config.client_id, self._config.client_secret):
+                    raise TokenError(400, "invalid_client", "Invalid client credentials.", "invalid_client")
+                grant = form.get("grant_type")
+                now, life = self.clock.now(), self._lifetimes()
+                if grant == "refresh_token":
+                    pair = self._tokens.refresh(form.get("refresh_token", ""), now, life)
+                elif grant == "authorization_code":
+                    pair = self._tokens.exchange_code(form.get("code", ""), form.get("redirect_uri"), now, life)
+                else:
+                    raise TokenError(400, "unsupported_grant_type", f"Unsupported grant_type {grant!r}.")
+            except TokenError as refused:
+                if refused.counter:
+                    setattr(self._counters, refused.counter, getattr(self._counters, refused.counter) + 1)
+                raise
+            self._counters.tokens_issued += 1
+            return pair
+
+    def access_status(self, token: str) -> str:
+        with self.lock:
+            status = self._tokens.access_status(token, self.clock.now(), self._lifetimes())
+            if status != "ok":
+                self._counters.http_401 += 1
+            return status
+
+    # API budget and faults ---------------------------------------------------------------------------------
+    def spend(self, division: int) -> Verdict:
+        with self.lock:
+            c, now = self._config, self.clock.now()
+            verdict = self._limiter.take(division, now, c.minutely_limit, c.daily_limit)
+            bump(self._counters.api_calls if verdict.allowed else self._counters.http_429, division)
+            if not verdict.allowed:
+                window = day_window(now) if verdict.which == "daily" else minute_window(now)
+                bump(self._counters.http_429_per_window.setdefault(division, {}), window)
+            return verdict
+
+    def burst(self, division: int) -> dict[str, str] | None:
+        """Headers for an injected 429 while `division` has burst 429s left, else None."""
+        with self.lock:
+            used = self._burst_used.get(division, 0)
+            if used >= self._config.burst_429:
+                return None
+            self._burst_used[division] = used + 1
+            bump(self._counters.burst_429_sent, division)
+            if not self._config.burst_429_headers:
+                return {}
+            return burst_headers(self.clock.now(), self._config.minutely_limit)
+
+    def inject_fault(self, division: int | None = None) -> bool:
+        with self.lock:
+            if self._config.error_rate > 0 and self._faults.random() < self._config.error_rate:
+                self._counters.faults_injected += 1
+                if division is not None:
+                    bump(self._counters.http_5xx, division)
+                return True
+            return False
+
+    def record_client_error(self, division: int, endpoint: str | None = None) -> None:
+        """Count a 400/401/403/404; with an endpoint it also counts toward Exact's error limit."""
+        with self.lock:
+            bump(self._counters.http_4xx, division)
+            if endpoint is None:
+                return
+            until = self._errors.record((division, endpoint), self.clock.now(), self._config.error_limit_per_hour)
+            if until is not None:
+                bump(self._counters.error_limit_blocks, division)
+                self._counters.error_limit_blocked_until.setdefault(division, {})[endpoint] = until
+
+    def blocked_until(self, division: int, endpoint: str) -> float | None:
+        """When the error-limit block on (division, endpoint) lifts, else None. Counts refused calls."""
+        with self.lock:
+            until = self._errors.blocked_until((division, endpoint), self.clock.now())
+            if until is not None:
+                bump(self._counters.error_limit_blocked, division)
+            return until
+
+    def division_access(self, division: int) -> bool:
+        return division in self.divisions and division not in self._config.restricted_divisions
+
+    # sync reads --------------------------------------------------------------------------------------------
+    def sync_page(
+        self,
+        division: int,
+        entity: SyncEntity,
+        select: list[str],
+        after_ts: int,
+        after_seq: int,
+        uri_prefix: str,
+        limit: int | None = None,
+    ) -> Page:
+        with self.lock:
+            size = min(limit or self._config.page_size, self._config.page_size)
+            return sync_page(self.divisions[division], entity, select, after_ts, after_seq, size, uri_prefix)
+
+    # data: the Python API that tests and the control endpoints use -------------------------------------
+    def _div(self, division: int) -> DivisionData:
+        try:
+            return self.divisions[int(division)]
+        except KeyError:
+            raise KeyError(f"unknown division {division}") from None
+
+    def create_account(self, division: int, **fields: Any) -> Record:
+        with self.lock:
+            return self._div(division).create_account(fields, self.clock.now())
+
+    def update_account(self, division: int, id: str, **fields: Any) -> Record:
+        with self.lock:
+            return self._div(division).update_account(id, fields, self.clock.now())
+
+    def delete_account(self, division: int, id: str) -> Record:
+        with self.lock:
+            return self._div(division).delete_account(id, self.clock.now())
+
+    def create_invoice(self, division: int, header: dict[str, Any], lines: list[dict[str, Any]]) -> Record:
+        with self.lock:
+            return self._div(division).create_invoice(header, lines, self.clock.now())
+
+    def add_invoice_line(self, division: int, invoice_id: str, **fields: Any) -> Record:
+        with self.lock:
+            return self._div(division).add_invoice_line(invoice_id, fields, self.clock.now())
+
+    def update_invoice(self, division: int, invoice_id: str, header_fields: dict[str, Any]) -> Record:
+        with self.lock:
+            return self._div(division).update_invoice(invoice_id, header_fields, self.clock.now())
+
+    def update_invoice_line(self, division: int, line_id: str, **fields: Any) -> Record:
+        with self.lock:
+            return self._div(division).update_invoice_line(line_id, fields, self.clock.now())
+
+    def delete_invoice(self, division: int, invoice_id: str) -> Record:
+        with self.lock:
+            return self._div(division).delete_invoice(invoice_id, self.clock.now())
+
+    def delete_invoice_line(self, division: int, line_id: str) -> Record:
+        with self.lock:
+            return self._div(division).delete_invoice_line(line_id, self.clock.now())
+
+    def accounts(self, division: int) -> list[Record]:
+        with self.lock:
+            return [dict(r) for r in self._div(division).accounts.values()]
+
+    def invoice(self, division: int, invoice_id: str) -> Record:
+        with self.lock:
+            return self._div(division).invoice_view(invoice_id)
+
+    def invoices(self, division: int) -> list[Record]:
+        """Headers with their lines under "Lines"."""
+        with self.lock:
+            div = self._div(division)
+            return [div.invoice_view(i) for i in div.invoices]
+
+    def invoice_lines(self, division: int) -> list[Record]:
+        """What sync/SalesInvoice/SalesInvoices serves: a row per line, header fields repeated, no quirks."""
+        with self.lock:
+            return self._div(division).invoice_rows(sorted(INVOICE_ROW_FIELDS))
+
+    def deleted(self, division: int) -> list[Record]:
+        with self.lock:
+            return [dict(r) for r in self._div(division).deletions.values()]
+
+    def generate(
+        self, division: int, accounts: int = 20000, invoices: int = 25000, lines_per_invoice: int = 4
+    ) -> dict[str, int]:
+        """Fast bulk seeding for benchmarks (25,000 invoices x 4 lines in a few seconds)."""
+        with self.lock:
+            return generate_data(self._div(division), self.clock.now(), accounts, invoices, lines_per_invoice)

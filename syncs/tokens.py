@@ -1,0 +1,221 @@
+"""Token storage and the one refresh procedure every worker, thread and process shares.
+
+Exact's refresh tokens are single use and an early refresh is refused (and counted against the key), so a
+refresh happens only inside the refresh window, under a Redis lock per connection, after re-reading the stored
+pair, with the connection_tokens row locked (FOR UPDATE) in the transaction that commits the new pair before
+anyone uses it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Protocol
+
+import redis
+import structlog
+from redis.exceptions import LockError, LockNotOwnedError, RedisError
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session, sessionmaker
+
+from models import Connection, ConnectionStatus, ConnectionToken
+from syncs.clock import SYSTEM_CLOCK, Clock, to_datetime
+from syncs.crypto import TokenCipher
+from syncs.errors import (
+    ConfigurationError,
+    ConnectionInactiveError,
+    ExactRequestError,
+    LockUnavailableError,
+    ReauthRequiredError,
+    TokenRefreshError,
+)
+from syncs.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    access_token: str | None = field(repr=False)
+    refresh_token: str = field(repr=False)
+    received_at: float | None  # our clock, when the token response arrived
+    expires_in: float | None
+
+    def refreshable_at(self, window: float, margin: float) -> float | None:
+        """Earliest moment we may refresh (Exact's window plus our margin); None when the age is unknown."""
+        if self.received_at is None or self.expires_in is None:
+            return None
+        return self.received_at + self.expires_in - window + margin
+
+
+class TokenEndpoint(Protocol):
+    def refresh(self, refresh_token: str) -> TokenPair: ...
+
+
+class TokenStore:
+    """Encrypted pairs in connection_tokens; `save` joins the caller's transaction (the caller commits)."""
+
+    def __init__(self, sessions: sessionmaker[Session], cipher: TokenCipher) -> None:
+        self._sessions = sessions
+        self._cipher = cipher
+
+    def load(self, connection_id: int) -> TokenPair:
+        with self._sessions() as session:
+            row = session.get(ConnectionToken, connection_id)
+            return self._pair(row, connection_id)
+
+    def load_for_update(self, session: Session, connection_id: int) -> TokenPair:
+        statement = select(ConnectionToken).where(ConnectionToken.connection_id == connection_id)
+        row = session.execute(statement.with_for_update().execution_options(populate_existing=True))
+        return self._pair(row.scalar_one_or_none(), connection_id)
+
+    def save(self, session: Session, connection_id: int, pair: TokenPair, *, refreshed: bool = False) -> None:
+        received = to_datetime(pair.received_at) if pair.received_at is not None else None
+        expires = (
+            to_datetime(pair.received_at + pair.expires_in)
+            if pair.received_at is not None and pair.expires_in is not None
+            else None
+        )
+        values = {
+            "access_token": self._cipher.encrypt(pair.access_token) if pair.access_token else None,
+            "refresh_token": self._cipher.encrypt(pair.refresh_token),
+            "received_at": received,
+            "expires_at": expires,
+            "last_refresh_error": None,
+            "last_refresh_error_at": None,
+        }
+        if received is not None:
+            values["refresh_token_issued_at"] = received
+        if refreshed:
+            values["last_refresh_at"] = received
+        statement = insert(ConnectionToken).values(connection_id=connection_id, **values)
+        session.execute(statement.on_conflict_do_update(index_elements=["connection_id"], set_=values))
+
+    def _pair(self, row: ConnectionToken | None, connection_id: int) -> TokenPair:
+        if row is None:
+            raise ConfigurationError(f"connection {connection_id} has no stored tokens; connect it first")
+        expires_in = None
+        if row.received_at is not None and row.expires_at is not None:
+            expires_in = (row.expires_at - row.received_at) / timedelta(seconds=1)
+        return TokenPair(
+            access_token=self._cipher.decrypt(row.access_token) if row.access_token else None,
+            refresh_token=self._cipher.decrypt(row.refresh_token),
+            received_at=row.received_at.timestamp() if row.received_at is not None else None,
+            expires_in=expires_in,
+        )
+
+
+class TokenRefresher:
+    """Hands out access tokens; refreshes at most once per window, whoever asks."""
+
+    def __init__(
+        self,
+        store: TokenStore,
+        endpoint: TokenEndpoint,
+        redis_client: redis.Redis[Any],
+        settings: Settings,
+        sessions: sessionmaker[Session],
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        self._store = store
+        self._endpoint = endpoint
+        self._redis = redis_client
+        self._settings = settings
+        self._sessions = sessions
+        self._clock = clock
+
+    def needs_refresh(self, pair: TokenPair) -> bool:
+        due = pair.refreshable_at(
+            self._settings.token_refresh_window_seconds, self._settings.token_refresh_margin_seconds
+        )
+        return pair.access_token is None or due is None or self._clock.now() >= due
+
+    def valid_access_token(self, connection_id: int) -> str:
+        pair = self._store.load(connection_id)
+        if not self.needs_refresh(pair) and pair.access_token:
+            return pair.access_token
+        return self._refresh(connection_id, used_token=None)
+
+    def after_unauthorized(self, connection_id: int, used_token: str) -> str:
+        """Exact refused `used_token`: hand out a newer stored token, else refresh once."""
+        pair = self._store.load(connection_id)
+        if pair.access_token and pair.access_token != used_token:
+            return pair.access_token
+        return self._refresh(connection_id, used_token=used_token)
+
+    def _refresh(self, connection_id: int, used_token: str | None) -> str:
+        started = self._clock.now()
+        name = f"{self._settings.redis_key_prefix}:token-lock:{connection_id}"
+        timeout = self._settings.token_lock_timeout_seconds
+        lock = self._redis.lock(name, timeout=timeout, blocking=True, blocking_timeout=timeout)
+        try:
+            acquired = lock.acquire()
+        except (RedisError, OSError) as exc:
+            raise LockUnavailableError(f"cannot take the token lock {name!r}: Redis unavailable ({exc})") from None
+        if not acquired:
+            raise LockUnavailableError(f"token lock {name!r} still held by another worker after {timeout:.0f} s")
+        try:
+            return self._refresh_locked(connection_id, used_token, started)
+        finally:
+            try:
+                lock.release()
+            except LockNotOwnedError:
+                log.warning("token.lock_expired_before_release", connection_id=connection_id)
+            except (LockError, RedisError, OSError) as exc:
+                log.warning("token.lock_release_failed", connection_id=connection_id, error=str(exc))
+
+    def _refresh_locked(self, connection_id: int, used_token: str | None, started: float) -> str:
+        failure: ReauthRequiredError | TokenRefreshError | ExactRequestError | None = None
+        with self._sessions() as session, session.begin():
+            pair = self._store.load_for_update(session, connection_id)
+            if pair.access_token and (
+                (used_token is None and not self.needs_refresh(pair))
+                or (used_token is not None and pair.access_token != used_token)
+            ):
+                return pair.access_token  # another worker refreshed while we waited
+            self._check_not_failed(session, connection_id, started)
+            try:
+                new = self._endpoint.refresh(pair.refresh_token)
+            except (ReauthRequiredError, TokenRefreshError, ExactRequestError) as exc:
+                failure = exc  # the stored pair stays as it was
+            else:
+                self._store.save(session, connection_id, new, refreshed=True)
+        if failure is not None:
+            reauth = isinstance(failure, ReauthRequiredError)
+            self._record_failure(connection_id, str(failure), reauth=reauth)
+            if reauth:
+                log.error("token.reauth_required", connection_id=connection_id, error=str(failure))
+            else:
+                log.warning("token.refresh_failed", connection_id=connection_id, error=str(failure))
+            raise failure
+        log.info("token.refreshed", connection_id=connection_id, expires_in=new.expires_in)
+        if new.access_token is None:
+            raise TokenRefreshError("token endpoint returned no access token")
+        return new.access_token
+
+    def _check_not_failed(self, session: Session, connection_id: int, started: float) -> None:
+        """Waiters must not repeat a refresh that just failed for someone else: no retry storm at Exact."""
+        connection = session.get(Connection, connection_id)
+        if connection is not None and connection.status == ConnectionStatus.REAUTH_REQUIRED:
+            raise ReauthRequiredError(connection.status_reason or f"connection {connection_id} needs re-consent")
+        if connection is not None and connection.status != ConnectionStatus.ACTIVE:
+            raise ConnectionInactiveError(f"connection {connection_id} is {connection.status.value}")
+        row = session.get(ConnectionToken, connection_id)
+        if row is not None and row.last_refresh_error_at and row.last_refresh_error_at.timestamp() >= started:
+            raise TokenRefreshError(f"token refresh failed moments ago in another worker: {row.last_refresh_error}")
+
+    def _record_failure(self, connection_id: int, message: str, *, reauth: bool) -> None:
+        now = to_datetime(self._clock.now())
+        with self._sessions() as session, session.begin():
+            session.execute(
+                update(ConnectionToken)
+                .where(ConnectionToken.connection_id == connection_id)
+                .values(last_refresh_error=message, last_refresh_error_at=now)
+            )
+            if reauth:
+                session.execute(
+                    update(Connection)
+                    .where(Connection.id == connection_id)
+                    .values(status=ConnectionStatus.REAUTH_REQUIRED, status_reason=message)
+                )

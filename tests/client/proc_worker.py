@@ -1,0 +1,41 @@
+"""Runs in a spawned process: several threads ask for a valid access token at the same moment."""
+
+from __future__ import annotations
+
+import threading
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Event
+from typing import Any
+
+import redis
+
+from syncs.client import open_client
+from syncs.db import session_factory
+from syncs.settings import Settings
+
+
+def ask_for_tokens(settings_values: dict[str, Any], connection_id: int, go: Event, out: Queue[Any]) -> None:
+    settings = Settings(_env_file=None, **settings_values)
+    sessions = session_factory(settings.database_url)
+    client = redis.Redis.from_url(settings.redis_url)
+    with open_client(settings, connection_id, "nl", sessions=sessions, redis=client) as exact:
+        refresher = exact.refresher
+        assert refresher is not None
+        results: list[str] = []
+
+        def work() -> None:
+            try:
+                results.append(refresher.valid_access_token(connection_id))
+            except Exception as exc:
+                results.append(f"error: {type(exc).__name__}: {exc}")
+
+        threads = [threading.Thread(target=work) for _ in range(3)]
+        out.put("ready")
+        go.wait(30)
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        # One real API call with the token we got, to show Exact accepts it.
+        me = exact.current_me()
+    out.put((results, me["CurrentDivision"]))

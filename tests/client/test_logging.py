@@ -1,0 +1,73 @@
+"""Tokens and secrets never reach the logs, whatever path the client takes."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import structlog
+from sqlalchemy.orm import Session, sessionmaker
+
+from syncs.client import open_client
+from syncs.errors import ReauthRequiredError
+from syncs.logging import REDACTED, configure_logging
+from syncs.sandbox import SandboxServer
+from syncs.settings import Settings
+from tests.client.conftest import store_pair, token_store
+from tests.support.clock import FakeClock
+
+
+@pytest.fixture
+def log_stream(client_settings: Settings) -> Iterator[io.StringIO]:
+    stream = io.StringIO()
+    configure_logging(client_settings.model_copy(update={"log_json": True, "log_level": "DEBUG"}), stream)
+    yield stream
+    structlog.reset_defaults()
+
+
+def test_redaction_processor(log_stream: io.StringIO) -> None:
+    structlog.get_logger("t").info(
+        "event",
+        access_token="AT-secret",
+        headers={"Authorization": "Bearer BEARER-secret", "nested": [{"refresh_token": "RT-secret"}]},
+        note="sent grant_type=refresh_token&refresh_token=FORM-secret&client_secret=CS-secret",
+        connection_id=7,
+    )
+    line = json.loads(log_stream.getvalue())
+    text = log_stream.getvalue()
+    for secret in ("AT-secret", "BEARER-secret", "RT-secret", "FORM-secret", "CS-secret"):
+        assert secret not in text
+    assert line["access_token"] == REDACTED and line["connection_id"] == 7
+
+
+def test_refresh_and_failures_never_log_tokens(
+    log_stream: io.StringIO,
+    caplog: pytest.LogCaptureFixture,
+    sandbox: SandboxServer,
+    db: sessionmaker[Session],
+    client_settings: Settings,
+    connection_id: int,
+    redis_client: Any,
+    clock: FakeClock,
+) -> None:
+    caplog.set_level("DEBUG")
+    issued = sandbox.state.issue_tokens()
+    secrets = [issued["access_token"], issued["refresh_token"], "sandbox-secret"]
+    store_pair(db, client_settings, connection_id, issued, clock.now())
+    clock.advance(580)
+    with open_client(client_settings, connection_id, "nl", sessions=db, redis=redis_client, clock=clock) as exact:
+        exact.current_me()  # refreshes in the window
+        fresh = token_store(db, client_settings).load(connection_id)
+        assert fresh.access_token is not None
+        secrets += [fresh.access_token, fresh.refresh_token]
+        sandbox.state.revoke_refresh_tokens()
+        clock.advance(600)
+        with pytest.raises(ReauthRequiredError) as raised:
+            exact.current_me()
+    output = log_stream.getvalue() + caplog.text + str(raised.value)
+    assert "token.refreshed" in output and "token.reauth_required" in output
+    for secret in secrets:
+        assert secret not in output

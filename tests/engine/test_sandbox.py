@@ -1,0 +1,83 @@
+"""One end-to-end pass through the real client stack against the sandbox (the lead adds more)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from models import Account, SalesInvoice, SalesInvoiceLine
+from syncs.client import ExactClient, open_client
+from syncs.crypto import TokenCipher
+from syncs.engine import SyncCounts, sync_division
+from syncs.sandbox import SandboxConfig, SandboxServer, SandboxState
+from syncs.settings import Settings
+from syncs.tokens import TokenPair, TokenStore
+from tests.support.clock import FakeClock
+
+DIV = 124132
+
+
+@pytest.fixture
+def sandbox() -> Iterator[SandboxServer]:
+    config = SandboxConfig(page_size=4, minutely_limit=None, daily_limit=None)
+    server = SandboxServer(SandboxState(config, clock=FakeClock()))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def exact(
+    sandbox: SandboxServer,
+    settings: Settings,
+    db: sessionmaker[Session],
+    connection_id: int,
+    redis_client: Any,
+) -> Iterator[ExactClient]:
+    clock = sandbox.state.clock
+    settings = settings.model_copy(update={"exact_base_url": sandbox.base_url})
+    assert settings.token_encryption_key is not None
+    issued = sandbox.state.issue_tokens()
+    pair = TokenPair(issued["access_token"], issued["refresh_token"], clock.now(), float(issued["expires_in"]))
+    with db.begin() as session:
+        TokenStore(db, TokenCipher(settings.token_encryption_key.get_secret_value())).save(session, connection_id, pair)
+    with open_client(settings, connection_id, "nl", sessions=db, redis=redis_client, clock=clock) as client:
+        yield client
+
+
+def test_sync_through_client_and_sandbox(
+    sandbox: SandboxServer, exact: ExactClient, db: sessionmaker[Session], connection_id: int
+) -> None:
+    state = sandbox.state
+    first = sync_division(db, exact, connection_id, DIV, ["accounts", "sales_invoices"])
+    lines = state.invoice_lines(DIV)
+    assert first.inserted == len(state.accounts(DIV)) + len(state.invoices(DIV)) + len(lines) > 0
+    with db() as session:
+        assert {a.id for a in session.scalars(select(Account))} == {
+            uuid.UUID(str(a["ID"])) for a in state.accounts(DIV)
+        }
+        assert len(session.scalars(select(SalesInvoiceLine)).all()) == len(lines)
+        for invoice in state.invoices(DIV):
+            stored = session.get_one(SalesInvoice, uuid.UUID(str(invoice["InvoiceID"])))
+            expected = sum((Decimal(str(line["AmountDC"])) for line in invoice["Lines"]), Decimal(0))
+            assert stored.amount_dc == expected
+
+    calls = exact.api_calls
+    assert sync_division(db, exact, connection_id, DIV, ["accounts", "sales_invoices"]) == SyncCounts()
+    assert exact.api_calls - calls == 3  # idle run: one call per stream
+
+    account = state.accounts(DIV)[0]
+    state.delete_account(DIV, str(account["ID"]))
+    invoice = state.invoices(DIV)[0]
+    state.delete_invoice(DIV, str(invoice["InvoiceID"]))
+    third = sync_division(db, exact, connection_id, DIV, ["accounts", "sales_invoices"])
+    assert third.deleted >= 2
+    with db() as session:
+        assert session.get_one(Account, uuid.UUID(str(account["ID"]))).deleted_at is not None
+        assert session.get_one(SalesInvoice, uuid.UUID(str(invoice["InvoiceID"]))).deleted_at is not None

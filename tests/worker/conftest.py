@@ -1,0 +1,163 @@
+"""Fixtures for the worker room: a sandbox, settings aimed at it, the CLI, and real Celery subprocesses."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+import structlog
+from pydantic import SecretStr
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+from typer.testing import CliRunner, Result
+
+from models import SyncRun
+from syncs.sandbox.server import SandboxServer
+from syncs.sandbox.state import SandboxConfig, SandboxState
+from syncs.settings import Settings, get_settings
+from worker import cli_support
+from worker.cli import app as cli_app
+
+ROOT = Path(__file__).resolve().parents[2]
+CURRENT = 124132  # the sandbox's seeded current division
+CELERY = str(Path(sys.executable).with_name("celery"))
+
+
+def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """Environment variables that make a subprocess (or get_settings()) see exactly these settings."""
+    env = {
+        "DATABASE_URL": settings.database_url,
+        "REDIS_URL": settings.redis_url,
+        "REDIS_KEY_PREFIX": settings.redis_key_prefix,
+        "CELERY_QUEUE": settings.celery_queue,
+        "TOKEN_ENCRYPTION_KEY": settings.token_encryption_key.get_secret_value()
+        if settings.token_encryption_key
+        else "",
+        "EXACT_BASE_URL": settings.exact_base_url or "",
+        "EXACT_CLIENT_ID": settings.exact_client_id or "",
+        "EXACT_CLIENT_SECRET": settings.exact_client_secret.get_secret_value() if settings.exact_client_secret else "",
+        "BEAT_TICK_SECONDS": str(settings.beat_tick_seconds),
+    }
+    env.update(extra)
+    return env
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 30.0, interval: float = 0.1) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+def run_count(db: sessionmaker[Session]) -> int:
+    with db() as session:
+        return session.scalar(select(func.count()).select_from(SyncRun)) or 0
+
+
+@pytest.fixture
+def sandbox() -> Iterator[SandboxServer]:
+    server = SandboxServer(SandboxState(SandboxConfig(minutely_limit=None, daily_limit=None)))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def sandbox_settings(settings: Settings, sandbox: SandboxServer) -> Settings:
+    config = sandbox.state.config
+    return settings.model_copy(
+        update={
+            "exact_base_url": sandbox.base_url,
+            "exact_client_id": config.client_id,
+            "exact_client_secret": SecretStr(config.client_secret),
+            "beat_tick_seconds": 0.2,
+        }
+    )
+
+
+CliInvoke = Callable[..., Result]
+
+
+@pytest.fixture
+def cli(sandbox_settings: Settings, db: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch) -> Iterator[CliInvoke]:
+    """Runs `exact-sync ...` in process on an emptied database, with the test's settings taken from the
+    environment, as in production."""
+    for key, value in settings_env(sandbox_settings).items():
+        monkeypatch.setenv(key, value)
+    get_settings.cache_clear()
+    for console in (cli_support.console, cli_support.err_console):
+        monkeypatch.setattr(console, "width", 200)  # no wrapping inside the words tests look for
+    runner = CliRunner()
+
+    def invoke(*args: str, input: str | None = None) -> Result:
+        try:
+            return runner.invoke(cli_app, list(args), input=input, catch_exceptions=False)
+        finally:
+            # `run`/`demo` point structlog at the runner's stderr, which is closed once the command returns.
+            structlog.reset_defaults()
+
+    yield invoke
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def add_sandbox_connection(cli: CliInvoke, sandbox: SandboxServer) -> Callable[..., Result]:
+    """`exact-sync connections add NAME ...` with a token pair the sandbox just issued."""
+
+    def add(name: str = "acme", *extra: str) -> Result:
+        tokens = sandbox.state.issue_tokens()
+        result = cli(
+            "connections", "add", name, "--region", "nl",
+            "--refresh-token", tokens["refresh_token"],
+            "--access-token", tokens["access_token"],
+            "--expires-in", str(tokens["expires_in"]),
+            *extra,
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        return result
+
+    return add
+
+
+@pytest.fixture
+def queue_length(settings: Settings, redis_client: redis.Redis[bytes]) -> Callable[[], int]:
+    """Messages waiting in this test's Celery queue (kombu keeps a Redis list named after the queue)."""
+    return lambda: int(redis_client.llen(settings.celery_queue))
+
+
+@pytest.fixture
+def celery_worker(sandbox_settings: Settings) -> Iterator[subprocess.Popen[bytes]]:
+    """A real `celery worker` subprocess consuming this test's queue."""
+    env = {**os.environ, **settings_env(sandbox_settings)}
+    process = subprocess.Popen(
+        [
+            CELERY, "-A", "worker.app", "worker", "-Q", sandbox_settings.celery_queue,
+            "--pool", "solo", "--loglevel", "INFO",
+            "--without-gossip", "--without-mingle", "--without-heartbeat",
+            "-n", f"{sandbox_settings.celery_queue}@%h",
+        ],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    yield process
+    stop(process)
+
+
+def stop(process: subprocess.Popen[bytes]) -> str:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+    out = process.stdout.read() if process.stdout else b""
+    return out.decode(errors="replace")

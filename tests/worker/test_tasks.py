@@ -1,0 +1,98 @@
+"""The queued path with a real Celery worker subprocess: send_task by name -> the run lands in sync_runs."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from models import Account, SyncRun
+from syncs.sandbox.server import SandboxServer
+from syncs.settings import Settings
+from tests.worker.conftest import CURRENT, CliInvoke, stop
+from worker.app import create_app
+from worker.tasks import rate_limit_countdown
+
+
+def test_send_task_by_name_runs_the_sync_in_the_worker(
+    sandbox_settings: Settings,
+    db: sessionmaker[Session],
+    add_sandbox_connection: Callable[..., Any],
+    celery_worker: subprocess.Popen[bytes],
+    sandbox: SandboxServer,
+) -> None:
+    add_sandbox_connection("acme")
+    app = create_app(sandbox_settings)
+    result = app.send_task("exact.sync_connection", args=["acme"], queue=sandbox_settings.celery_queue)
+    try:
+        summary = result.get(timeout=60)
+    except Exception:
+        raise AssertionError(stop(celery_worker)) from None
+    assert summary["status"] == "succeeded", summary
+    assert summary["inserted"] > 0
+    assert summary["api_calls"] > 0
+    with db() as session:
+        run = session.scalars(select(SyncRun)).one()
+        assert (run.status, run.trigger, run.id) == ("succeeded", "task", summary["run_id"])
+        assert run.rows_inserted == summary["inserted"]
+        assert sorted(run.entities) == ["accounts", "sales_invoices"]
+        assert session.scalar(select(func.count()).select_from(Account)) == len(sandbox.state.accounts(CURRENT))
+
+
+def test_fatal_error_is_not_retried_and_the_run_says_why(
+    sandbox_settings: Settings,
+    db: sessionmaker[Session],
+    celery_worker: subprocess.Popen[bytes],
+    cli: CliInvoke,
+    sandbox: SandboxServer,
+) -> None:
+    # A refresh token that died (e.g. used by another tool): the first refresh meets "Old refresh token used".
+    dead = sandbox.state.issue_tokens()["refresh_token"]
+    assert sandbox.state.revoke_refresh_tokens() >= 1
+    added = cli("connections", "add", "acme", "--region", "nl", "--refresh-token", dead)
+    assert added.exit_code == 0, added.output
+    app = create_app(sandbox_settings)
+    result = app.send_task("exact.sync_connection", args=["acme"], queue=sandbox_settings.celery_queue)
+    summary = result.get(timeout=60)
+    assert summary["status"] == "failed"
+    assert "ReauthRequiredError" in summary["error"]
+    with db() as session:
+        runs = session.scalars(select(SyncRun)).all()
+        assert len(runs) == 1, "a fatal error must not be retried"
+        assert runs[0].status == "failed" and "ReauthRequiredError" in (runs[0].error or "")
+
+
+def test_unknown_connection_fails_without_a_run(
+    sandbox_settings: Settings, db: sessionmaker[Session], celery_worker: subprocess.Popen[bytes]
+) -> None:
+    app = create_app(sandbox_settings)
+    summary = app.send_task("exact.sync_connection", args=["nope"], queue=sandbox_settings.celery_queue).get(timeout=60)
+    assert summary["status"] == "failed"
+    assert "unknown connection 'nope'" in summary["error"]
+    with db() as session:
+        assert session.scalar(select(func.count()).select_from(SyncRun)) == 0
+
+
+def test_rate_limit_countdown_waits_until_retry_at_but_not_beyond_the_visibility_timeout() -> None:
+    wait = rate_limit_countdown(retry_at=1000.0 + 42, now=1000.0, visibility_timeout=3600)
+    assert wait is not None and 42 <= wait <= 47
+    assert rate_limit_countdown(retry_at=1000.0 - 5, now=1000.0, visibility_timeout=3600) is not None
+    assert rate_limit_countdown(retry_at=1000.0 + 7200, now=1000.0, visibility_timeout=3600) is None
+
+
+def test_cli_sync_wait_prints_the_outcome(
+    add_sandbox_connection: Callable[..., Any],
+    celery_worker: subprocess.Popen[bytes],
+    cli: CliInvoke,
+    db: sessionmaker[Session],
+) -> None:
+    add_sandbox_connection("acme")
+    result = cli("sync", "acme", "--entity", "accounts", "--wait", "--timeout", "60")
+    assert result.exit_code == 0, result.output + stop(celery_worker)
+    assert "succeeded" in result.output
+    with db() as session:
+        run = session.scalars(select(SyncRun)).one()
+        assert run.entities == ["accounts"] and run.trigger == "cli-queued"

@@ -1,0 +1,58 @@
+"""The Celery app: `celery -A worker.app worker` / `celery -A worker.app beat`.
+
+Reliability settings, and why:
+- `task_acks_late` + `task_reject_on_worker_lost`: a message is acknowledged only after the task finished,
+  so a worker killed mid-sync leaves the message to be redelivered instead of losing it. Redelivery is safe: a
+  sync is idempotent (it resumes from committed cursors) and a per-connection advisory lock skips duplicates.
+- `visibility_timeout`: Redis redelivers unacknowledged messages after this many seconds; it must exceed the
+  longest sync and the longest retry countdown (see `worker.tasks`), or a message would run twice (harmlessly,
+  thanks to the lock, but wastefully).
+- `worker_prefetch_multiplier=1`: a long sync never holds other connections' messages hostage.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from celery.signals import after_setup_logger
+
+from syncs.logging import configure_logging
+from syncs.settings import Settings, get_settings
+
+SCHEDULER = "worker.scheduler:ConnectionScheduler"
+
+
+def create_app(settings: Settings) -> Celery:
+    app = Celery("exact_sync", include=["worker.tasks"])
+    app.conf.update(
+        broker_url=settings.redis_url,
+        result_backend=settings.redis_url,
+        # Result keys live under our prefix, next to the locks, so one Redis can host several installations.
+        result_backend_transport_options={"global_keyprefix": f"{settings.redis_key_prefix}:"},
+        result_expires=7 * 24 * 3600,
+        task_default_queue=settings.celery_queue,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_track_started=True,
+        broker_transport_options={"visibility_timeout": settings.celery_visibility_timeout_seconds},
+        broker_connection_retry_on_startup=True,
+        worker_prefetch_multiplier=1,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        timezone="UTC",
+        enable_utc=True,
+        beat_scheduler=SCHEDULER,
+        beat_max_loop_interval=max(1.0, settings.beat_tick_seconds),
+    )
+    return app
+
+
+@after_setup_logger.connect
+def _structured_logging(**_: Any) -> None:
+    """Worker and beat log through structlog with secrets redacted, like the CLI."""
+    configure_logging(get_settings())
+
+
+app = create_app(get_settings())

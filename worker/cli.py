@@ -1,0 +1,205 @@
+"""The `exact-sync` command line. Expected errors end as one line on stderr, exit code 1 (2: bad config)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from typing import Annotated, Any, NoReturn
+
+import typer
+from celery.exceptions import TimeoutError as CeleryTimeout
+from rich.progress import Progress, SpinnerColumn, TextColumn
+
+from models.migrate import upgrade_to_head
+from syncs.connections import connection_reports
+from syncs.db import session_factory
+from syncs.settings import Settings
+from worker.cli_connections import connections_app
+from worker.cli_support import console, current_settings, err_console, expected_errors, fail
+from worker.runs import execute_sync, resolve_entities
+from worker.views import counts_table, outcome_table, status_view
+
+app = typer.Typer(
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Keep Postgres tables in sync with Exact Online.",
+)
+app.add_typer(connections_app, name="connections")
+
+SYNC_TASK = "exact.sync_connection"
+EntityOption = Annotated[
+    list[str] | None, typer.Option("--entity", "-e", help="Entity to sync (repeatable); default: all.")
+]
+FullOption = Annotated[bool, typer.Option("--full", help="Ignore the cursors and fetch everything again.")]
+PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+def _configure_logging(settings: Settings) -> None:
+    from syncs.logging import configure_logging
+
+    configure_logging(settings)
+
+
+@app.command()
+@expected_errors
+def migrate() -> None:
+    """Create the database when missing and upgrade it to the newest schema."""
+    upgrade_to_head(current_settings().database_url)
+    console.print("database is at the newest schema")
+
+
+@app.command()
+@expected_errors
+def sync(
+    name: Annotated[str, typer.Argument(help="Connection name.")],
+    entity: EntityOption = None,
+    full: FullOption = False,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for the worker and print the outcome.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds --wait waits at most.")] = 3600.0,
+) -> None:
+    """Queue a sync for the worker."""
+    from worker.app import create_app
+
+    settings = current_settings()
+    entities = resolve_entities(entity) if entity else None
+    celery_app = create_app(settings)
+    result = celery_app.send_task(
+        SYNC_TASK,
+        args=[name],
+        kwargs={"entities": entities, "full": full, "trigger": "cli-queued"},
+        queue=settings.celery_queue,
+    )
+    console.print(f"queued sync of [bold]{name}[/] as task {result.id} on queue {settings.celery_queue}")
+    if not wait:
+        return
+    try:
+        outcome = result.get(timeout=timeout, propagate=False)
+    except CeleryTimeout:
+        raise fail(f"no outcome within {timeout:g} s; the task may still run (task id {result.id})") from None
+    if result.failed():
+        raise fail(f"task failed after its retries: {type(outcome).__name__}: {outcome}")
+    _print_outcome(outcome)
+
+
+@app.command()
+@expected_errors
+def run(
+    name: Annotated[str, typer.Argument(help="Connection name.")],
+    entity: EntityOption = None,
+    full: FullOption = False,
+) -> None:
+    """Sync now, in this process (no worker needed), with a progress display."""
+    settings = current_settings()
+    _configure_logging(settings)
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=err_console, transient=True) as bar:
+        tasks: dict[str, Any] = {}
+        rows: dict[str, int] = {}
+
+        def progress(stream: str, count: int) -> None:
+            rows[stream] = rows.get(stream, 0) + count
+            if stream not in tasks:
+                tasks[stream] = bar.add_task(stream)
+            bar.update(tasks[stream], description=f"{stream}: {rows[stream]} rows fetched")
+
+        outcome = execute_sync(settings, name, entities=entity, full=full, trigger="cli", progress=progress)
+    _print_outcome(outcome.as_dict())
+
+
+def _print_outcome(outcome: Any) -> None:
+    if not isinstance(outcome, dict):
+        raise fail(f"unexpected task result {outcome!r}")
+    console.print(outcome_table(outcome))
+    if outcome.get("status") == "failed":
+        raise typer.Exit(1)
+    if outcome.get("status") == "skipped":
+        console.print("another sync of this connection was running; nothing done")
+
+
+@app.command()
+@expected_errors
+def status(name: Annotated[str | None, typer.Argument(help="Only this connection.")] = None) -> None:
+    """Connection states, schedules, last runs and cursors."""
+    with session_factory(current_settings().database_url)() as session:
+        console.print(status_view(connection_reports(session, name)))
+
+
+def _exec_celery(arguments: Sequence[str]) -> NoReturn:
+    command = [sys.executable, "-m", "celery", "-A", "worker.app", *arguments]
+    os.execv(sys.executable, command)
+
+
+@app.command(context_settings=PASS_THROUGH)
+def worker(ctx: typer.Context, loglevel: Annotated[str, typer.Option("--loglevel")] = "INFO") -> None:
+    """Run a Celery worker on the configured queue (extra options go to `celery worker`)."""
+    queue = current_settings().celery_queue
+    _exec_celery(["worker", "-Q", queue, "--loglevel", loglevel, *ctx.args])
+
+
+@app.command(context_settings=PASS_THROUGH)
+def beat(ctx: typer.Context, loglevel: Annotated[str, typer.Option("--loglevel")] = "INFO") -> None:
+    """Run Celery beat with the connection scheduler (extra options go to `celery beat`)."""
+    _exec_celery(["beat", "-S", "worker.scheduler:ConnectionScheduler", "--loglevel", loglevel, *ctx.args])
+
+
+@app.command()
+def sandbox(
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8765,
+    host: Annotated[str, typer.Option(help="Interface to bind (0.0.0.0 in a container).")] = "127.0.0.1",
+) -> None:
+    """Run the Exact Online sandbox in the foreground (control API under /sandbox/)."""
+    from syncs.sandbox.server import serve
+
+    console.print(f"sandbox on http://{host}:{port} (client id sandbox-client, secret sandbox-secret)")
+    serve(host, port)
+
+
+@app.command()
+@expected_errors
+def demo(
+    sandbox_url: Annotated[
+        str | None, typer.Option(help="Use this running sandbox instead of starting one in process.")
+    ] = None,
+    register_only: Annotated[
+        bool, typer.Option("--register-only", help="Only register the demo connection; beat syncs it.")
+    ] = False,
+) -> None:
+    """Migrate, start a sandbox, register a connection named "demo", sync it and count the rows."""
+    from worker.demo import register_demo, retire_demo, running_sandbox, sandbox_settings, tokens_from_sandbox
+
+    base = current_settings()
+    if sandbox_url:
+        settings, ephemeral = sandbox_settings(base, sandbox_url)
+        if ephemeral:
+            raise fail("--sandbox-url needs TOKEN_ENCRYPTION_KEY: the worker must be able to read the tokens", 2)
+        if not register_demo(settings, tokens_from_sandbox(sandbox_url), replace=False):
+            console.print("connection [bold]demo[/] is already registered")
+        else:
+            console.print(f"connection [bold]demo[/] registered against {sandbox_url}")
+        if register_only:
+            return
+        _sync_demo(settings)
+        return
+    with running_sandbox() as (url, tokens):
+        settings, ephemeral = sandbox_settings(base, url)
+        console.print(f"sandbox started on {url}")
+        if ephemeral:
+            console.print(
+                "TOKEN_ENCRYPTION_KEY is not set: the demo uses an ephemeral key, so its stored tokens are "
+                "unreadable after this command (fine for a demo; set the key for real connections)"
+            )
+        register_demo(settings, tokens, replace=True)
+        try:
+            _sync_demo(settings)
+        finally:
+            retire_demo(settings)
+
+
+def _sync_demo(settings: Settings) -> None:
+    from worker.demo import DEMO_CONNECTION, row_counts
+
+    _configure_logging(settings)
+    outcome = execute_sync(settings, DEMO_CONNECTION, trigger="demo")
+    console.print(outcome_table(outcome.as_dict()))
+    with session_factory(settings.database_url)() as session:
+        console.print(counts_table(row_counts(session)))

@@ -1,0 +1,112 @@
+"""`exact-sync connections add|list|remove`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from syncs.clock import SYSTEM_CLOCK
+from syncs.connections import add_connection, list_connections, remove_connection, validate_region
+from syncs.crypto import TokenCipher
+from syncs.db import session_factory
+from syncs.settings import REGIONS, Settings
+from syncs.tokens import TokenPair, TokenStore
+from worker.cli_support import console, current_settings, expected_errors, fail
+from worker.views import connections_table
+
+connections_app = typer.Typer(no_args_is_help=True, help="Register, list and remove Exact Online connections.")
+
+
+def register(
+    settings: Settings,
+    name: str,
+    region: str,
+    refresh_token: str,
+    access_token: str | None = None,
+    expires_in: float | None = None,
+    division: int | None = None,
+    interval: int | None = None,
+) -> int:
+    """Store a connection and its token pair (encrypted); returns the connection id. Shared with `demo`."""
+    validate_region(region)
+    key = settings.token_encryption_key.get_secret_value() if settings.token_encryption_key else None
+    sessions = session_factory(settings.database_url)
+    store = TokenStore(sessions, TokenCipher(key))
+    pair = TokenPair(
+        access_token=access_token,
+        refresh_token=refresh_token,
+        # The access token's age is only known when it came with this command; without one, the first sync
+        # refreshes (the refresh token is what matters).
+        received_at=SYSTEM_CLOCK.now() if access_token else None,
+        expires_in=(expires_in if expires_in is not None else 600.0) if access_token else None,
+    )
+    with sessions.begin() as session:
+        connection = add_connection(
+            session,
+            store,
+            name,
+            region,
+            pair,
+            division=division,
+            interval=interval if interval is not None else settings.default_sync_interval_minutes,
+        )
+        return connection.id
+
+
+@connections_app.command("add")
+@expected_errors
+def add(
+    name: Annotated[str, typer.Argument(help="A name of your choice, used by every other command.")],
+    region: Annotated[str, typer.Option(help=f"Exact Online region: {', '.join(REGIONS)}.")],
+    refresh_token: Annotated[
+        str,
+        typer.Option(
+            envvar="EXACT_REFRESH_TOKEN",
+            prompt=True,
+            hide_input=True,
+            help="Refresh token obtained elsewhere (or set EXACT_REFRESH_TOKEN; prompted when missing).",
+        ),
+    ],
+    access_token: Annotated[
+        str | None,
+        typer.Option(envvar="EXACT_ACCESS_TOKEN", help="Access token issued with the refresh token."),
+    ] = None,
+    expires_in: Annotated[
+        float | None, typer.Option(help="Seconds the access token was valid for when issued (default 600).")
+    ] = None,
+    division: Annotated[
+        int | None, typer.Option(help="Division to sync; default: the user's current division in Exact.")
+    ] = None,
+    interval: Annotated[int | None, typer.Option(help="Minutes between scheduled syncs.", min=1)] = None,
+) -> None:
+    """Import a token pair obtained elsewhere; the tokens are stored encrypted with TOKEN_ENCRYPTION_KEY."""
+    if region not in REGIONS:
+        raise fail(f"unknown region {region!r}; expected one of {', '.join(REGIONS)}", 2)
+    if expires_in is not None and access_token is None:
+        raise fail("--expires-in only makes sense with --access-token", 2)
+    connection_id = register(
+        current_settings(), name, region, refresh_token, access_token, expires_in, division, interval
+    )
+    console.print(f"connection [bold]{name}[/] added (id {connection_id}); beat syncs it at its next tick")
+
+
+@connections_app.command("list")
+@expected_errors
+def list_() -> None:
+    """Show every connection with its state and schedule."""
+    with session_factory(current_settings().database_url)() as session:
+        connections = list_connections(session)
+        if not connections:
+            console.print("no connections; add one with `exact-sync connections add`")
+            return
+        console.print(connections_table(connections))
+
+
+@connections_app.command("remove")
+@expected_errors
+def remove(name: Annotated[str, typer.Argument()]) -> None:
+    """Delete a connection with its tokens, divisions, cursors and run history (synced rows are kept)."""
+    with session_factory(current_settings().database_url).begin() as session:
+        remove_connection(session, name)
+    console.print(f"connection [bold]{name}[/] removed")

@@ -1,0 +1,148 @@
+"""Beat scheduling from the `connections` table, so adding or changing a connection needs no beat restart.
+
+Two safeguards against double scheduling, either of which suffices on its own:
+1. A claim in Postgres: a due connection is sent only after one atomic conditional UPDATE moved its
+   `next_sync_at` past now. Of two beats racing, the second UPDATE waits for the first's row lock,
+   re-checks the condition on the new row version and finds nothing due.
+2. A Redis leader lock (`{prefix}:beat-lock`, redbeat-style) refreshed every tick with a TTL: only one beat at
+   a time does anything; if it dies, another takes over once the TTL runs out.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import redis
+import structlog
+from celery import Celery
+from celery.beat import Scheduler
+from redis.exceptions import LockError, RedisError
+from redis.lock import Lock
+from sqlalchemy import text
+from sqlalchemy.orm import Session, sessionmaker
+
+from syncs.clock import SYSTEM_CLOCK, Clock, to_datetime
+from syncs.db import session_factory
+from syncs.settings import Settings, get_settings
+
+log = structlog.get_logger(__name__)
+
+SYNC_TASK = "exact.sync_connection"
+
+# One statement claims every due connection; RETURNING tells us what this beat won.
+CLAIM_DUE = text(
+    """
+    UPDATE connections
+       SET next_sync_at = :now + make_interval(mins => sync_interval_minutes)
+     WHERE status = 'active'
+       AND (next_sync_at IS NULL OR next_sync_at <= :now)
+    RETURNING id, name, sync_interval_minutes
+    """
+)
+# Undo a claim whose message could not be sent: due again at the next tick (unless changed meanwhile).
+UNCLAIM = text("UPDATE connections SET next_sync_at = NULL WHERE id = :id AND next_sync_at = :claimed")
+
+
+def schedule_due_connections(
+    sessions: sessionmaker[Session], send: Callable[[str, int], None], clock: Clock = SYSTEM_CLOCK
+) -> list[str]:
+    """Claim every due active connection and `send(name, interval_minutes)` for each; returns the names sent.
+
+    A connection whose send failed is made due again, so the next tick tries again.
+    """
+    now = to_datetime(clock.now())
+    with sessions.begin() as session:
+        claimed = session.execute(CLAIM_DUE, {"now": now}).all()
+    sent = []
+    for row in sorted(claimed, key=lambda r: r.name):
+        try:
+            send(row.name, row.sync_interval_minutes)
+        except Exception as exc:
+            log.error("beat.send_failed", connection=row.name, error=f"{type(exc).__name__}: {exc}")
+            claimed_at = now + timedelta(minutes=row.sync_interval_minutes)
+            with sessions.begin() as session:
+                session.execute(UNCLAIM, {"id": row.id, "claimed": claimed_at})
+            continue
+        sent.append(row.name)
+    if sent:
+        log.info("beat.scheduled", connections=sent)
+    return sent
+
+
+class LeaderLock:
+    """A Redis lock that one beat holds while alive: taken without blocking, extended on every tick."""
+
+    def __init__(self, client: redis.Redis[bytes], key: str, ttl: float) -> None:
+        self._lock = Lock(client, key, timeout=ttl, blocking=False, thread_local=False)
+        self._token = uuid.uuid4().hex.encode()
+
+    def hold(self) -> bool:
+        """True when we are (still, or now) the leader."""
+        try:
+            if self._lock.owned():
+                self._lock.reacquire()
+                return True
+            return bool(self._lock.acquire(blocking=False, token=self._token))
+        except (LockError, RedisError) as exc:
+            log.warning("beat.leader_lock_unavailable", error=f"{type(exc).__name__}: {exc}")
+            return False
+
+    def release(self) -> None:
+        try:
+            if self._lock.owned():
+                self._lock.release()
+        except (LockError, RedisError):
+            pass
+
+
+class ConnectionScheduler(Scheduler):
+    """celery beat -S worker.scheduler:ConnectionScheduler. Static `beat_schedule` entries keep working."""
+
+    def __init__(
+        self,
+        app: Celery,
+        *args: Any,
+        settings: Settings | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+        **kwargs: Any,
+    ) -> None:
+        self.settings = settings or get_settings()
+        self.clock = clock
+        self.tick_seconds = max(0.1, self.settings.beat_tick_seconds)
+        self._sessions = session_factory(self.settings.database_url)
+        self._redis: redis.Redis[bytes] = redis.Redis.from_url(self.settings.redis_url)
+        self._leader = LeaderLock(
+            self._redis, f"{self.settings.redis_key_prefix}:beat-lock", ttl=max(30.0, 6 * self.tick_seconds)
+        )
+        super().__init__(app, *args, **kwargs)
+
+    def tick(self, *args: Any, **kwargs: Any) -> float:
+        if not self._leader.hold():
+            log.debug("beat.standby")
+            return self.tick_seconds
+        try:
+            schedule_due_connections(self._sessions, self._send, self.clock)
+        except Exception as exc:  # a database hiccup must not stop beat; the next tick retries
+            log.error("beat.schedule_failed", error=f"{type(exc).__name__}: {exc}")
+        return float(min(super().tick(*args, **kwargs), self.tick_seconds))
+
+    def _send(self, name: str, interval_minutes: int) -> None:
+        self.app.send_task(
+            SYNC_TASK,
+            args=[name],
+            kwargs={"trigger": "beat"},
+            queue=self.settings.celery_queue,
+            # A message older than the interval is superseded by the next one: drop it rather than pile up
+            # while workers are down.
+            expires=interval_minutes * 60,
+        )
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._leader.release()
+            self._redis.close()
