@@ -85,3 +85,18 @@ def make_refresher(
     yield build
     for oauth in opened:
         oauth.close()
+
+
+@pytest.fixture
+def issued(
+    sandbox: SandboxServer,
+    db: sessionmaker[Session],
+    client_settings: Settings,
+    connection_id: int,
+    clock: FakeClock,
+) -> dict[str, Any]:
+    """A token pair from the sandbox, stored for `connection_id` as received now; counters start at zero."""
+    tokens = sandbox.state.issue_tokens()
+    store_pair(db, client_settings, connection_id, tokens, clock.now())
+    sandbox.state.reset_counters()
+    return tokens

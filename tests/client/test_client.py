@@ -29,22 +29,8 @@ VALID = {"access_token": "stub-access", "refresh_token": "stub-refresh", "expire
 
 
 @pytest.fixture
-def tokens(
-    sandbox: SandboxServer,
-    db: sessionmaker[Session],
-    client_settings: Settings,
-    connection_id: int,
-    clock: FakeClock,
-) -> dict[str, Any]:
-    issued = sandbox.state.issue_tokens()
-    store_pair(db, client_settings, connection_id, issued, clock.now())
-    sandbox.state.reset_counters()
-    return issued
-
-
-@pytest.fixture
 def exact(
-    tokens: dict[str, Any],
+    issued: dict[str, Any],
     client_settings: Settings,
     connection_id: int,
     db: sessionmaker[Session],

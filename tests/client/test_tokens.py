@@ -24,20 +24,6 @@ LIFETIME, WINDOW, MARGIN = 600.0, 30.0, 2.0
 REFRESHABLE = LIFETIME - WINDOW + MARGIN  # seconds after receipt when we may refresh
 
 
-@pytest.fixture
-def issued(
-    sandbox: SandboxServer,
-    db: sessionmaker[Session],
-    client_settings: Settings,
-    connection_id: int,
-    clock: FakeClock,
-) -> dict[str, Any]:
-    tokens = sandbox.state.issue_tokens()
-    store_pair(db, client_settings, connection_id, tokens, clock.now())
-    sandbox.state.reset_counters()
-    return tokens
-
-
 def test_token_is_reused_until_the_refresh_window(
     issued: dict[str, Any], make_refresher: Any, sandbox: SandboxServer, clock: FakeClock, connection_id: int
 ) -> None:
