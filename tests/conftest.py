@@ -61,7 +61,7 @@ def redis_prefix() -> Iterator[str]:
 
 
 @pytest.fixture
-def redis_client() -> Iterator[redis.Redis]:
+def redis_client() -> Iterator[redis.Redis[bytes]]:
     client = redis.Redis.from_url(REDIS_URL)
     yield client
     client.close()
@@ -70,7 +70,7 @@ def redis_client() -> Iterator[redis.Redis]:
 @pytest.fixture
 def settings(database_url: str, redis_prefix: str) -> Settings:
     return Settings(
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
         database_url=database_url,
         redis_url=REDIS_URL,
         redis_key_prefix=redis_prefix,

@@ -105,10 +105,10 @@ def assert_tables_equal_source(db: sessionmaker[Session], state: SandboxState) -
         assert (invoice.status, invoice.type, invoice.currency) == header
         assert invoice.amount_dc == sum((money(line["AmountDC"]) for line in source["Lines"]), Decimal(0))
         for line in source["Lines"]:
-            row = lines[uuid.UUID(line["ID"])]
-            assert row.invoice_id == invoice.id
-            assert (row.line_number, row.quantity) == (line["LineNumber"], money(line["Quantity"]))
-            assert (row.amount_dc, row.vat_code) == (money(line["AmountDC"]), line["VATCode"])
+            stored = lines[uuid.UUID(line["ID"])]
+            assert stored.invoice_id == invoice.id
+            assert (stored.line_number, stored.quantity) == (line["LineNumber"], money(line["Quantity"]))
+            assert (stored.amount_dc, stored.vat_code) == (money(line["AmountDC"]), line["VATCode"])
 
 
 def test_sync_change_and_delete_in_the_source_then_sync_again(
