@@ -33,6 +33,11 @@ class Connection(Base):
     next_sync_at: Mapped[datetime | None] = mapped_column(index=True)
     last_sync_at: Mapped[datetime | None]
     current_division: Mapped[int | None] = mapped_column(Integer)
+    # When system/Divisions was last read for this connection (at connect, then daily inside a run).
+    divisions_checked_at: Mapped[datetime | None]
+    # True once someone chose divisions (`connections divisions --include/--exclude`): divisions found later
+    # are then not synced until chosen; False: every active division (Status 1) is synced.
+    divisions_chosen: Mapped[bool] = mapped_column(default=False, server_default="false")
     created_at: Mapped[datetime] = created_at_column()
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
 
@@ -51,6 +56,8 @@ class ConnectionToken(Base):
     last_refresh_at: Mapped[datetime | None]
     last_refresh_error: Mapped[str | None] = mapped_column(Text)
     last_refresh_error_at: Mapped[datetime | None]
+    # Failed refreshes since the last success (timeouts, 5xx): the next attempt backs off accordingly.
+    refresh_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class Division(Base):
@@ -64,6 +71,7 @@ class Division(Base):
     sync_enabled: Mapped[bool] = mapped_column(default=True)
     available: Mapped[bool] = mapped_column(default=True)
     unavailable_reason: Mapped[str | None] = mapped_column(Text)
+    last_synced_at: Mapped[datetime | None]
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
 
 

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from syncs.auth import ExactAuth
 from syncs.clock import SYSTEM_CLOCK, Clock
 from syncs.crypto import TokenCipher
+from syncs.errorbudget import ErrorBudget
 from syncs.errors import (
     ConfigurationError,
     ExactRequestError,
@@ -34,10 +35,9 @@ from syncs.odata import decode_json, error_message, page_from_json
 from syncs.ratelimit import RateGate
 from syncs.settings import Settings
 from syncs.tokens import TokenRefresher, TokenStore
+from syncs.transport import DIVISION_KEY, BudgetedTransport
 
 log = structlog.get_logger(__name__)
-
-DIVISION_KEY = "exact_division"  # request extension naming the rate gate's division
 
 
 class ExactClient:
@@ -65,7 +65,6 @@ class ExactClient:
         self._backoff_base = backoff_base
         self._backoff_max = backoff_max
         self._on_close = on_close
-        http.event_hooks["request"].append(self._before_send)
         http.event_hooks["response"].append(self._after_receive)
 
     # -- public API ------------------------------------------------------------------------------------------
@@ -164,13 +163,9 @@ class ExactClient:
         log.warning("exact.retry", error=str(error), attempt=failures, delay=round(delay, 3))
         self._clock.sleep(delay)
 
-    def _before_send(self, request: httpx.Request) -> None:
-        self._gate.before_request(str(request.extensions.get(DIVISION_KEY, "current")))
-        self.api_calls += 1
-
     def _after_receive(self, response: httpx.Response) -> None:
-        division = str(response.request.extensions.get(DIVISION_KEY, "current"))
-        self._gate.observe(division, response.status_code, response.headers)
+        # The budgets are held by BudgetedTransport (every request passes it); here we only count answers.
+        self.api_calls += 1
 
 
 def _request_error(url: str, response: httpx.Response) -> ExactRequestError:
@@ -208,14 +203,24 @@ def open_client(
     )
     store = TokenStore(sessions, TokenCipher(key))
     refresher = TokenRefresher(store, oauth, redis, settings, sessions, clock)
+    gate = RateGate(
+        redis,
+        settings.redis_key_prefix,
+        clock,
+        max_in_flight=settings.rate_max_in_flight,
+        slot_ttl=settings.rate_in_flight_ttl_seconds,
+        max_wait=settings.rate_max_wait_seconds,
+        reset_margin=settings.rate_reset_margin_seconds,
+    )
+    errors = ErrorBudget(redis, settings.redis_key_prefix, clock, connection_id, settings.error_budget_per_hour)
+    auth = ExactAuth(refresher, connection_id)
     http = httpx.Client(
-        auth=ExactAuth(refresher, connection_id),
+        auth=auth,
         headers={"Accept": "application/json"},
         timeout=settings.http_timeout_seconds,
-        transport=transport,
+        transport=BudgetedTransport(transport or httpx.HTTPTransport(), gate, errors, auth.reauthorize),
         follow_redirects=False,
     )
-    gate = RateGate(redis, settings.redis_key_prefix, clock)
     client = ExactClient(http, base_url, gate, clock=clock, on_close=(oauth,))
     client.refresher = refresher
     return client

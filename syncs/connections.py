@@ -82,6 +82,8 @@ def add_connection(
         status=ConnectionStatus.ACTIVE,
         sync_interval_minutes=interval,
         current_division=division,
+        # A division named here is the one to sync: divisions found later wait to be chosen.
+        divisions_chosen=division is not None,
     )
     session.add(connection)
     session.flush()

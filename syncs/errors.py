@@ -74,3 +74,12 @@ class ConfigurationError(FatalError):
 
 class ConnectionInactiveError(FatalError):
     """The connection is not `active` (it needs re-consent or was disabled)."""
+
+
+class ErrorBudgetExhaustedError(FatalError):
+    """Too many 400/401/403/404 answers from one endpoint within the hour: we stop calling it before Exact's
+    error limit blocks the app key. `retry_at` is the epoch second when calls may resume."""
+
+    def __init__(self, message: str, retry_at: float) -> None:
+        super().__init__(message)
+        self.retry_at = retry_at

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from syncs.errors import MalformedResponseError
 
@@ -18,7 +19,7 @@ class Page:
 def decode_json(body: bytes | str, url: str) -> Any:
     """The decoded body, or MalformedResponseError naming the URL (Exact answers XML without Accept: json)."""
     try:
-        return json.loads(body)
+        return orjson.loads(body)
     except (ValueError, UnicodeDecodeError):
         preview = body[:80].decode(errors="replace") if isinstance(body, bytes) else body[:80]
         raise MalformedResponseError(f"response from {url} is not JSON (starts with {preview!r})") from None
@@ -58,7 +59,7 @@ def _rows(items: list[Any], url: str) -> list[dict[str, Any]]:
 def error_message(body: bytes | str) -> str | None:
     """The text of {"error":{"code","message":{"lang","value"}}} or OAuth's {"error","error_description"}."""
     try:
-        document = json.loads(body)
+        document = orjson.loads(body)
     except (ValueError, UnicodeDecodeError):
         return None
     if not isinstance(document, dict):
@@ -81,7 +82,7 @@ def error_message(body: bytes | str) -> str | None:
 def oauth_error(body: bytes | str) -> tuple[str | None, str | None]:
     """(error, error_description) of an OAuth error body, or (None, None)."""
     try:
-        document = json.loads(body)
+        document = orjson.loads(body)
     except (ValueError, UnicodeDecodeError):
         return None, None
     if not isinstance(document, dict):

@@ -26,10 +26,40 @@ class Settings(BaseSettings):
     # Seconds into the window before we refresh, so clock drift between us and Exact never makes us early.
     token_refresh_margin_seconds: float = 2.0
     token_lock_timeout_seconds: float = 90.0
+    # Keep-alive: refresh any active connection whose refresh token is older than this, so an idle connection
+    # never reaches Exact's 30-day refresh-token expiry. The beat entry checks every keepalive_check_minutes.
+    token_keepalive_days: float = 7.0
+    token_keepalive_check_minutes: float = 60.0
+    # A keep-alive waits at most this long for an access token's refresh window; further away: next beat run.
+    token_keepalive_max_wait_seconds: float = 60.0
+    # After a failed refresh (timeout, 5xx) the next attempt waits base * 2**(failures-1), at most max.
+    token_refresh_backoff_seconds: float = 30.0
+    token_refresh_backoff_max_seconds: float = 900.0
+    # OAuth connect: how long a pending `state` stays valid (Exact's codes live 3 minutes; consent takes longer).
+    oauth_state_ttl_seconds: int = 900
+    # How often a run re-reads system/Divisions (new divisions, descriptions, status).
+    divisions_check_hours: float = 24.0
+    # Passphrase for `connections export/import` (prompted for when unset).
+    exact_sync_export_passphrase: SecretStr | None = None
+    web_host: str = "127.0.0.1"
+    web_port: int = 8765
     http_timeout_seconds: float = 30.0
     default_sync_interval_minutes: int = 15
     beat_tick_seconds: float = 5.0
     celery_visibility_timeout_seconds: int = 3600
+    # Rate budget per division (issue 4, see syncs/ratelimit.py): requests in flight at once per division
+    # (a Redis semaphore whose slots expire after rate_in_flight_ttl_seconds, so a killed worker frees its slot),
+    # the longest wait for budget before the task is handed back, and a margin after each reset for clock skew.
+    rate_max_in_flight: int = 1
+    rate_in_flight_ttl_seconds: float = 60.0
+    rate_max_wait_seconds: float = 120.0
+    rate_reset_margin_seconds: float = 0.5
+    # Error budget: stop calling an endpoint after this many 400/401/403/404 within an hour (Exact blocks at 10).
+    error_budget_per_hour: int = 8
+    # Beat defers scheduled syncs of a connection while a division has less than this share of its daily
+    # budget left, until the daily reset plus the margin; manual syncs still run (with a warning).
+    daily_budget_low_fraction: float = 0.10
+    daily_budget_defer_margin_seconds: float = 120.0
     redis_key_prefix: str = "exact-sync"
     celery_queue: str = "exact-sync"
     log_level: str = "INFO"

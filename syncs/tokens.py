@@ -84,6 +84,7 @@ class TokenStore:
             "expires_at": expires,
             "last_refresh_error": None,
             "last_refresh_error_at": None,
+            "refresh_failures": 0,
         }
         if received is not None:
             values["refresh_token_issued_at"] = received
@@ -204,6 +205,12 @@ class TokenRefresher:
         row = session.get(ConnectionToken, connection_id)
         if row is not None and row.last_refresh_error_at and row.last_refresh_error_at.timestamp() >= started:
             raise TokenRefreshError(f"token refresh failed moments ago in another worker: {row.last_refresh_error}")
+        retry_at = next_refresh_attempt(row, self._settings)
+        if retry_at is not None and self._clock.now() < retry_at:
+            raise TokenRefreshError(
+                f"token refresh backing off after {row.refresh_failures if row else 0} failure(s) until "
+                f"{to_datetime(retry_at):%Y-%m-%d %H:%M:%S} UTC (last error: {row.last_refresh_error if row else ''})"
+            )
 
     def _record_failure(self, connection_id: int, message: str, *, reauth: bool) -> None:
         now = to_datetime(self._clock.now())
@@ -211,11 +218,51 @@ class TokenRefresher:
             session.execute(
                 update(ConnectionToken)
                 .where(ConnectionToken.connection_id == connection_id)
-                .values(last_refresh_error=message, last_refresh_error_at=now)
+                .values(
+                    last_refresh_error=message,
+                    last_refresh_error_at=now,
+                    refresh_failures=ConnectionToken.refresh_failures + (0 if reauth else 1),
+                )
             )
             if reauth:
                 session.execute(
                     update(Connection)
                     .where(Connection.id == connection_id)
-                    .values(status=ConnectionStatus.REAUTH_REQUIRED, status_reason=message)
+                    .values(
+                        status=ConnectionStatus.REAUTH_REQUIRED,
+                        status_reason=reauth_reason(session, connection_id, message),
+                    )
                 )
+
+
+def refresh_backoff(failures: int, settings: Settings) -> float:
+    """Seconds to wait after `failures` failed refreshes in a row: base doubling per failure, capped."""
+    if failures <= 0:
+        return 0.0
+    base, cap = settings.token_refresh_backoff_seconds, settings.token_refresh_backoff_max_seconds
+    return float(min(cap, base * 2 ** min(failures - 1, 30)))
+
+
+def next_refresh_attempt(row: ConnectionToken | None, settings: Settings) -> float | None:
+    """Epoch second before which no refresh is tried (bounded backoff after timeouts and 5xx), or None."""
+    if row is None or not row.refresh_failures or row.last_refresh_error_at is None:
+        return None
+    return row.last_refresh_error_at.timestamp() + refresh_backoff(row.refresh_failures, settings)
+
+
+def reauth_reason(session: Session, connection_id: int, message: str) -> str:
+    """What `status` shows for a refused refresh token: what happened and what the user must do.
+
+    After a refresh that got no answer (timeout, 5xx), Exact may have rotated the token without us hearing the
+    new one; the stored token is then dead and only new consent helps.
+    """
+    connection = session.get(Connection, connection_id)
+    name = connection.name if connection is not None else str(connection_id)
+    row = session.get(ConnectionToken, connection_id)
+    lost = ""
+    if row is not None and row.refresh_failures:
+        lost = (
+            f" An earlier refresh got no answer ({row.refresh_failures} failure(s)); Exact may have rotated the "
+            "token then."
+        )
+    return f"{message.rstrip('. ')}.{lost} Run `exact-sync connect {name}` again to give consent anew."

@@ -21,10 +21,11 @@ from syncs.logging import configure_logging
 from syncs.settings import Settings, get_settings
 
 SCHEDULER = "worker.scheduler:ConnectionScheduler"
+KEEP_ALIVE_TASK = "exact.keep_alive"
 
 
 def create_app(settings: Settings) -> Celery:
-    app = Celery("exact_sync", include=["worker.tasks"])
+    app = Celery("exact_sync", include=["worker.tasks", "worker.lifecycle_tasks"])
     app.conf.update(
         broker_url=settings.redis_url,
         result_backend=settings.redis_url,
@@ -45,6 +46,15 @@ def create_app(settings: Settings) -> Celery:
         enable_utc=True,
         beat_scheduler=SCHEDULER,
         beat_max_loop_interval=max(1.0, settings.beat_tick_seconds),
+        # Static entries run next to the connection scheduler (under the same beat leader lock).
+        beat_schedule={
+            "exact-keep-alive": {
+                "task": KEEP_ALIVE_TASK,
+                "schedule": max(60.0, settings.token_keepalive_check_minutes * 60),
+                # A missed check is superseded by the next one.
+                "options": {"expires": max(60.0, settings.token_keepalive_check_minutes * 60)},
+            }
+        },
     )
     return app
 

@@ -15,6 +15,9 @@ from models.migrate import upgrade_to_head
 from syncs.connections import connection_reports
 from syncs.db import session_factory
 from syncs.settings import Settings
+from worker import cli_lifecycle  # noqa: F401  (registers connections divisions/export/import)
+from worker.budget_view import budget_status, low_budget_warning
+from worker.cli_connect import connect, serve
 from worker.cli_connections import connections_app
 from worker.cli_support import console, current_settings, err_console, expected_errors, fail
 from worker.runs import execute_sync, resolve_entities
@@ -26,6 +29,8 @@ app = typer.Typer(
     help="Keep Postgres tables in sync with Exact Online.",
 )
 app.add_typer(connections_app, name="connections")
+app.command("connect")(connect)
+app.command("serve")(serve)
 
 SYNC_TASK = "exact.sync_connection"
 EntityOption = Annotated[
@@ -63,6 +68,7 @@ def sync(
 
     settings = current_settings()
     entities = resolve_entities(entity) if entity else None
+    _warn_if_budget_low(settings, name)
     celery_app = create_app(settings)
     result = celery_app.send_task(
         SYNC_TASK,
@@ -92,6 +98,7 @@ def run(
     """Sync now, in this process (no worker needed), with a progress display."""
     settings = current_settings()
     _configure_logging(settings)
+    _warn_if_budget_low(settings, name)
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=err_console, transient=True) as bar:
         tasks: dict[str, Any] = {}
         rows: dict[str, int] = {}
@@ -104,6 +111,12 @@ def run(
 
         outcome = execute_sync(settings, name, entities=entity, full=full, trigger="cli", progress=progress)
     _print_outcome(outcome.as_dict())
+
+
+def _warn_if_budget_low(settings: Settings, name: str) -> None:
+    warning = low_budget_warning(settings, name)
+    if warning:
+        err_console.print(f"[yellow]{warning}[/]")
 
 
 def _print_outcome(outcome: Any) -> None:
@@ -121,7 +134,8 @@ def _print_outcome(outcome: Any) -> None:
 def status(name: Annotated[str | None, typer.Argument(help="Only this connection.")] = None) -> None:
     """Connection states, schedules, last runs and cursors."""
     with session_factory(current_settings().database_url)() as session:
-        console.print(status_view(connection_reports(session, name)))
+        console.print(status_view(connection_reports(session, name), current_settings()))
+    console.print(budget_status(current_settings(), name))
 
 
 def _exec_celery(arguments: Sequence[str]) -> NoReturn:
@@ -152,6 +166,18 @@ def sandbox(
 
     console.print(f"sandbox on http://{host}:{port} (client id sandbox-client, secret sandbox-secret)")
     serve(host, port)
+
+
+@app.command(context_settings=PASS_THROUGH, add_help_option=False)
+def bench(ctx: typer.Context) -> None:
+    """Throughput benchmark against an in-process sandbox (`exact-sync bench --help` lists its options)."""
+    try:
+        from bench.throughput import main as bench_main
+    except ModuleNotFoundError as exc:
+        if exc.name != "bench":
+            raise
+        raise fail("the bench package is not installed; run `python -m bench.throughput` in the source tree") from None
+    raise typer.Exit(bench_main(ctx.args))
 
 
 @app.command()

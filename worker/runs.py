@@ -16,19 +16,22 @@ from typing import Any
 import redis
 import structlog
 from sqlalchemy import Connection as DbConnection
-from sqlalchemy import select, text, update
+from sqlalchemy import text, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from models import Connection, ConnectionStatus, Division, SyncRun
-from syncs.client import ExactClient, open_client
+from models import Connection, ConnectionStatus, SyncRun
+from syncs.client import open_client
 from syncs.clock import SYSTEM_CLOCK, Clock, to_datetime
-from syncs.connections import ensure_division, get_connection_by_name
+from syncs.connections import get_connection_by_name
 from syncs.db import engine_for, session_factory
+from syncs.divisions import division_unavailable, divisions_to_sync, mark_synced, mark_unavailable
 from syncs.engine import sync_division
 from syncs.entities import ENTITIES
 from syncs.errors import (
     ConfigurationError,
     ConnectionInactiveError,
+    ErrorBudgetExhaustedError,
+    ExactRequestError,
     ExactSyncError,
     RateLimitedError,
     ReauthRequiredError,
@@ -57,10 +60,13 @@ class RunOutcome:
     api_calls: int = 0
     divisions: tuple[int, ...] = ()
     error: str | None = None
+    # Divisions Exact refused (403 NoDivisionAccess, DivisionBlocked): marked unavailable, the run went on.
+    skipped_divisions: tuple[int, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["divisions"] = list(self.divisions)
+        data["skipped_divisions"] = list(self.skipped_divisions)
         return data
 
 
@@ -90,15 +96,16 @@ def connection_lock(settings: Settings, connection_id: int) -> Iterator[bool]:
     try:
         yield acquired
     finally:
-        if acquired:
-            try:
+        # No `return` in here: it would swallow the run's own exception (found by a Postgres restart mid-run).
+        try:
+            if acquired:
                 db.execute(text("SELECT pg_advisory_unlock(:ns, :id)"), {"ns": LOCK_NAMESPACE, "id": connection_id})
-            except Exception:
-                # Never hand a connection that may still hold the lock back to the pool: close it instead,
-                # which makes Postgres release the lock.
-                _discard(db)
-                return
-        db.close()
+        except Exception:
+            # Never hand a connection that may still hold the lock back to the pool: close it instead,
+            # which makes Postgres release the lock.
+            _discard(db)
+        else:
+            db.close()
 
 
 def _discard(db: DbConnection) -> None:
@@ -141,12 +148,23 @@ def execute_sync(
                     settings, connection_id, region, sessions=sessions, redis=redis_client, clock=clock
                 ) as client:
                     try:
-                        divisions = _divisions(sessions, connection_id, client)
+                        divisions = divisions_to_sync(
+                            sessions, connection_id, client, clock, settings.divisions_check_hours
+                        )
                         totals = [0, 0, 0]
+                        skipped: list[int] = []
                         for division in divisions:
-                            counts = sync_division(
-                                sessions, client, connection_id, division, names, full=full, progress=progress
-                            )
+                            try:
+                                counts = sync_division(
+                                    sessions, client, connection_id, division, names, full=full, progress=progress
+                                )
+                            except ExactRequestError as exc:
+                                if not division_unavailable(exc):
+                                    raise
+                                mark_unavailable(sessions, connection_id, division, str(exc))
+                                skipped.append(division)
+                                continue
+                            mark_synced(sessions, connection_id, division, clock)
                             totals[0] += counts.inserted
                             totals[1] += counts.updated
                             totals[2] += counts.deleted
@@ -166,7 +184,8 @@ def execute_sync(
             updated=totals[1],
             deleted=totals[2],
             api_calls=api_calls,
-            divisions=tuple(divisions),
+            divisions=tuple(d for d in divisions if d not in skipped),
+            skipped_divisions=tuple(skipped),
         )
         _finish_run(sessions, run_id, connection_id, outcome, clock)
         log.info("sync.succeeded", **outcome.as_dict())
@@ -199,26 +218,6 @@ def _start_run(
         session.add(run)
         session.flush()
         return run.id
-
-
-def _divisions(sessions: sessionmaker[Session], connection_id: int, client: ExactClient) -> list[int]:
-    """The connection's current division (asked from Exact once) plus every other enabled, available one."""
-    with sessions.begin() as session:
-        connection = session.get_one(Connection, connection_id)
-        current = connection.current_division
-        if current is None:
-            current = int(client.current_me()["CurrentDivision"])
-            connection.current_division = current
-        ensure_division(session, connection_id, current, is_current=True)
-    with sessions() as session:
-        codes = session.scalars(
-            select(Division.code)
-            .where(Division.connection_id == connection_id, Division.sync_enabled, Division.available)
-            .order_by(Division.is_current.desc(), Division.code)
-        ).all()
-    if not codes:
-        raise ConfigurationError("no division of this connection is enabled and available for syncing")
-    return list(codes)
 
 
 def _finish_run(
@@ -256,8 +255,8 @@ def _fail_run(
             if isinstance(exc, ReauthRequiredError) and connection.status == ConnectionStatus.ACTIVE:
                 connection.status = ConnectionStatus.REAUTH_REQUIRED
                 connection.status_reason = str(exc)[:MAX_ERROR_LENGTH]
-            if isinstance(exc, RateLimitedError):
-                # Beat leaves the connection alone until Exact lets us call again.
+            if isinstance(exc, RateLimitedError | ErrorBudgetExhaustedError):
+                # Beat leaves the connection alone until Exact (or our error budget) lets us call again.
                 resume = to_datetime(exc.retry_at)
                 if connection.next_sync_at is None or connection.next_sync_at < resume:
                     connection.next_sync_at = resume

@@ -6,6 +6,10 @@ Two safeguards against double scheduling, either of which suffices on its own:
    re-checks the condition on the new row version and finds nothing due.
 2. A Redis leader lock (`{prefix}:beat-lock`, redbeat-style) refreshed every tick with a TTL: only one beat at
    a time does anything; if it dies, another takes over once the TTL runs out.
+
+Quota: a claimed connection whose division has less than DAILY_BUDGET_LOW_FRACTION of its daily API budget
+left is not sent; its next_sync_at moves to the daily reset plus DAILY_BUDGET_DEFER_MARGIN_SECONDS (logged as
+beat.deferred). Manual `sync`/`run` still go ahead, with a warning.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from redis.lock import Lock
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
+from models import Connection
+from syncs.budgets import low_budget_message, low_daily_budget, synced_divisions
 from syncs.clock import SYSTEM_CLOCK, Clock, to_datetime
 from syncs.db import session_factory
 from syncs.settings import Settings, get_settings
@@ -44,20 +50,35 @@ CLAIM_DUE = text(
 )
 # Undo a claim whose message could not be sent: due again at the next tick (unless changed meanwhile).
 UNCLAIM = text("UPDATE connections SET next_sync_at = NULL WHERE id = :id AND next_sync_at = :claimed")
+DEFER = text("UPDATE connections SET next_sync_at = :until WHERE id = :id")
+
+# Given a claimed connection's id: (epoch when it may sync again, why) when it must wait, else None.
+Deferral = Callable[[int], tuple[float, str] | None]
 
 
 def schedule_due_connections(
-    sessions: sessionmaker[Session], send: Callable[[str, int], None], clock: Clock = SYSTEM_CLOCK
+    sessions: sessionmaker[Session],
+    send: Callable[[str, int], None],
+    clock: Clock = SYSTEM_CLOCK,
+    defer: Deferral | None = None,
 ) -> list[str]:
     """Claim every due active connection and `send(name, interval_minutes)` for each; returns the names sent.
 
-    A connection whose send failed is made due again, so the next tick tries again.
+    A connection whose send failed is made due again, so the next tick tries again. One that `defer` holds back
+    is not sent, and becomes due when `defer` says.
     """
     now = to_datetime(clock.now())
     with sessions.begin() as session:
         claimed = session.execute(CLAIM_DUE, {"now": now}).all()
     sent = []
     for row in sorted(claimed, key=lambda r: r.name):
+        deferral = _deferral(defer, row.id, row.name)
+        if deferral is not None:
+            until, reason = deferral
+            with sessions.begin() as session:
+                session.execute(DEFER, {"id": row.id, "until": to_datetime(until)})
+            log.warning("beat.deferred", connection=row.name, until=to_datetime(until).isoformat(), reason=reason)
+            continue
         try:
             send(row.name, row.sync_interval_minutes)
         except Exception as exc:
@@ -70,6 +91,33 @@ def schedule_due_connections(
     if sent:
         log.info("beat.scheduled", connections=sent)
     return sent
+
+
+def daily_budget_deferral(
+    sessions: sessionmaker[Session], client: redis.Redis[bytes], settings: Settings, clock: Clock
+) -> Deferral:
+    """Defers a connection while one of its divisions has little of its daily budget left."""
+
+    def defer(connection_id: int) -> tuple[float, str] | None:
+        with sessions() as session:
+            divisions = synced_divisions(session, session.get_one(Connection, connection_id))
+        low = low_daily_budget(client, settings, clock, divisions)
+        if low is None or low.state.daily_reset is None:
+            return None
+        until = low.state.daily_reset + settings.daily_budget_defer_margin_seconds
+        return until, f"daily API budget low: {low_budget_message(low)}"
+
+    return defer
+
+
+def _deferral(defer: Deferral | None, connection_id: int, name: str) -> tuple[float, str] | None:
+    if defer is None:
+        return None
+    try:
+        return defer(connection_id)
+    except Exception as exc:  # no budget information (Redis down): send; the run itself will say what is wrong
+        log.warning("beat.budget_check_failed", connection=name, error=f"{type(exc).__name__}: {exc}")
+        return None
 
 
 class LeaderLock:
@@ -114,6 +162,7 @@ class ConnectionScheduler(Scheduler):
         self.tick_seconds = max(0.1, self.settings.beat_tick_seconds)
         self._sessions = session_factory(self.settings.database_url)
         self._redis: redis.Redis[bytes] = redis.Redis.from_url(self.settings.redis_url)
+        self._defer = daily_budget_deferral(self._sessions, self._redis, self.settings, self.clock)
         self._leader = LeaderLock(
             self._redis, f"{self.settings.redis_key_prefix}:beat-lock", ttl=max(30.0, 6 * self.tick_seconds)
         )
@@ -124,7 +173,7 @@ class ConnectionScheduler(Scheduler):
             log.debug("beat.standby")
             return self.tick_seconds
         try:
-            schedule_due_connections(self._sessions, self._send, self.clock)
+            schedule_due_connections(self._sessions, self._send, self.clock, self._defer)
         except Exception as exc:  # a database hiccup must not stop beat; the next tick retries
             log.error("beat.schedule_failed", error=f"{type(exc).__name__}: {exc}")
         return float(min(super().tick(*args, **kwargs), self.tick_seconds))

@@ -5,7 +5,9 @@
 - Idempotent: a sync resumes from committed cursors, and a duplicate delivery finds the connection's advisory
   lock taken and returns status "skipped". That makes `acks_late` (redelivery after a worker dies) safe.
 - Returns a JSON-able summary for every outcome it does not retry: status succeeded / skipped / failed.
-- `RetriableError` is retried with exponential backoff and full jitter, at most `MAX_RETRIES` times;
+- `RetriableError` is retried with exponential backoff and full jitter, at most `MAX_RETRIES` times; so is
+  SQLAlchemy's `OperationalError` (Postgres restarted or unreachable mid-run: the next attempt resumes from the
+  committed cursors);
   `RateLimitedError` waits until its `retry_at` instead (unless that is further away than is safe with the
   broker's visibility timeout: then the run stays failed and beat picks the connection up after `retry_at`).
 - `FatalError` is never retried: the sync run row says why, and so does the returned summary.
@@ -19,6 +21,7 @@ from typing import Any
 
 import structlog
 from celery import Task
+from sqlalchemy.exc import OperationalError
 
 from syncs.clock import SYSTEM_CLOCK
 from syncs.errors import FatalError, RateLimitedError, RetriableError
@@ -63,7 +66,7 @@ def rate_limit_countdown(retry_at: float, now: float, visibility_timeout: float)
     name=SYNC_TASK,
     bind=True,
     acks_late=True,
-    autoretry_for=(RetriableError,),
+    autoretry_for=(RetriableError, OperationalError),
     dont_autoretry_for=(RateLimitedError,),
     max_retries=MAX_RETRIES,
     retry_backoff=RETRY_BACKOFF_SECONDS,

@@ -9,8 +9,11 @@ from typing import Any
 from rich.console import Group, RenderableType
 from rich.table import Table
 
-from models import Connection, ConnectionStatus, SyncRun
+from models import Connection, ConnectionStatus, ConnectionToken, Division, SyncRun
+from syncs.clock import to_datetime
 from syncs.connections import ConnectionReport
+from syncs.settings import Settings
+from syncs.tokens import next_refresh_attempt
 
 STATUS_STYLE = {
     ConnectionStatus.ACTIVE: "green",
@@ -60,30 +63,81 @@ def run_summary(run: SyncRun | None) -> str:
     return text
 
 
-def status_view(reports: Sequence[ConnectionReport]) -> RenderableType:
+def age(value: datetime | None, now: datetime) -> str:
+    if value is None:
+        return "-"
+    seconds = max(0, int((now - value).total_seconds()))
+    days, rest = divmod(seconds, 86400)
+    return f"{days} d {rest // 3600} h" if days else f"{rest // 3600} h {rest % 3600 // 60} min"
+
+
+def token_summary(token: ConnectionToken | None, settings: Settings | None, now: datetime) -> str:
+    """Access-token expiry, last refresh, refresh-token age (Exact drops it at 30 days), errors and backoff."""
+    if token is None:
+        return "missing (connect it: `exact-sync connect NAME`)"
+    lines = [
+        f"access token expires {when(token.expires_at)}",
+        f"last refresh {when(token.last_refresh_at)}",
+        f"refresh token age {age(token.refresh_token_issued_at, now)} (Exact: 30 d)",
+    ]
+    if token.last_refresh_error:
+        lines.append(f"[red]last refresh error ({when(token.last_refresh_error_at)}): {token.last_refresh_error}[/]")
+        retry_at = next_refresh_attempt(token, settings) if settings is not None else None
+        if retry_at is not None and to_datetime(retry_at) > now:
+            lines.append(f"next refresh attempt after {when(to_datetime(retry_at))}")
+    return "\n".join(lines)
+
+
+def division_state(d: Division) -> str:
+    if not d.available:
+        return f"[red]unavailable[/]: {d.unavailable_reason or 'refused by Exact'}"
+    return "[green]synced[/]" if d.sync_enabled else "[yellow]not synced[/]"
+
+
+def divisions_table(name: str, divisions: Iterable[Division]) -> Table:
+    table = Table(title=f"Divisions of {name}")
+    for column in ("code", "description", "Exact status", "current", "state", "last synced"):
+        table.add_column(column, overflow="fold")
+    for d in divisions:
+        status = {0: "inactive", 1: "active", 2: "archived"}.get(d.status, "-") if d.status is not None else "-"
+        table.add_row(
+            str(d.code),
+            d.description or "-",
+            status,
+            "*" if d.is_current else "",
+            division_state(d),
+            when(d.last_synced_at),
+        )
+    return table
+
+
+def status_view(
+    reports: Sequence[ConnectionReport], settings: Settings | None = None, now: datetime | None = None
+) -> RenderableType:
+    now = now or datetime.now().astimezone()
     overview = Table(title="Connections", show_lines=True)
-    for column in ("name", "state", "next sync", "last success", "last run", "refresh token"):
+    for column in ("name", "state", "next sync", "last success", "last run", "tokens", "divisions"):
         overview.add_column(column, overflow="fold")
     cursors = Table(title="Cursors (highest Exact Timestamp committed)")
     for column in ("connection", "division", "entity", "timestamp", "updated"):
         cursors.add_column(column)
-    for report in reports:
+    for report in reports:  # the cursors table is the last run per division and entity
         c = report.connection
         state = f"[{STATUS_STYLE[c.status]}]{c.status.value}[/]"
         if c.status_reason:
             state += f"\n{c.status_reason}"
-        token = "missing"
-        if report.token is not None:
-            token = f"issued {when(report.token.refresh_token_issued_at)}"
-            if report.token.last_refresh_error:
-                token += f"\n[red]last refresh error: {report.token.last_refresh_error}[/]"
         overview.add_row(
             c.name,
             state,
             _next_sync(c),
             when(c.last_sync_at),
             run_summary(report.last_run),
-            token,
+            token_summary(report.token, settings, now),
+            "\n".join(
+                f"{d.code}{' *' if d.is_current else ''} {division_state(d)}, last synced {when(d.last_synced_at)}"
+                for d in report.divisions
+            )
+            or "none known yet",
         )
         divisions = {d.code: d for d in report.divisions}
         for cursor in report.cursors:
@@ -101,7 +155,7 @@ def outcome_table(outcome: Mapping[str, Any]) -> Table:
     table.add_column("value")
     status = str(outcome.get("status"))
     table.add_row("status", f"[{RUN_STYLE.get(status, 'white')}]{status}[/]")
-    for key in ("run_id", "divisions", "inserted", "updated", "deleted", "api_calls", "error"):
+    for key in ("run_id", "divisions", "skipped_divisions", "inserted", "updated", "deleted", "api_calls", "error"):
         value = outcome.get(key)
         if value not in (None, [], ()):
             table.add_row(key, ", ".join(map(str, value)) if isinstance(value, list | tuple) else str(value))

@@ -8,7 +8,6 @@ commit together).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -17,6 +16,7 @@ from functools import lru_cache
 from typing import Any, TypeVar
 from uuid import UUID
 
+import orjson
 from sqlalchemy import BigInteger, DateTime, Table, TextClause, bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect
@@ -143,10 +143,9 @@ def newest_per_key(records: Iterable[Record]) -> list[Record]:
 
 
 def _json_default(value: object) -> str:
-    if isinstance(value, UUID | Decimal):
-        return str(value)  # str keeps a Decimal exact; Postgres reads numeric from a JSON string
-    if isinstance(value, date):  # datetime too
-        return value.isoformat()
+    """orjson writes UUIDs, dates and datetimes itself; a Decimal goes as a string, which keeps it exact."""
+    if isinstance(value, Decimal):
+        return str(value)
     raise TypeError(f"cannot send {type(value).__name__} to Postgres as JSON")
 
 
@@ -181,7 +180,7 @@ def upsert_newer(session: Session, table: Table, records: Sequence[Record]) -> t
     rows = newest_per_key(records)
     if not rows:
         return 0, 0
-    payload = json.dumps(rows, default=_json_default, allow_nan=False)
+    payload = orjson.dumps(rows, default=_json_default).decode()
     stmt = _upsert_sql(table, tuple(rows[0]), session.get_bind().dialect)
     # xmax is 0 for a freshly inserted tuple and the locking transaction's id for an updated one.
     flags = [bool(flag) for flag in session.scalars(stmt, {"rows": payload})]

@@ -32,7 +32,6 @@ from syncs.entities.base import (
     RowReader,
     deletion_params,
     mark_deleted_sql,
-    newest_per_key,
     upsert_newer,
 )
 from syncs.values import without_metadata
@@ -59,21 +58,17 @@ LINES = cast(Table, SalesInvoiceLine.__table__)
 # `sales_invoice_lines` has no vat_amount_fc column; the line's VATAmountFC is read from its raw row
 # (validated as a number when the page was mapped).
 _RECOMPUTE_TOTALS = text(
+    # A correlated subquery per invoice keeps to the invoice_id index even when the planner's statistics are
+    # stale (a join over unnest(:ids) made it scan every line on every page, slowing pages as the table grew).
     """
     UPDATE sales_invoices AS si
-    SET amount_dc = t.amount_dc, amount_fc = t.amount_fc,
-        vat_amount_dc = t.vat_amount_dc, vat_amount_fc = t.vat_amount_fc
-    FROM (
-        SELECT ids.id,
-               COALESCE(sum(l.amount_dc), 0) AS amount_dc,
-               COALESCE(sum(l.amount_fc), 0) AS amount_fc,
-               COALESCE(sum(l.vat_amount_dc), 0) AS vat_amount_dc,
-               COALESCE(sum(CAST(l.raw ->> 'VATAmountFC' AS numeric)), 0) AS vat_amount_fc
-        FROM unnest(:ids) AS ids(id)
-        LEFT JOIN sales_invoice_lines AS l ON l.invoice_id = ids.id AND l.deleted_at IS NULL
-        GROUP BY ids.id
-    ) AS t
-    WHERE si.id = t.id AND si.deleted_at IS NULL
+    SET (amount_dc, amount_fc, vat_amount_dc, vat_amount_fc) = (
+        SELECT COALESCE(sum(l.amount_dc), 0), COALESCE(sum(l.amount_fc), 0), COALESCE(sum(l.vat_amount_dc), 0),
+               COALESCE(sum(CAST(l.raw ->> 'VATAmountFC' AS numeric)), 0)
+        FROM sales_invoice_lines AS l
+        WHERE l.invoice_id = si.id AND l.deleted_at IS NULL
+    )
+    WHERE si.id = ANY(:ids) AND si.deleted_at IS NULL
     """
 ).bindparams(bindparam("ids", type_=ARRAY(Uuid())))
 
@@ -84,21 +79,15 @@ def recompute_totals(session: Session, invoice_ids: Collection[UUID]) -> None:
         session.execute(_RECOMPUTE_TOTALS, {"ids": sorted(invoice_ids)})
 
 
-def map_row(row: Row, division: int) -> tuple[Record, Record]:
-    """(header record, line record) of one sync row."""
+def map_line(row: Row, division: int) -> Record:
     r = RowReader(NAME, row)
-    invoice_id = r.key("InvoiceID")
-    timestamp = r.timestamp()
-    division = r.division(division)
-    modified = r.instant("Modified")
     r.number("VATAmountFC")  # only stored in raw, but summed from there: refuse a non-number now
-    raw = without_metadata(dict(row))
-    line = {
+    return {
         "id": r.key("ID"),
-        "division": division,
-        "timestamp": timestamp,
-        "modified": modified,
-        "invoice_id": invoice_id,
+        "division": r.division(division),
+        "timestamp": r.timestamp(),
+        "modified": r.instant("Modified"),
+        "invoice_id": r.key("InvoiceID"),
         "line_number": r.integer("LineNumber"),
         "item": r.guid("Item"),
         "item_code": r.text("ItemCode"),
@@ -112,13 +101,18 @@ def map_row(row: Row, division: int) -> tuple[Record, Record]:
         "vat_code": r.text("VATCode"),
         "vat_percentage": r.number("VATPercentage"),
         "gl_account": r.guid("GLAccount"),
-        "raw": raw,
+        "raw": without_metadata(dict(row)),
     }
-    header = {
-        "id": invoice_id,
-        "division": division,
-        "timestamp": timestamp,
-        "modified": modified,
+
+
+def map_header(row: Row, line: Record) -> Record:
+    """The invoice record of a sync row, sharing what its line record already read."""
+    r = RowReader(NAME, row)
+    return {
+        "id": line["invoice_id"],
+        "division": line["division"],
+        "timestamp": line["timestamp"],
+        "modified": line["modified"],
         "invoice_number": r.integer("InvoiceNumber"),
         "invoice_date": r.day("InvoiceDate"),
         "due_date": r.day("DueDate"),
@@ -133,15 +127,25 @@ def map_row(row: Row, division: int) -> tuple[Record, Record]:
         "amount_fc_excl_vat": r.number("AmountFCExclVat"),
         "status": r.integer("Status"),
         "type": r.integer("Type"),
-        "raw": {key: value for key, value in raw.items() if key not in _LINE_ONLY},
+        "raw": {key: value for key, value in line["raw"].items() if key not in _LINE_ONLY},
     }
-    return header, line
+
+
+def map_page(rows: Sequence[Row], division: int) -> tuple[list[Record], list[Record]]:
+    """(headers, lines): a line from every row; each invoice's header from its newest row only."""
+    lines: list[Record] = []
+    newest: dict[UUID, tuple[Row, Record]] = {}
+    for row in rows:
+        line = map_line(row, division)
+        lines.append(line)
+        seen = newest.get(line["invoice_id"])
+        if seen is None or line["timestamp"] > seen[1]["timestamp"]:
+            newest[line["invoice_id"]] = (row, line)
+    return [map_header(row, line) for row, line in newest.values()], lines
 
 
 def write_page(session: Session, division: int, rows: Sequence[Row]) -> PageResult:
-    mapped = [map_row(row, division) for row in rows]
-    headers = newest_per_key(header for header, _ in mapped)
-    lines = [line for _, line in mapped]
+    headers, lines = map_page(rows, division)
     h_inserted, h_updated = upsert_newer(session, HEADERS, headers)
     l_inserted, l_updated = upsert_newer(session, LINES, lines)
     recompute_totals(session, {header["id"] for header in headers})

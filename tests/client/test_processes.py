@@ -17,7 +17,7 @@ from tests.client.conftest import store_pair, token_store
 from tests.client.proc_worker import ask_for_tokens
 
 LIFETIME, WINDOW, MARGIN = 4.0, 2.0, 0.2
-PROCESSES = 4
+PROCESSES = 8  # issue 4: eight worker processes enter the refresh window together
 
 
 @pytest.fixture

@@ -36,7 +36,7 @@ def test_a_run_syncs_the_current_division_and_records_itself(
     seen: list[tuple[str, int]] = []
     outcome = execute_sync(sandbox_settings, "acme", progress=lambda stream, rows: seen.append((stream, rows)))
     assert outcome.status == "succeeded"
-    assert outcome.divisions == (CURRENT,)
+    assert outcome.divisions == (CURRENT, SECOND)  # every active division the login has (issue 3)
     assert outcome.inserted > 0 and outcome.api_calls > 0
     assert {stream for stream, _ in seen} >= {"accounts", "sales_invoices"}
     acme = connection(db)

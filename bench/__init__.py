@@ -1,0 +1,1 @@
+"""Benchmarks of exact-sync against the in-process sandbox (`python -m bench.throughput`, `exact-sync bench`)."""

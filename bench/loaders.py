@@ -1,0 +1,183 @@
+"""The comparison loaders: fetch only, a naive ORM loader and a raw COPY, all reading through ExactClient.
+
+Each reads the same sync endpoints with the same `$filter`/`$select` as the engine and maps rows with the
+entity modules' own `map_row`, so only the way rows reach Postgres differs from exact-sync's path.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from models.synced import Account, SalesInvoice, SalesInvoiceLine, SyncedRecord
+from syncs.client import ExactClient
+from syncs.entities import ENTITIES, accounts, sales_invoices
+from syncs.entities.base import EntitySpec, Record, Row
+
+STREAMS: tuple[EntitySpec, ...] = (ENTITIES[accounts.NAME], ENTITIES[sales_invoices.NAME])
+COPY_PREFIX = "bench_copy_"
+COPY_SOURCES = ("accounts", "sales_invoices", "sales_invoice_lines")
+
+
+@dataclass(frozen=True)
+class StreamTiming:
+    """One stream of one load: records read, seconds, and each page's seconds (fetch + write)."""
+
+    name: str
+    records: int
+    seconds: float
+    pages: tuple[float, ...]
+
+    @property
+    def rate(self) -> float:
+        return self.records / self.seconds if self.seconds > 0 else 0.0
+
+    def page_ms(self, first: bool) -> float:
+        """Mean milliseconds per page over the first (or last) tenth of the pages, at least one page."""
+        if not self.pages:
+            return 0.0
+        n = max(1, len(self.pages) // 10)
+        chosen = self.pages[:n] if first else self.pages[-n:]
+        return 1000 * sum(chosen) / len(chosen)
+
+
+class StreamClock:
+    """Collects per-page and per-stream times from page-done events."""
+
+    def __init__(self) -> None:
+        self._last = time.perf_counter()
+        self._streams: dict[str, tuple[int, list[float]]] = {}
+
+    def restart(self) -> None:
+        self._last = time.perf_counter()
+
+    def page_done(self, stream: str, records: int) -> None:
+        now = time.perf_counter()
+        count, pages = self._streams.setdefault(stream, (0, []))
+        pages.append(now - self._last)
+        self._streams[stream] = (count + records, pages)
+        self._last = now
+
+    def timings(self) -> tuple[StreamTiming, ...]:
+        return tuple(
+            StreamTiming(name, count, sum(pages), tuple(pages)) for name, (count, pages) in self._streams.items()
+        )
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    records: int  # rows read from the API (accounts + invoice lines)
+    rows_written: int  # rows sent to Postgres (invoice headers included)
+    seconds: float
+    api_calls: int
+    streams: tuple[StreamTiming, ...] = ()
+
+
+def stream_pages(client: ExactClient, division: int, spec: EntitySpec) -> Iterator[list[dict[str, Any]]]:
+    params = {"$filter": "Timestamp gt 0L", "$select": spec.select}
+    return client.pages(division, spec.endpoint, params)
+
+
+def stream_quotas(sizes: Sequence[int], limit: int) -> list[int]:
+    """Records per stream for a subset of `limit` records in all, shared in proportion to each stream's size."""
+    total = sum(sizes)
+    if limit <= 0 or limit >= total:
+        return list(sizes)
+    return [min(size, math.ceil(limit * size / total)) for size in sizes]
+
+
+def fetch_only(client: ExactClient, division: int) -> LoadResult:
+    """Fetch and decode every page, write nothing: what any loader pays before touching Postgres."""
+    calls, records, clock = client.api_calls, 0, StreamClock()
+    started = time.perf_counter()
+    for spec in STREAMS:
+        for rows in stream_pages(client, division, spec):
+            records += len(rows)
+            clock.page_done(spec.name, len(rows))
+    return LoadResult(records, 0, time.perf_counter() - started, client.api_calls - calls, clock.timings())
+
+
+def _orm_objects(spec: EntitySpec, row: Row, division: int) -> list[SyncedRecord]:
+    if spec.name == accounts.NAME:
+        return [Account(**accounts.map_row(row, division))]
+    (header,), (line,) = sales_invoices.map_page([row], division)
+    return [SalesInvoice(**header), SalesInvoiceLine(**line)]
+
+
+def naive_load(
+    client: ExactClient, sessions: sessionmaker[Session], division: int, quotas: Sequence[int]
+) -> LoadResult:
+    """One `session.merge` per mapped object, a commit per page; stops a stream once its quota is read."""
+    calls, records, written, clock = client.api_calls, 0, 0, StreamClock()
+    started = time.perf_counter()
+    for spec, quota in zip(STREAMS, quotas, strict=True):
+        done = 0
+        for rows in stream_pages(client, division, spec):
+            with sessions.begin() as session:
+                for row in rows:
+                    for obj in _orm_objects(spec, row, division):
+                        session.merge(obj)
+                        written += 1
+            done += len(rows)
+            clock.page_done(spec.name, len(rows))
+            if done >= quota:
+                break
+        records += done
+        clock.restart()  # the next stream's first page starts now, not when the generator was abandoned
+    return LoadResult(records, written, time.perf_counter() - started, client.api_calls - calls, clock.timings())
+
+
+def _page_records(spec: EntitySpec, rows: Sequence[Row], division: int) -> dict[str, list[Record]]:
+    """The records the engine's page writer would send, per target table."""
+    if spec.name == accounts.NAME:
+        return {"accounts": [accounts.map_row(row, division) for row in rows]}
+    headers, lines = sales_invoices.map_page(rows, division)
+    return {"sales_invoices": headers, "sales_invoice_lines": lines}
+
+
+def psycopg_conninfo(database_url: str) -> str:
+    return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def create_copy_tables(database_url: str) -> None:
+    """Empty twins of the synced tables with their columns and defaults only: no key, no index."""
+    with psycopg.connect(psycopg_conninfo(database_url), autocommit=True) as conn:
+        for source in COPY_SOURCES:
+            conn.execute(f'DROP TABLE IF EXISTS "{COPY_PREFIX}{source}"')
+            conn.execute(f'CREATE TABLE "{COPY_PREFIX}{source}" (LIKE "{source}" INCLUDING DEFAULTS)')
+
+
+def _copy_value(value: Any) -> Any:
+    return Jsonb(value) if isinstance(value, dict) else value
+
+
+def copy_load(client: ExactClient, database_url: str, division: int) -> LoadResult:
+    """Fetch, map, and COPY each page into the unindexed twins, one transaction per page."""
+    calls, records, written, clock = client.api_calls, 0, 0, StreamClock()
+    with psycopg.connect(psycopg_conninfo(database_url)) as conn:
+        started = time.perf_counter()
+        clock.restart()
+        for spec in STREAMS:
+            for rows in stream_pages(client, division, spec):
+                with conn.transaction(), conn.cursor() as cursor:
+                    for table, page in _page_records(spec, rows, division).items():
+                        if not page:
+                            continue
+                        columns = tuple(page[0])
+                        names = ", ".join(f'"{name}"' for name in columns)
+                        with cursor.copy(f'COPY "{COPY_PREFIX}{table}" ({names}) FROM STDIN') as copy:
+                            for record in page:
+                                copy.write_row([_copy_value(record[name]) for name in columns])
+                        written += len(page)
+                records += len(rows)
+                clock.page_done(spec.name, len(rows))
+        seconds = time.perf_counter() - started
+    return LoadResult(records, written, seconds, client.api_calls - calls, clock.timings())

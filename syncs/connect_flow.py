@@ -1,0 +1,244 @@
+"""Connecting through OAuth (authorization-code flow): begin -> Exact's consent page -> complete.
+
+The CLI (`exact-sync connect`, with a one-shot local callback server) and the web app (`exact-sync serve`) are
+thin layers over `ConnectFlow`.
+
+- `state` is 32 random bytes (secrets), bound to the connection being made (name, region, redirect URI). Pending
+  states live in Redis under a hash of the state with a TTL (OAUTH_STATE_TTL_SECONDS) and are taken with GETDEL,
+  so each is single use even with several web processes. Redis rather than Postgres: a pending consent is
+  ephemeral, the TTL cleans up abandoned ones without a job, and GETDEL makes "use once" atomic. A Redis flush
+  costs no more than starting the consent again.
+- The code is exchanged at once (Exact's codes live 3 minutes and are single use). Query parsing URL-decodes it;
+  a code still holding '%' (pasted raw) is decoded once more: Exact's codes never contain a literal '%'.
+- Nothing is stored before the exchange succeeded; the connection row and its tokens are then written in one
+  transaction. Connecting an existing name (e.g. one in reauth_required) replaces its tokens, keeps its
+  cursors, divisions and data, and makes it active again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urlencode
+
+import httpx
+import redis
+import structlog
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from models import Connection, ConnectionStatus
+from syncs.client import open_client
+from syncs.clock import SYSTEM_CLOCK, Clock
+from syncs.connections import add_connection, validate_name, validate_region
+from syncs.crypto import TokenCipher
+from syncs.divisions import ListedDivision, refresh_divisions
+from syncs.errors import (
+    ConfigurationError,
+    ExactRequestError,
+    ExactSyncError,
+    FatalError,
+    ReauthRequiredError,
+    TokenRefreshError,
+)
+from syncs.oauth import OAuthClient
+from syncs.settings import Settings
+from syncs.tokens import TokenPair, TokenStore
+
+log = structlog.get_logger(__name__)
+
+NOTHING_STORED = "nothing was stored"
+
+
+class ConnectError(FatalError):
+    """The connect flow stopped; the message says what the user can do. Nothing was stored."""
+
+
+@dataclass(frozen=True)
+class Connected:
+    connection_id: int
+    name: str
+    region: str
+    reconnected: bool
+    divisions: list[ListedDivision]
+    divisions_error: str | None = None  # discovery failed; the first run tries again
+
+
+def authorization_url(base_url: str, client_id: str, redirect_uri: str, state: str | None) -> str:
+    params = {"client_id": client_id, "redirect_uri": redirect_uri, "response_type": "code", "force_login": "0"}
+    if state is not None:
+        params["state"] = state
+    return f"{base_url.rstrip('/')}/api/oauth2/auth?{urlencode(params)}"
+
+
+class ConnectFlow:
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: sessionmaker[Session],
+        redis_client: redis.Redis[Any],
+        clock: Clock = SYSTEM_CLOCK,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        if not settings.exact_client_id or settings.exact_client_secret is None:
+            raise ConfigurationError("EXACT_CLIENT_ID and EXACT_CLIENT_SECRET must be set to connect")
+        self.settings = settings
+        self.redirect_uri = settings.exact_redirect_uri
+        self._client_id = settings.exact_client_id
+        self._client_secret = settings.exact_client_secret.get_secret_value()
+        self._sessions = sessions
+        self._redis = redis_client
+        self._clock = clock
+        self._transport = transport
+
+    # -- begin -----------------------------------------------------------------------------------------------
+
+    def begin(self, name: str, region: str | None = None, *, check_client: bool = True) -> tuple[str, str]:
+        """(authorization URL, state). Region defaults to an existing connection's region."""
+        name = validate_name(name)
+        region = self._region_for(name, region)
+        if check_client:
+            self.check_client(region)
+        state = secrets.token_urlsafe(32)
+        pending = json.dumps({"name": name, "region": region, "redirect_uri": self.redirect_uri})
+        self._redis.set(self._key(state), pending, ex=self.settings.oauth_state_ttl_seconds)
+        url = authorization_url(self.settings.base_url_for(region), self._client_id, self.redirect_uri, state)
+        log.info("connect.begun", connection=name, region=region)
+        return url, state
+
+    def _region_for(self, name: str, region: str | None) -> str:
+        if region is not None:
+            return validate_region(region)
+        with self._sessions() as session:
+            existing = session.scalar(select(Connection.region).where(Connection.name == name))
+        if existing is None:
+            raise ConfigurationError(f"connection {name!r} does not exist yet: give its region with --region")
+        return existing
+
+    def check_client(self, region: str) -> None:
+        """Ask Exact's consent page whether it knows our client id in this region (the page Exact shows for an
+        app registered in another region says "Client with identifier ... not found")."""
+        base = self.settings.base_url_for(region)
+        url = authorization_url(base, self._client_id, self.redirect_uri, None)
+        try:
+            with httpx.Client(transport=self._transport, timeout=self.settings.http_timeout_seconds) as http:
+                response = http.get(url, follow_redirects=False)
+        except httpx.HTTPError as exc:
+            log.warning("connect.check_failed", region=region, error=type(exc).__name__)
+            return  # the browser will show what is wrong
+        if response.status_code == 400 and "not found" in response.text.lower():
+            raise ConnectError(
+                f"Exact Online at {base} does not know client id {self._client_id!r}: check --region "
+                f"(an app is registered in one region; asked: {region}) and EXACT_CLIENT_ID; {NOTHING_STORED}"
+            )
+
+    # -- complete --------------------------------------------------------------------------------------------
+
+    def complete(
+        self,
+        state: str | None,
+        code: str | None = None,
+        error: str | None = None,
+        error_description: str | None = None,
+        *,
+        expected_state: str | None = None,
+    ) -> Connected:
+        """Finish a consent: check and use up `state`, exchange `code`, store connection and tokens."""
+        if expected_state is not None and state != expected_state:
+            self.abandon(expected_state)
+            raise ConnectError(
+                f"the callback's state does not match the one this connect sent; {NOTHING_STORED} "
+                "(start again with `exact-sync connect NAME`)"
+            )
+        pending = self._take(state) if state else None
+        if pending is None:
+            raise ConnectError(
+                f"unknown, expired or already used state; {NOTHING_STORED} (start again with `exact-sync connect NAME`)"
+            )
+        name, region = pending["name"], pending["region"]
+        again = f"run `exact-sync connect {name}` again"
+        if error:
+            if error == "access_denied":
+                raise ConnectError(f"consent was denied in Exact Online; {NOTHING_STORED}: {again} and allow access")
+            detail = f": {error_description}" if error_description else ""
+            raise ConnectError(f"Exact Online answered {error}{detail}; {NOTHING_STORED}: {again}")
+        if not code:
+            raise ConnectError(f"the callback carried neither a code nor an error; {NOTHING_STORED}: {again}")
+        pair = self._exchange(region, pending["redirect_uri"], unquote(code) if "%" in code else code, again)
+        connection_id, reconnected = self._store(name, region, pair)
+        log.info("connect.completed", connection=name, region=region, reconnected=reconnected)
+        listed, problem = self._discover(connection_id, region)
+        return Connected(connection_id, name, region, reconnected, listed, problem)
+
+    def abandon(self, state: str) -> None:
+        self._redis.delete(self._key(state))
+
+    def _take(self, state: str) -> dict[str, str] | None:
+        raw = self._redis.getdel(self._key(state))
+        return json.loads(raw) if raw else None
+
+    def _key(self, state: str) -> str:
+        digest = hashlib.sha256(state.encode()).hexdigest()
+        return f"{self.settings.redis_key_prefix}:oauth-state:{digest}"
+
+    def _exchange(self, region: str, redirect_uri: str, code: str, again: str) -> TokenPair:
+        oauth = OAuthClient(
+            self.settings.base_url_for(region),
+            self._client_id,
+            self._client_secret,
+            clock=self._clock,
+            timeout=self.settings.http_timeout_seconds,
+            transport=self._transport,
+        )
+        try:
+            return oauth.exchange_code(code, redirect_uri)
+        except ReauthRequiredError as exc:
+            raise ConnectError(
+                f"Exact refused the authorization code (codes are single use and expire after 3 minutes): "
+                f"{again}; {NOTHING_STORED} [{exc}]"
+            ) from None
+        except ExactRequestError as exc:
+            raise ConnectError(
+                f"Exact refused the code exchange ({exc}): check EXACT_CLIENT_ID, EXACT_CLIENT_SECRET and the "
+                f"region; {NOTHING_STORED}"
+            ) from None
+        except TokenRefreshError as exc:
+            raise ConnectError(f"{exc}; {NOTHING_STORED}: {again}") from None
+        finally:
+            oauth.close()
+
+    def _store(self, name: str, region: str, pair: TokenPair) -> tuple[int, bool]:
+        key = self.settings.token_encryption_key
+        store = TokenStore(self._sessions, TokenCipher(key.get_secret_value() if key else None))
+        with self._sessions.begin() as session:
+            existing = session.scalar(select(Connection).where(Connection.name == name).with_for_update())
+            if existing is None:
+                interval = self.settings.default_sync_interval_minutes
+                created = add_connection(session, store, name, region, pair, interval=interval)
+                return created.id, False
+            existing.region = region
+            existing.status = ConnectionStatus.ACTIVE
+            existing.status_reason = None
+            existing.next_sync_at = None  # due at the next beat tick
+            existing.divisions_checked_at = None  # the new consent may cover other divisions
+            store.save(session, existing.id, pair)
+            return existing.id, True
+
+    def _discover(self, connection_id: int, region: str) -> tuple[list[ListedDivision], str | None]:
+        try:
+            with open_client(
+                self.settings,
+                connection_id,
+                region,
+                sessions=self._sessions,
+                redis=self._redis,
+                clock=self._clock,
+                transport=self._transport,
+            ) as client:
+                return refresh_divisions(self._sessions, connection_id, client, self._clock), None
+        except ExactSyncError as exc:
+            log.warning("connect.divisions_failed", connection_id=connection_id, error=str(exc))
+            return [], f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,62 @@
+"""The single choke point for every request to Exact's API: an httpx transport that holds the budgets.
+
+Wrapping the transport (not the client's GET helper) means every request the API client sends passes here:
+paged GETs, the retry after a 401, and proxy or write calls when they come. The token endpoint has its own
+client and its own limits, so it does not spend the API budget.
+
+Per request: error budget check -> rate budget reservation and an in-flight slot (waits) -> send and read the
+body -> record the rate headers and any counted error -> free the slot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import httpx
+
+from syncs.errorbudget import ErrorBudget, endpoint_of
+from syncs.ratelimit import RateGate
+
+DIVISION_KEY = "exact_division"  # request extension naming the division whose budget a request spends
+
+
+class BudgetedTransport(httpx.BaseTransport):
+    def __init__(
+        self,
+        inner: httpx.BaseTransport,
+        gate: RateGate,
+        errors: ErrorBudget | None = None,
+        reauthorize: Callable[[httpx.Request], None] | None = None,
+    ) -> None:
+        self._inner = inner
+        self._gate = gate
+        self._errors = errors
+        # After a wait for budget (up to minutes) the access token put on by the auth flow may have expired.
+        self._reauthorize = reauthorize
+        self.sent = 0  # requests handed to Exact (a timed-out one may or may not have counted there)
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        division = str(request.extensions.get(DIVISION_KEY, "current"))
+        endpoint = endpoint_of(request.url.path)
+        if self._errors is not None:
+            self._errors.check(endpoint)
+        slot = self._gate.acquire(division)
+        try:
+            if slot.waited > 0 and self._reauthorize is not None and "Authorization" in request.headers:
+                self._reauthorize(request)
+            self.sent += 1
+            response = self._inner.handle_request(request)
+            try:
+                response.read()  # the slot covers the whole exchange, body included
+            except BaseException:
+                response.close()
+                raise
+            self._gate.observe(division, response.status_code, response.headers)
+            if self._errors is not None:
+                self._errors.record(endpoint, response.status_code)
+            return response
+        finally:
+            self._gate.release(division, slot)
+
+    def close(self) -> None:
+        self._inner.close()

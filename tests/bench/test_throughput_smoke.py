@@ -1,0 +1,97 @@
+"""The throughput benchmark end to end with tiny sizes: it runs, counts every record, and prints its table.
+
+No timing is asserted: rates on a shared test machine say nothing.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from bench.throughput import BenchOptions, parse_options, render_report, run_benchmark
+from syncs.settings import Settings
+from tests.conftest import ADMIN_URL, REDIS_URL
+
+OPTIONS = BenchOptions(
+    accounts=130, invoices=55, lines_per_invoice=3, naive_records=120, page_size=40, database="unused"
+)
+
+
+def _database_exists(name: str) -> bool:
+    engine = create_engine(ADMIN_URL)
+    try:
+        with engine.connect() as conn:
+            return bool(conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}))
+    finally:
+        engine.dispose()
+
+
+def test_tiny_benchmark_counts_every_record_and_prints_the_table() -> None:
+    database = f"exact_sync_bench_smoke_{uuid.uuid4().hex[:8]}"
+    options = BenchOptions(**{**OPTIONS.__dict__, "database": database})
+    base = Settings(
+        _env_file=None,
+        database_url=make_url(ADMIN_URL).render_as_string(hide_password=False),
+        redis_url=REDIS_URL,
+    )
+    messages: list[str] = []
+
+    report = run_benchmark(options, base, log=messages.append)
+
+    records = 130 + 55 * 3
+    assert options.records == records
+    assert report.fetch.load.records == records
+    assert report.exact.load.records == records
+    assert report.exact.db_records == records
+    assert report.exact.load.rows_written == records + 55  # one header per invoice
+    half = 65 + 27 * 3
+    assert report.exact_half.load.records == half
+    assert report.exact_half.db_records == half
+    assert report.copy.load.records == records
+    assert report.copy.db_records == records
+    # The naive loader stops after the pages holding its share of 120 records, so it read a subset.
+    assert 120 <= report.naive.load.records < records
+    assert report.naive.db_records == report.naive.load.records
+
+    pages = math.ceil(130 / 40) + math.ceil(55 * 3 / 40)
+    assert report.fetch.load.api_calls == pages
+    assert report.copy.load.api_calls == pages
+    # Every page once, plus the deletions stream and a few bookkeeping calls (divisions, Me).
+    assert pages + 1 <= report.exact.load.api_calls <= pages + 5
+    for phase in (report.fetch, report.exact, report.exact_half, report.naive, report.copy):
+        assert phase.load.seconds > 0
+        assert phase.rate > 0
+    for phase in (report.exact, report.exact_half):
+        assert phase.memory is not None
+        assert phase.memory.peak >= phase.memory.baseline > 0
+    assert report.naive_ratio > 0
+    assert report.copy_share > 0
+
+    table = render_report(report)
+    for expected in (
+        "exact-sync (execute_sync)",
+        "naive ORM merge per record",
+        "raw COPY, unindexed tables",
+        "exact-sync / naive ORM merge",
+        "exact-sync / raw COPY",
+        "API calls per 1,000 records",
+        "peak growth",
+        f"{records:,}",
+        "naive loader ran on a subset",
+    ):
+        assert expected in table
+    assert messages  # progress went to the log callable
+    assert not _database_exists(database)  # dropped afterwards
+
+
+def test_quick_and_explicit_sizes() -> None:
+    options, output = parse_options(["--quick", "--invoices", "10", "--database", "x_bench"])
+    assert (options.accounts, options.invoices, options.database, output) == (2000, 10, "x_bench", None)
+    options, _ = parse_options([])
+    assert options.records == 120_000
+    with pytest.raises(SystemExit):
+        parse_options(["--accounts", "1"])

@@ -1,0 +1,213 @@
+"""Rate and error budgets against a misbehaving sandbox, all on a FakeClock (minutes of waiting cost nothing)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from pydantic import SecretStr
+from redis import Redis
+from rich.console import Console
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from models import Connection, SyncRun
+from syncs.client import open_client
+from syncs.clock import to_datetime
+from syncs.errorbudget import ErrorBudget
+from syncs.errors import ErrorBudgetExhaustedError, ExactRequestError, ExactSyncError
+from syncs.ratelimit import RateGate
+from syncs.sandbox import SandboxConfig, SandboxServer, SandboxState
+from syncs.settings import Settings
+from tests.client.test_ratelimit import minutely
+from tests.faults.conftest import assert_equal_to_source, register
+from tests.support.clock import FakeClock
+from worker.budget_view import budget_status, low_budget_warning
+from worker.runs import RunOutcome, execute_sync
+from worker.scheduler import daily_budget_deferral, schedule_due_connections
+
+DIV = 124132
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(1_800_000_030.0)
+
+
+@pytest.fixture
+def sandbox(clock: FakeClock) -> Iterator[SandboxServer]:
+    server = SandboxServer(SandboxState(SandboxConfig(page_size=10, minutely_limit=20), clock=clock))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fake_settings(settings: Settings, sandbox: SandboxServer) -> Settings:
+    config = sandbox.state.config
+    return settings.model_copy(
+        update={
+            "exact_base_url": sandbox.base_url,
+            "exact_client_id": config.client_id,
+            "exact_client_secret": SecretStr(config.client_secret),
+        }
+    )
+
+
+def sync_until_done(settings: Settings, clock: FakeClock, attempts: int = 4) -> RunOutcome:
+    """Runs as Celery would retry them: a RetriableError ends one attempt, the next resumes from the cursors."""
+    for _ in range(attempts - 1):
+        try:
+            return execute_sync(settings, "acme", clock=clock)
+        except ExactSyncError as exc:
+            assert not isinstance(exc, ErrorBudgetExhaustedError | ExactRequestError), exc
+            clock.advance(30)
+    return execute_sync(settings, "acme", clock=clock)
+
+
+def test_5xx_and_429_bursts_end_equal_to_the_source_without_429s_from_the_budget(
+    fake_settings: Settings, db: sessionmaker[Session], sandbox: SandboxServer, clock: FakeClock
+) -> None:
+    state = sandbox.state
+    for division in state.divisions:
+        state.generate(division, accounts=300, invoices=60, lines_per_invoice=2)
+    register(db, fake_settings, state)
+    state.configure(error_rate=0.1, burst_429=3, fault_seed=7)
+    first = sync_until_done(fake_settings, clock)
+    state.configure(burst_429=2, burst_429_headers=False)  # bursts without any rate headers
+    state.update_account(DIV, state.accounts(DIV)[0]["ID"], Name="Renamed during the faults")
+    second = sync_until_done(fake_settings, clock)
+    counters = state.counters
+    for division in first.divisions:
+        assert_equal_to_source(db, state, division)
+    assert second.status == "succeeded"
+    assert sum(counters.http_5xx.values()) >= 5, counters.http_5xx
+    assert sum(counters.burst_429_sent.values()) >= 5, counters.burst_429_sent
+    # Hundreds of calls over many minutes at 20 a minute, and at most one 429 per window from the budget.
+    assert sum(counters.api_calls.values()) > 100
+    assert all(n <= 1 for windows in counters.http_429_per_window.values() for n in windows.values()), counters
+    assert counters.old_refresh_token_used == 0 and counters.http_401 == 0, counters
+
+
+def test_idle_runs_cost_three_calls_per_division(
+    fake_settings: Settings, db: sessionmaker[Session], sandbox: SandboxServer, clock: FakeClock
+) -> None:
+    """The documented idle cost: 3 calls a run (accounts, invoices, deleted) -> 288 a day at 15 minutes."""
+    register(db, fake_settings, sandbox.state)
+    first = execute_sync(fake_settings, "acme", clock=clock)
+    per_run = []
+    for _ in range(3):
+        clock.advance(15 * 60)  # the access token expires in between: refreshes are not API calls
+        before = sum(sandbox.state.counters.api_calls.values())
+        outcome = execute_sync(fake_settings, "acme", clock=clock)
+        per_run.append(sum(sandbox.state.counters.api_calls.values()) - before)
+        assert outcome.api_calls == per_run[-1]
+    assert per_run == [3 * len(first.divisions)] * 3
+    runs_per_day = 24 * 60 // fake_settings.default_sync_interval_minutes
+    assert runs_per_day * per_run[0] / len(first.divisions) <= 300
+
+
+def test_the_error_budget_stops_an_endpoint_before_exacts_limit(
+    fake_settings: Settings,
+    db: sessionmaker[Session],
+    sandbox: SandboxServer,
+    clock: FakeClock,
+    redis_client: Redis[bytes],
+) -> None:
+    connection_id = register(db, fake_settings, sandbox.state)
+    params = {"$filter": "Timestamp gt 0L", "$select": "ID"}
+    with open_client(fake_settings, connection_id, "nl", sessions=db, redis=redis_client, clock=clock) as exact:
+        for _ in range(8):
+            with pytest.raises(ExactRequestError):  # 404, never retried
+                list(exact.pages(DIV, "sync/No/Such", params))
+        with pytest.raises(ErrorBudgetExhaustedError, match="sync/no/such") as stopped:
+            list(exact.pages(DIV, "sync/No/Such", params))
+        assert exact.api_calls == 8
+        list(exact.pages(DIV, "sync/CRM/Accounts", params))  # other endpoints go on
+        assert stopped.value.retry_at == pytest.approx(clock.now() + 3600, abs=5)
+        counters = sandbox.state.counters
+        assert counters.http_4xx == {DIV: 8} and counters.error_limit_blocks == {}
+        clock.advance(3601)  # the hour has passed: calls resume
+        with pytest.raises(ExactRequestError):
+            list(exact.pages(DIV, "sync/No/Such", params))
+
+
+def test_an_exhausted_error_budget_fails_the_run_and_shows_why(
+    fake_settings: Settings,
+    db: sessionmaker[Session],
+    sandbox: SandboxServer,
+    clock: FakeClock,
+    redis_client: Redis[bytes],
+) -> None:
+    connection_id = register(db, fake_settings, sandbox.state)
+    with db.begin() as session:
+        session.execute(update(Connection).values(current_division=DIV))
+    errors = ErrorBudget(redis_client, fake_settings.redis_key_prefix, clock, connection_id)
+    for _ in range(8):
+        errors.record(f"{DIV}/sync/crm/accounts", 400)
+    with pytest.raises(ErrorBudgetExhaustedError):
+        execute_sync(fake_settings, "acme", entities=["accounts"], clock=clock)
+    with db() as session:
+        run = session.scalars(select(SyncRun)).one()
+        assert run.status == "failed" and run.error is not None
+        assert run.error.startswith("ErrorBudgetExhaustedError: stopped calling 124132/sync/crm/accounts")
+        acme = session.scalars(select(Connection)).one()
+        assert acme.next_sync_at is not None and acme.next_sync_at >= to_datetime(clock.now() + 3000)
+
+
+def test_beat_defers_a_connection_whose_daily_budget_runs_low(
+    fake_settings: Settings,
+    db: sessionmaker[Session],
+    sandbox: SandboxServer,
+    clock: FakeClock,
+    redis_client: Redis[bytes],
+) -> None:
+    low_id = register(db, fake_settings, sandbox.state, "low")
+    register(db, fake_settings, sandbox.state, "fine")
+    with db.begin() as session:
+        session.execute(update(Connection).where(Connection.id == low_id).values(current_division=DIV))
+        session.execute(update(Connection).where(Connection.id != low_id).values(current_division=DIV + 1))
+    reset = clock.now() + 3 * 3600
+    gate = RateGate(redis_client, fake_settings.redis_key_prefix, clock)
+    daily = {"X-RateLimit-Limit": "5000", "X-RateLimit-Reset": str(int(reset * 1000))}
+    gate.observe(str(DIV), 200, {**daily, "X-RateLimit-Remaining": "499"})
+    gate.observe(str(DIV + 1), 200, {**daily, "X-RateLimit-Remaining": "500"})
+    sent: list[str] = []
+    defer = daily_budget_deferral(db, redis_client, fake_settings, clock)
+    assert schedule_due_connections(db, lambda name, _: sent.append(name), clock, defer) == ["fine"]
+    with db() as session:
+        low = session.get_one(Connection, low_id)
+        margin = timedelta(seconds=fake_settings.daily_budget_defer_margin_seconds)
+        assert low.next_sync_at == to_datetime(reset) + margin
+    clock.advance(3 * 3600 + fake_settings.daily_budget_defer_margin_seconds)  # after the reset: due and sent
+    assert schedule_due_connections(db, lambda name, _: sent.append(name), clock, defer) == ["fine", "low"]
+
+
+def test_status_shows_budgets_and_stopped_endpoints_and_manual_runs_warn(
+    fake_settings: Settings,
+    db: sessionmaker[Session],
+    sandbox: SandboxServer,
+    clock: FakeClock,
+    redis_client: Redis[bytes],
+) -> None:
+    connection_id = register(db, fake_settings, sandbox.state)
+    with db.begin() as session:
+        session.execute(update(Connection).values(current_division=DIV))
+    assert low_budget_warning(fake_settings, "acme", clock) is None
+    reset = clock.now() + 3600
+    gate = RateGate(redis_client, fake_settings.redis_key_prefix, clock)
+    gate.observe(str(DIV), 200, {"X-RateLimit-Limit": "5000", "X-RateLimit-Remaining": "120",
+                                 "X-RateLimit-Reset": str(int(reset * 1000)), **minutely(42)})  # fmt: skip
+    errors = ErrorBudget(redis_client, fake_settings.redis_key_prefix, clock, connection_id)
+    for _ in range(8):
+        errors.record(f"{DIV}/sync/crm/accounts", 404)
+    console = Console(record=True, width=250)
+    console.print(budget_status(fake_settings, None, clock))
+    text = console.export_text()
+    assert "42 of 60" in text and "120 of 5000" in text
+    assert "124132/sync/crm/accounts" in text and "8 errors in the last hour: stopped until" in text
+    warning = low_budget_warning(fake_settings, "acme", clock)
+    assert warning is not None and "120 of 5000 daily API calls left" in warning and "runs anyway" in warning
+    outcome = execute_sync(fake_settings, "acme", entities=["sales_invoices"], clock=clock)  # still runs
+    assert outcome.status == "succeeded"

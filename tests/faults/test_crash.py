@@ -1,0 +1,168 @@
+"""Crashes for real: kill -9 of a Celery worker mid-sync, Redis and Postgres restarted mid-sync."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from models import SyncCursor, SyncRun
+from models.migrate import upgrade_to_head
+from syncs.db import session_factory
+from syncs.sandbox import SandboxConfig, SandboxServer, SandboxState
+from syncs.settings import Settings
+from tests.faults.conftest import OwnPostgres, OwnRedis, assert_equal_to_source, register, token_store
+from tests.worker.conftest import CELERY, ROOT, settings_env, stop, wait_for
+from worker.app import create_app
+from worker.runs import RunOutcome, execute_sync
+
+VISIBILITY_TIMEOUT = 5
+
+
+@pytest.fixture
+def slow_sandbox() -> Iterator[SandboxServer]:
+    """Small pages and some latency: a first sync takes a few seconds. Short-lived access tokens, so tokens
+    are refreshed while things break."""
+    config = SandboxConfig(
+        page_size=20, latency=0.02, minutely_limit=None, daily_limit=None, access_token_lifetime=4, refresh_window=2
+    )
+    server = SandboxServer(SandboxState(config))
+    for division in server.state.divisions:
+        server.state.generate(division, accounts=600, invoices=150, lines_per_invoice=2)
+    server.start()
+    yield server
+    server.stop()
+
+
+def aimed_at(settings: Settings, sandbox: SandboxServer, **changes: Any) -> Settings:
+    config = sandbox.state.config
+    return settings.model_copy(
+        update={
+            "exact_base_url": sandbox.base_url,
+            "exact_client_id": config.client_id,
+            "exact_client_secret": SecretStr(config.client_secret),
+            "token_refresh_window_seconds": 2.0,
+            "token_refresh_margin_seconds": 0.2,
+            **changes,
+        }
+    )
+
+
+def cursors(db: sessionmaker[Session]) -> int:
+    with db() as session:
+        return session.scalar(select(func.count()).select_from(SyncCursor)) or 0
+
+
+def start_worker(settings: Settings) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        **settings_env(settings),
+        "CELERY_VISIBILITY_TIMEOUT_SECONDS": str(VISIBILITY_TIMEOUT),
+        "RATE_IN_FLIGHT_TTL_SECONDS": "2",
+        "TOKEN_REFRESH_WINDOW_SECONDS": "2",
+        "TOKEN_REFRESH_MARGIN_SECONDS": "0.2",
+    }
+    return subprocess.Popen(
+        [CELERY, "-A", "worker.app", "worker", "-Q", settings.celery_queue, "--pool", "solo", "--loglevel", "INFO",
+         "--without-gossip", "--without-mingle", "--without-heartbeat", "-n", f"{settings.celery_queue}@%h"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+
+
+def test_kill_9_of_a_worker_mid_sync_redelivers_and_ends_equal_to_the_source(
+    settings: Settings, db: sessionmaker[Session], slow_sandbox: SandboxServer
+) -> None:
+    target = aimed_at(settings, slow_sandbox)
+    register(db, target, slow_sandbox.state)
+    first = start_worker(target)
+    second = None
+    try:
+        create_app(target).send_task("exact.sync_connection", args=["acme"], queue=target.celery_queue)
+        wait_for(lambda: cursors(db) >= 1, timeout=30)  # pages are being committed
+        killed_at = time.monotonic()
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(10)
+        with db() as session:
+            assert session.scalars(select(SyncRun.status)).all() == ["running"]  # cut short, not finished
+        # A worker started after the visibility timeout takes the unacknowledged message back.
+        time.sleep(max(0.0, killed_at + VISIBILITY_TIMEOUT + 0.5 - time.monotonic()))
+        second = start_worker(target)
+
+        def succeeded() -> bool:
+            with db() as session:
+                return "succeeded" in session.scalars(select(SyncRun.status)).all()
+
+        try:
+            wait_for(succeeded, timeout=60)
+        except AssertionError:
+            raise AssertionError(stop(second)) from None
+    finally:
+        stop(first)
+        if second is not None:
+            stop(second)
+    with db() as session:
+        runs = session.execute(select(SyncRun.status, SyncRun.error).order_by(SyncRun.id)).all()
+    assert [r.status for r in runs] == ["failed", "succeeded"]
+    assert runs[0].error == "interrupted (worker stopped)"
+    for division in slow_sandbox.state.divisions:
+        assert_equal_to_source(db, slow_sandbox.state, division)
+    assert slow_sandbox.state.counters.old_refresh_token_used == 0
+
+
+def sync_in_thread(settings: Settings) -> tuple[threading.Thread, list[RunOutcome | BaseException]]:
+    result: list[RunOutcome | BaseException] = []
+
+    def work() -> None:
+        try:
+            result.append(execute_sync(settings, "acme"))
+        except BaseException as exc:
+            result.append(exc)
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    return thread, result
+
+
+@pytest.mark.parametrize("restart", ["redis", "postgres"])
+def test_a_restart_mid_sync_fails_or_retries_cleanly_and_the_next_run_completes(
+    restart: str,
+    settings: Settings,
+    slow_sandbox: SandboxServer,
+    own_redis: OwnRedis,
+    own_postgres: OwnPostgres,
+) -> None:
+    target = aimed_at(settings, slow_sandbox, database_url=own_postgres.url, redis_url=own_redis.url)
+    upgrade_to_head(target.database_url)
+    db = session_factory(target.database_url)
+    connection_id = register(db, target, slow_sandbox.state)
+    thread, result = sync_in_thread(target)
+    wait_for(lambda: cursors(db) >= 2, timeout=30)
+    if restart == "redis":
+        own_redis.stop()
+        time.sleep(1.0)  # long enough for the sync to need Redis meanwhile
+        own_redis.start()
+    else:
+        own_postgres.ctl("restart", "-m", "fast")
+    thread.join(60)
+    assert not thread.is_alive()
+    first = result[0]
+    assert isinstance(first, BaseException) or first.status == "succeeded", first
+    again = execute_sync(target, "acme")
+    assert again.status == "succeeded"
+    for division in slow_sandbox.state.divisions:
+        assert_equal_to_source(db, slow_sandbox.state, division)
+    counters = slow_sandbox.state.counters
+    assert counters.old_refresh_token_used == 0 and counters.token_requests >= 1
+    assert token_store(db, target).load(connection_id).refresh_token  # the stored pair is the live one: the run used it
+    with db() as session:
+        statuses = session.scalars(select(SyncRun.status).order_by(SyncRun.id)).all()
+    assert statuses[-1] == "succeeded" and "running" not in statuses
