@@ -18,7 +18,7 @@ class Settings(BaseSettings):
     exact_client_id: str | None = None
     exact_client_secret: SecretStr | None = None
     exact_base_url: str | None = None
-    exact_redirect_uri: str = "http://127.0.0.1:8765/oauth/callback"
+    exact_redirect_uri: str = "http://127.0.0.1:8000/oauth/callback"
     token_encryption_key: SecretStr | None = None
 
     # Exact refuses a refresh before the last 30 s of an access token's life (it answers 401 and counts an error).
@@ -42,7 +42,7 @@ class Settings(BaseSettings):
     # Passphrase for `connections export/import` (prompted for when unset).
     exact_sync_export_passphrase: SecretStr | None = None
     web_host: str = "127.0.0.1"
-    web_port: int = 8765
+    web_port: int = 8000
     http_timeout_seconds: float = 30.0
     default_sync_interval_minutes: int = 15
     beat_tick_seconds: float = 5.0

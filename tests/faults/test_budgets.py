@@ -6,7 +6,6 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
-from pydantic import SecretStr
 from redis import Redis
 from rich.console import Console
 from sqlalchemy import select, update
@@ -22,6 +21,7 @@ from syncs.sandbox import SandboxConfig, SandboxServer, SandboxState
 from syncs.settings import Settings
 from tests.client.test_ratelimit import minutely
 from tests.faults.conftest import assert_equal_to_source, register
+from tests.support.cli import aimed_at
 from tests.support.clock import FakeClock
 from worker.budget_view import budget_status, low_budget_warning
 from worker.runs import RunOutcome, execute_sync
@@ -45,14 +45,7 @@ def sandbox(clock: FakeClock) -> Iterator[SandboxServer]:
 
 @pytest.fixture
 def fake_settings(settings: Settings, sandbox: SandboxServer) -> Settings:
-    config = sandbox.state.config
-    return settings.model_copy(
-        update={
-            "exact_base_url": sandbox.base_url,
-            "exact_client_id": config.client_id,
-            "exact_client_secret": SecretStr(config.client_secret),
-        }
-    )
+    return aimed_at(settings, sandbox)
 
 
 def sync_until_done(settings: Settings, clock: FakeClock, attempts: int = 4) -> RunOutcome:

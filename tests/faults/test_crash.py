@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -21,7 +20,8 @@ from syncs.db import session_factory
 from syncs.sandbox import SandboxConfig, SandboxServer, SandboxState
 from syncs.settings import Settings
 from tests.faults.conftest import OwnPostgres, OwnRedis, assert_equal_to_source, register, token_store
-from tests.worker.conftest import CELERY, ROOT, settings_env, stop, wait_for
+from tests.support.cli import aimed_at, settings_env
+from tests.worker.conftest import CELERY, ROOT, stop, wait_for
 from worker.app import create_app
 from worker.runs import RunOutcome, execute_sync
 
@@ -43,18 +43,9 @@ def slow_sandbox() -> Iterator[SandboxServer]:
     server.stop()
 
 
-def aimed_at(settings: Settings, sandbox: SandboxServer, **changes: Any) -> Settings:
-    config = sandbox.state.config
-    return settings.model_copy(
-        update={
-            "exact_base_url": sandbox.base_url,
-            "exact_client_id": config.client_id,
-            "exact_client_secret": SecretStr(config.client_secret),
-            "token_refresh_window_seconds": 2.0,
-            "token_refresh_margin_seconds": 0.2,
-            **changes,
-        }
-    )
+def aimed_at_fast_tokens(settings: Settings, sandbox: SandboxServer, **changes: Any) -> Settings:
+    """Settings aimed at `sandbox` with a 2 s refresh window, so short-lived tokens refresh during the faults."""
+    return aimed_at(settings, sandbox, token_refresh_window_seconds=2.0, token_refresh_margin_seconds=0.2, **changes)
 
 
 def cursors(db: sessionmaker[Session]) -> int:
@@ -81,7 +72,7 @@ def start_worker(settings: Settings) -> subprocess.Popen[bytes]:
 def test_kill_9_of_a_worker_mid_sync_redelivers_and_ends_equal_to_the_source(
     settings: Settings, db: sessionmaker[Session], slow_sandbox: SandboxServer
 ) -> None:
-    target = aimed_at(settings, slow_sandbox)
+    target = aimed_at_fast_tokens(settings, slow_sandbox)
     register(db, target, slow_sandbox.state)
     first = start_worker(target)
     second = None
@@ -140,7 +131,7 @@ def test_a_restart_mid_sync_fails_or_retries_cleanly_and_the_next_run_completes(
     own_redis: OwnRedis,
     own_postgres: OwnPostgres,
 ) -> None:
-    target = aimed_at(settings, slow_sandbox, database_url=own_postgres.url, redis_url=own_redis.url)
+    target = aimed_at_fast_tokens(settings, slow_sandbox, database_url=own_postgres.url, redis_url=own_redis.url)
     upgrade_to_head(target.database_url)
     db = session_factory(target.database_url)
     connection_id = register(db, target, slow_sandbox.state)

@@ -6,29 +6,25 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 import redis
-import structlog
 import uvicorn
-from pydantic import SecretStr
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.applications import Starlette
-from typer.testing import CliRunner, Result
 
 from models import Connection, ConnectionToken
 from syncs.connect_flow import Connected, ConnectFlow
 from syncs.sandbox.server import SandboxServer
 from syncs.sandbox.state import SandboxConfig, SandboxState
-from syncs.settings import Settings, get_settings
+from syncs.settings import Settings
+from tests.support.cli import CliInvoke, aimed_at, cli_invoker
 from tests.support.clock import FakeClock
-from worker import cli_support
-from worker.cli import app as cli_app
 
 CURRENT, SECOND, THIRD = 124132, 124133, 124134
 
@@ -52,14 +48,7 @@ def sandbox(clock: FakeClock) -> Iterator[SandboxServer]:
 
 @pytest.fixture
 def life_settings(settings: Settings, sandbox: SandboxServer) -> Settings:
-    return settings.model_copy(
-        update={
-            "exact_base_url": sandbox.base_url,
-            "exact_client_id": sandbox.state.config.client_id,
-            "exact_client_secret": SecretStr(sandbox.state.config.client_secret),
-            "exact_redirect_uri": f"http://127.0.0.1:{free_port()}/oauth/callback",
-        }
-    )
+    return aimed_at(settings, sandbox, exact_redirect_uri=f"http://127.0.0.1:{free_port()}/oauth/callback")
 
 
 @pytest.fixture
@@ -123,36 +112,7 @@ class ServerThread:
         return f"http://127.0.0.1:{self.port}"
 
 
-CliInvoke = Callable[..., Result]
-
-
 @pytest.fixture
 def cli(life_settings: Settings, db: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch) -> Iterator[CliInvoke]:
     """`exact-sync ...` in process, with the test's settings in the environment as in production."""
-    env = {
-        "DATABASE_URL": life_settings.database_url,
-        "REDIS_URL": life_settings.redis_url,
-        "REDIS_KEY_PREFIX": life_settings.redis_key_prefix,
-        "TOKEN_ENCRYPTION_KEY": life_settings.token_encryption_key.get_secret_value()
-        if life_settings.token_encryption_key
-        else "",
-        "EXACT_BASE_URL": life_settings.exact_base_url or "",
-        "EXACT_CLIENT_ID": life_settings.exact_client_id or "",
-        "EXACT_CLIENT_SECRET": "sandbox-secret",
-        "EXACT_REDIRECT_URI": life_settings.exact_redirect_uri,
-    }
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    get_settings.cache_clear()
-    for console in (cli_support.console, cli_support.err_console):
-        monkeypatch.setattr(console, "width", 250)
-    runner = CliRunner()
-
-    def invoke(*args: str, input: str | None = None) -> Result:
-        try:
-            return runner.invoke(cli_app, list(args), input=input, catch_exceptions=False)
-        finally:
-            structlog.reset_defaults()
-
-    yield invoke
-    get_settings.cache_clear()
+    yield from cli_invoker(life_settings, monkeypatch)

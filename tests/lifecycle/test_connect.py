@@ -21,13 +21,13 @@ from syncs.tokens import TokenStore
 from tests.lifecycle.conftest import (
     CURRENT,
     SECOND,
-    CliInvoke,
     ServerThread,
     callback_params,
     connect_via_flow,
     consent,
     stored,
 )
+from tests.support.cli import CliInvoke
 from tests.support.clock import FakeClock
 from worker import cli_connect
 from worker.runs import execute_sync

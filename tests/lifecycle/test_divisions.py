@@ -14,7 +14,8 @@ from syncs.divisions import list_divisions
 from syncs.errors import ExactRequestError
 from syncs.sandbox.server import SandboxServer
 from syncs.settings import Settings
-from tests.lifecycle.conftest import CURRENT, SECOND, THIRD, CliInvoke, connect_via_flow
+from tests.lifecycle.conftest import CURRENT, SECOND, THIRD, connect_via_flow
+from tests.support.cli import CliInvoke
 from tests.support.clock import FakeClock
 from worker.runs import execute_sync
 

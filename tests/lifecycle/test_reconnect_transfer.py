@@ -16,7 +16,8 @@ from syncs.connect_flow import ConnectFlow
 from syncs.errors import ConnectionInactiveError, ReauthRequiredError
 from syncs.sandbox.server import SandboxServer
 from syncs.settings import Settings, get_settings
-from tests.lifecycle.conftest import CURRENT, CliInvoke, connect_via_flow
+from tests.lifecycle.conftest import CURRENT, connect_via_flow
+from tests.support.cli import CliInvoke
 from tests.support.clock import FakeClock
 from worker.runs import execute_sync
 

@@ -19,7 +19,8 @@ from syncs.oauth import OAuthClient
 from syncs.sandbox.server import SandboxServer
 from syncs.settings import Settings
 from syncs.tokens import TokenRefresher, TokenStore
-from tests.lifecycle.conftest import CliInvoke, connect_via_flow, free_port
+from tests.lifecycle.conftest import connect_via_flow, free_port
+from tests.support.cli import CliInvoke
 from tests.support.clock import FakeClock
 
 DAY = 86400.0

@@ -11,41 +11,19 @@ from pathlib import Path
 
 import pytest
 import redis
-import structlog
-from pydantic import SecretStr
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 
 from models import SyncRun
 from syncs.sandbox.server import SandboxServer
 from syncs.sandbox.state import SandboxConfig, SandboxState
-from syncs.settings import Settings, get_settings
-from worker import cli_support
-from worker.cli import app as cli_app
+from syncs.settings import Settings
+from tests.support.cli import CliInvoke, aimed_at, cli_invoker, settings_env
 
 ROOT = Path(__file__).resolve().parents[2]
 CURRENT = 124132  # the sandbox's seeded current division
 CELERY = str(Path(sys.executable).with_name("celery"))
-
-
-def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
-    """Environment variables that make a subprocess (or get_settings()) see exactly these settings."""
-    env = {
-        "DATABASE_URL": settings.database_url,
-        "REDIS_URL": settings.redis_url,
-        "REDIS_KEY_PREFIX": settings.redis_key_prefix,
-        "CELERY_QUEUE": settings.celery_queue,
-        "TOKEN_ENCRYPTION_KEY": settings.token_encryption_key.get_secret_value()
-        if settings.token_encryption_key
-        else "",
-        "EXACT_BASE_URL": settings.exact_base_url or "",
-        "EXACT_CLIENT_ID": settings.exact_client_id or "",
-        "EXACT_CLIENT_SECRET": settings.exact_client_secret.get_secret_value() if settings.exact_client_secret else "",
-        "BEAT_TICK_SECONDS": str(settings.beat_tick_seconds),
-    }
-    env.update(extra)
-    return env
 
 
 def wait_for(condition: Callable[[], object], timeout: float = 30.0, interval: float = 0.1) -> object:
@@ -73,40 +51,13 @@ def sandbox() -> Iterator[SandboxServer]:
 
 @pytest.fixture
 def sandbox_settings(settings: Settings, sandbox: SandboxServer) -> Settings:
-    config = sandbox.state.config
-    return settings.model_copy(
-        update={
-            "exact_base_url": sandbox.base_url,
-            "exact_client_id": config.client_id,
-            "exact_client_secret": SecretStr(config.client_secret),
-            "beat_tick_seconds": 0.2,
-        }
-    )
-
-
-CliInvoke = Callable[..., Result]
+    return aimed_at(settings, sandbox, beat_tick_seconds=0.2)
 
 
 @pytest.fixture
 def cli(sandbox_settings: Settings, db: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch) -> Iterator[CliInvoke]:
-    """Runs `exact-sync ...` in process on an emptied database, with the test's settings taken from the
-    environment, as in production."""
-    for key, value in settings_env(sandbox_settings).items():
-        monkeypatch.setenv(key, value)
-    get_settings.cache_clear()
-    for console in (cli_support.console, cli_support.err_console):
-        monkeypatch.setattr(console, "width", 200)  # no wrapping inside the words tests look for
-    runner = CliRunner()
-
-    def invoke(*args: str, input: str | None = None) -> Result:
-        try:
-            return runner.invoke(cli_app, list(args), input=input, catch_exceptions=False)
-        finally:
-            # `run`/`demo` point structlog at the runner's stderr, which is closed once the command returns.
-            structlog.reset_defaults()
-
-    yield invoke
-    get_settings.cache_clear()
+    """Runs `exact-sync ...` in process on an emptied database."""
+    yield from cli_invoker(sandbox_settings, monkeypatch)
 
 
 @pytest.fixture

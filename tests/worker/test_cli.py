@@ -15,7 +15,8 @@ from syncs.db import session_factory
 from syncs.sandbox.server import SandboxServer
 from syncs.settings import Settings
 from syncs.tokens import TokenStore
-from tests.worker.conftest import CURRENT, CliInvoke
+from tests.support.cli import CliInvoke
+from tests.worker.conftest import CURRENT
 
 
 def test_migrate_is_idempotent(cli: CliInvoke) -> None:

@@ -18,7 +18,8 @@ from models import Account, Connection, ConnectionStatus, Division, SyncCursor, 
 from syncs.errors import ConfigurationError, ConnectionInactiveError, ReauthRequiredError
 from syncs.sandbox.server import SandboxServer
 from syncs.settings import Settings
-from tests.worker.conftest import CURRENT, ROOT, settings_env, wait_for
+from tests.support.cli import settings_env
+from tests.worker.conftest import CURRENT, ROOT, wait_for
 from worker.runs import connection_lock, execute_sync
 
 SECOND = 124133

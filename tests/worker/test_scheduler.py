@@ -17,8 +17,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from models import Connection, ConnectionStatus
 from syncs.clock import to_datetime
 from syncs.settings import Settings
+from tests.support.cli import settings_env
 from tests.support.clock import FakeClock
-from tests.worker.conftest import CELERY, ROOT, settings_env, stop, wait_for
+from tests.worker.conftest import CELERY, ROOT, stop, wait_for
 from worker.app import create_app
 from worker.scheduler import ConnectionScheduler, schedule_due_connections
 

@@ -12,7 +12,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from models import Account, SyncRun
 from syncs.sandbox.server import SandboxServer
 from syncs.settings import Settings
-from tests.worker.conftest import CURRENT, CliInvoke, stop
+from tests.support.cli import CliInvoke
+from tests.worker.conftest import CURRENT, stop
 from worker.app import create_app
 from worker.tasks import rate_limit_countdown
 
