@@ -7,11 +7,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 WORKDIR /src
-# README.md* : the package metadata names README.md; the glob keeps the build working while it is absent.
-COPY pyproject.toml README.md* ./
+COPY pyproject.toml README.md ./
 COPY models ./models
 COPY syncs ./syncs
 COPY worker ./worker
+COPY bench ./bench
 RUN pip install . \
     && useradd --create-home --uid 10001 exact \
     && rm -rf /src

@@ -25,13 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.fernet import Fernet
-from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from bench.environment import drop_database
 from models.migrate import upgrade_to_head
 from syncs.connections import add_connection, ensure_division
 from syncs.crypto import TokenCipher
-from syncs.db import engine_for, session_factory
+from syncs.db import session_factory
 from syncs.sandbox import SandboxConfig, SandboxServer, SandboxState
 from syncs.sandbox.ratelimit import Verdict, minute_window
 from syncs.settings import Settings
@@ -52,13 +52,6 @@ class CountingState(SandboxState):
         if verdict.allowed:
             self.per_minute[(division, minute_window(self.clock.now()))] += 1
         return verdict
-
-
-def _admin(database_url: str, sql: str) -> None:
-    engine = create_engine(make_url(database_url).set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(text(sql))
-    engine.dispose()
 
 
 def _worker(values: dict[str, Any], name: str, out: Any) -> None:
@@ -112,8 +105,7 @@ def run(pages: int, minutely_limit: int, page_size: int) -> str:
                 process.join(60)
             elapsed = time.time() - started
         finally:
-            engine_for(database_url).dispose()
-            _admin(base.database_url, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+            drop_database(database_url)
     counters = state.counters
     lines.append(f"rate budget bench: {pages} pages per division wanted, page size {page_size}, "
                  f"minutely limit {minutely_limit}, 2 worker processes, {elapsed:.0f} s")  # fmt: skip

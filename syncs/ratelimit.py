@@ -44,23 +44,22 @@ local function num(f) local v = redis.call('HGET', KEYS[1], f); if v then return
 local function fmt(x) return string.format('%.3f', x) end
 local blocked = num('blocked_until')
 if blocked and blocked + margin > now then return {'wait', fmt(blocked + margin)} end
-local d_rem, d_reset, d_limit = num('daily_remaining'), num('daily_reset'), num('daily_limit')
-if d_reset and d_reset + margin <= now then
-  d_reset = math.floor(now / 86400) * 86400 + 86400
-  redis.call('HSET', KEYS[1], 'daily_reset', fmt(d_reset))
-  if d_limit then d_rem = d_limit; redis.call('HSET', KEYS[1], 'daily_remaining', d_rem)
-  else d_rem = nil; redis.call('HDEL', KEYS[1], 'daily_remaining') end
+-- A window whose reset has passed starts again: full budget (when the limit is known) until the next boundary.
+local function roll(kind, period)
+  local rem, reset, limit = num(kind .. '_remaining'), num(kind .. '_reset'), num(kind .. '_limit')
+  if reset and reset + margin <= now then
+    reset = math.floor(now / period) * period + period
+    redis.call('HSET', KEYS[1], kind .. '_reset', fmt(reset))
+    if limit then rem = limit; redis.call('HSET', KEYS[1], kind .. '_remaining', rem)
+    else rem = nil; redis.call('HDEL', KEYS[1], kind .. '_remaining') end
+  end
+  return rem, reset
 end
+local d_rem, d_reset = roll('daily', 86400)
 if d_rem and d_rem <= 0 then
   return {'daily', fmt(d_reset or math.floor(now / 86400) * 86400 + 86400)}
 end
-local m_rem, m_reset, m_limit = num('minutely_remaining'), num('minutely_reset'), num('minutely_limit')
-if m_reset and m_reset + margin <= now then
-  m_reset = math.floor(now / 60) * 60 + 60
-  redis.call('HSET', KEYS[1], 'minutely_reset', fmt(m_reset))
-  if m_limit then m_rem = m_limit; redis.call('HSET', KEYS[1], 'minutely_remaining', m_rem)
-  else m_rem = nil; redis.call('HDEL', KEYS[1], 'minutely_remaining') end
-end
+local m_rem, m_reset = roll('minutely', 60)
 if m_rem and m_rem <= 0 then
   return {'wait', fmt((m_reset or math.floor(now / 60) * 60 + 60) + margin)}
 end

@@ -12,7 +12,10 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from bench.throughput import BenchOptions, parse_options, render_report, run_benchmark
+from bench.environment import BenchOptions
+from bench.report import render_report
+from bench.run import run_benchmark
+from bench.throughput import parse_options
 from syncs.settings import Settings
 from tests.conftest import ADMIN_URL, REDIS_URL
 

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from models import Connection
-from syncs.crypto import TokenCipher
+from syncs.client import ExactClient, open_client
 from syncs.oauth import OAuthClient
 from syncs.sandbox import SandboxConfig, SandboxServer, SandboxState
 from syncs.settings import Settings
-from syncs.tokens import TokenPair, TokenRefresher, TokenStore
+from syncs.tokens import TokenPair, TokenRefresher
 from tests.support.clock import FakeClock
+from tests.support.tokens import token_store
 
 
 @pytest.fixture
@@ -44,11 +45,6 @@ def connection_id(db: sessionmaker[Session]) -> int:
         return connection.id
 
 
-def token_store(db: sessionmaker[Session], settings: Settings) -> TokenStore:
-    assert settings.token_encryption_key is not None
-    return TokenStore(db, TokenCipher(settings.token_encryption_key.get_secret_value()))
-
-
 def store_pair(
     db: sessionmaker[Session],
     settings: Settings,
@@ -61,6 +57,18 @@ def store_pair(
     with db() as session, session.begin():
         token_store(db, settings).save(session, connection_id, pair)
     return pair
+
+
+@pytest.fixture
+def open_exact(
+    db: sessionmaker[Session], connection_id: int, redis_client: Any, clock: FakeClock
+) -> Callable[[Settings], ExactClient]:
+    """Opens an ExactClient for `connection_id` with the given settings (the sandbox's: `client_settings`)."""
+
+    def open_(settings: Settings) -> ExactClient:
+        return open_client(settings, connection_id, "nl", sessions=db, redis=redis_client, clock=clock)
+
+    return open_
 
 
 @pytest.fixture

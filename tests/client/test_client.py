@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from syncs.client import ExactClient, open_client
+from syncs.client import ExactClient
 from syncs.errors import (
     ExactRequestError,
     ExactServerError,
@@ -19,34 +19,43 @@ from syncs.errors import (
 )
 from syncs.sandbox import SandboxServer
 from syncs.settings import Settings
-from tests.client.conftest import store_pair, token_store
+from tests.client.conftest import store_pair
 from tests.client.stub import Answer, StubServer
 from tests.support.clock import FakeClock
+from tests.support.tokens import token_store
 
 DIV = 124132
 ACCOUNTS = {"$filter": "Timestamp gt 0L", "$select": "ID,Name,Timestamp"}
 VALID = {"access_token": "stub-access", "refresh_token": "stub-refresh", "expires_in": "600"}
 
 
+StubOpener = Callable[[StubServer], ExactClient]
+
+
 @pytest.fixture
 def exact(
-    issued: dict[str, Any],
-    client_settings: Settings,
-    connection_id: int,
-    db: sessionmaker[Session],
-    redis_client: Any,
-    clock: FakeClock,
+    issued: dict[str, Any], client_settings: Settings, open_exact: Callable[[Settings], ExactClient]
 ) -> Iterator[ExactClient]:
-    with open_client(client_settings, connection_id, "nl", sessions=db, redis=redis_client, clock=clock) as client:
+    with open_exact(client_settings) as client:
         yield client
 
 
+@pytest.fixture
 def stub_client(
-    stub: StubServer, settings: Settings, connection_id: int, db: Any, redis_client: Any, clock: FakeClock
-) -> ExactClient:
-    stub_settings = settings.model_copy(update={"exact_base_url": stub.base_url})
-    store_pair(db, stub_settings, connection_id, VALID, clock.now())
-    return open_client(stub_settings, connection_id, "nl", sessions=db, redis=redis_client, clock=clock)
+    settings: Settings,
+    connection_id: int,
+    db: sessionmaker[Session],
+    clock: FakeClock,
+    open_exact: Callable[[Settings], ExactClient],
+) -> StubOpener:
+    """Opens an ExactClient on a stub server, holding a valid token pair for it."""
+
+    def open_(stub: StubServer) -> ExactClient:
+        stub_settings = settings.model_copy(update={"exact_base_url": stub.base_url})
+        store_pair(db, stub_settings, connection_id, VALID, clock.now())
+        return open_exact(stub_settings)
+
+    return open_
 
 
 def test_pages_follow_next_to_the_end(exact: ExactClient, sandbox: SandboxServer) -> None:
@@ -70,7 +79,7 @@ def test_unauthorized_refreshes_once_and_retries_once(
     db: sessionmaker[Session],
     client_settings: Settings,
     connection_id: int,
-    redis_client: Any,
+    open_exact: Callable[[Settings], ExactClient],
     clock: FakeClock,
 ) -> None:
     issued = sandbox.state.issue_tokens()
@@ -78,7 +87,7 @@ def test_unauthorized_refreshes_once_and_retries_once(
     # We hold an access token Exact does not know (e.g. revoked), received "just now" by our clock.
     store_pair(db, client_settings, connection_id, {**issued, "access_token": "unknown"}, clock.now())
     sandbox.state.reset_counters()
-    with open_client(client_settings, connection_id, "nl", sessions=db, redis=redis_client, clock=clock) as exact:
+    with open_exact(client_settings) as exact:
         assert exact.current_me()["CurrentDivision"] == DIV
         assert exact.api_calls == 2
     counters = sandbox.state.counters
@@ -86,9 +95,7 @@ def test_unauthorized_refreshes_once_and_retries_once(
     assert token_store(db, client_settings).load(connection_id).access_token not in (None, "unknown")
 
 
-def test_second_unauthorized_is_an_error(
-    db: Any, settings: Settings, connection_id: int, redis_client: Any, clock: FakeClock
-) -> None:
+def test_second_unauthorized_is_an_error(stub_client: StubOpener) -> None:
     def route(path: str) -> Answer:
         if path.startswith("/api/oauth2/token"):
             return Answer(200, {"access_token": "A2", "refresh_token": "R2", "expires_in": "600"})
@@ -96,7 +103,7 @@ def test_second_unauthorized_is_an_error(
 
     with (
         StubServer(route) as stub,
-        stub_client(stub, settings, connection_id, db, redis_client, clock) as exact,
+        stub_client(stub) as exact,
     ):
         with pytest.raises(ExactRequestError) as raised:
             exact.current_me()
@@ -113,9 +120,7 @@ def test_second_unauthorized_is_an_error(
         ]
 
 
-def test_pagination_loop_is_detected(
-    db: Any, settings: Settings, connection_id: int, redis_client: Any, clock: FakeClock
-) -> None:
+def test_pagination_loop_is_detected(stub_client: StubOpener) -> None:
     base: list[str] = []
 
     def route(path: str) -> Answer:
@@ -126,7 +131,7 @@ def test_pagination_loop_is_detected(
 
     with (
         StubServer(route) as stub,
-        stub_client(stub, settings, connection_id, db, redis_client, clock) as exact,
+        stub_client(stub) as exact,
     ):
         base.append(stub.base_url)
         pages = exact.pages(1, "crm/Accounts", {"$select": "ID"})
@@ -137,9 +142,7 @@ def test_pagination_loop_is_detected(
         assert len(stub.requests) == 2
 
 
-def test_next_is_followed_verbatim(
-    db: Any, settings: Settings, connection_id: int, redis_client: Any, clock: FakeClock
-) -> None:
+def test_next_is_followed_verbatim(stub_client: StubOpener) -> None:
     base: list[str] = []
     skip = "$skiptoken=datetime'2018-09-21T04%3A18%3A55.617',guid'cbddbd5c-0068-4385-ae3e-6f96c04b06d6'"
 
@@ -150,7 +153,7 @@ def test_next_is_followed_verbatim(
 
     with (
         StubServer(route) as stub,
-        stub_client(stub, settings, connection_id, db, redis_client, clock) as exact,
+        stub_client(stub) as exact,
     ):
         base.append(stub.base_url)
         assert [r["ID"] for rows in exact.pages(1, "x", {"$top": "100"}) for r in rows] == [1, 2]
@@ -164,29 +167,23 @@ def test_next_is_followed_verbatim(
 def test_malformed_page(
     body: Any,
     fragment: str,
-    db: Any,
-    settings: Settings,
-    connection_id: int,
-    redis_client: Any,
-    clock: FakeClock,
+    stub_client: StubOpener,
 ) -> None:
     with (
         StubServer(lambda path: Answer(200, body)) as stub,
-        stub_client(stub, settings, connection_id, db, redis_client, clock) as exact,
+        stub_client(stub) as exact,
     ):
         with pytest.raises(MalformedResponseError, match=fragment) as raised:
             list(exact.pages(1, "crm/Accounts", {}))
         assert f"{stub.base_url}/api/v1/1/crm/Accounts" in str(raised.value)
 
 
-def test_next_on_another_host_is_refused(
-    db: Any, settings: Settings, connection_id: int, redis_client: Any, clock: FakeClock
-) -> None:
+def test_next_on_another_host_is_refused(stub_client: StubOpener) -> None:
     with StubServer(lambda path: Answer(200, {"d": []})) as elsewhere:
         body = {"d": {"results": [], "__next": f"{elsewhere.base_url}/api/v1/1/crm/Accounts?$skiptoken=1"}}
         with (
             StubServer(lambda path: Answer(200, body)) as stub,
-            stub_client(stub, settings, connection_id, db, redis_client, clock) as exact,
+            stub_client(stub) as exact,
             pytest.raises(MalformedResponseError, match="is not on"),
         ):
             list(exact.pages(1, "crm/Accounts", {}))
@@ -230,12 +227,10 @@ def test_daily_budget_spent_raises_with_the_reset(exact: ExactClient, sandbox: S
     assert clock.slept == []
 
 
-def test_endless_429_is_bounded(
-    db: Any, settings: Settings, connection_id: int, redis_client: Any, clock: FakeClock
-) -> None:
+def test_endless_429_is_bounded(stub_client: StubOpener, clock: FakeClock) -> None:
     with (
         StubServer(lambda path: Answer(429, "")) as stub,
-        stub_client(stub, settings, connection_id, db, redis_client, clock) as exact,
+        stub_client(stub) as exact,
     ):
         with pytest.raises(RateLimitedError):
             exact.current_me()
@@ -244,9 +239,7 @@ def test_endless_429_is_bounded(
         assert all(0 < s <= limit for s in clock.slept) and len(clock.slept) == 4
 
 
-def test_server_errors_are_retried_with_backoff(
-    db: Any, settings: Settings, connection_id: int, redis_client: Any, clock: FakeClock
-) -> None:
+def test_server_errors_are_retried_with_backoff(stub_client: StubOpener, clock: FakeClock) -> None:
     answers = [
         Answer(503, "busy"),
         Answer(500, "oops"),
@@ -254,7 +247,7 @@ def test_server_errors_are_retried_with_backoff(
     ]
     with (
         StubServer(lambda path: answers.pop(0)) as stub,
-        stub_client(stub, settings, connection_id, db, redis_client, clock) as exact,
+        stub_client(stub) as exact,
     ):
         assert exact.current_me() == {"CurrentDivision": 7}
         assert exact.api_calls == 3
@@ -262,11 +255,11 @@ def test_server_errors_are_retried_with_backoff(
 
 
 def test_persistent_server_errors_and_unreachable_host(
-    db: Any, settings: Settings, connection_id: int, redis_client: Any, clock: FakeClock
+    settings: Settings, stub_client: StubOpener, open_exact: Callable[[Settings], ExactClient]
 ) -> None:
     with (
         StubServer(lambda path: Answer(500, "oops")) as stub,
-        stub_client(stub, settings, connection_id, db, redis_client, clock) as exact,
+        stub_client(stub) as exact,
     ):
         with pytest.raises(ExactServerError) as raised:
             exact.current_me()
@@ -274,7 +267,7 @@ def test_persistent_server_errors_and_unreachable_host(
         dead = stub.base_url
     closed = settings.model_copy(update={"exact_base_url": dead})
     with (
-        open_client(closed, connection_id, "nl", sessions=db, redis=redis_client, clock=clock) as exact,
+        open_exact(closed) as exact,
         pytest.raises(ExactUnavailableError),
     ):
         exact.current_me()

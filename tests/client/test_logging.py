@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
 
 import pytest
 import structlog
 from sqlalchemy.orm import Session, sessionmaker
 
-from syncs.client import open_client
+from syncs.client import ExactClient
 from syncs.errors import ReauthRequiredError
 from syncs.logging import REDACTED, configure_logging
 from syncs.sandbox import SandboxServer
 from syncs.settings import Settings
-from tests.client.conftest import store_pair, token_store
+from tests.client.conftest import store_pair
 from tests.support.clock import FakeClock
+from tests.support.tokens import token_store
 
 
 @pytest.fixture
@@ -50,7 +50,7 @@ def test_refresh_and_failures_never_log_tokens(
     db: sessionmaker[Session],
     client_settings: Settings,
     connection_id: int,
-    redis_client: Any,
+    open_exact: Callable[[Settings], ExactClient],
     clock: FakeClock,
 ) -> None:
     caplog.set_level("DEBUG")
@@ -58,7 +58,7 @@ def test_refresh_and_failures_never_log_tokens(
     secrets = [issued["access_token"], issued["refresh_token"], "sandbox-secret"]
     store_pair(db, client_settings, connection_id, issued, clock.now())
     clock.advance(580)
-    with open_client(client_settings, connection_id, "nl", sessions=db, redis=redis_client, clock=clock) as exact:
+    with open_exact(client_settings) as exact:
         exact.current_me()  # refreshes in the window
         fresh = token_store(db, client_settings).load(connection_id)
         assert fresh.access_token is not None

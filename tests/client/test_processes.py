@@ -13,8 +13,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from syncs.clock import SYSTEM_CLOCK
 from syncs.sandbox import SandboxConfig, SandboxServer, SandboxState
 from syncs.settings import Settings
-from tests.client.conftest import store_pair, token_store
+from tests.client.conftest import store_pair
 from tests.client.proc_worker import ask_for_tokens
+from tests.support.tokens import token_store
 
 LIFETIME, WINDOW, MARGIN = 4.0, 2.0, 0.2
 PROCESSES = 8  # issue 4: eight worker processes enter the refresh window together

@@ -16,12 +16,34 @@ from syncs.errors import ExactRequestError, LockUnavailableError, ReauthRequired
 from syncs.sandbox import SandboxServer
 from syncs.settings import Settings
 from syncs.tokens import TokenPair
-from tests.client.conftest import store_pair, token_store
+from tests.client.conftest import store_pair
 from tests.client.stub import Answer, StubServer
 from tests.support.clock import FakeClock
+from tests.support.tokens import token_store
 
 LIFETIME, WINDOW, MARGIN = 600.0, 30.0, 2.0
 REFRESHABLE = LIFETIME - WINDOW + MARGIN  # seconds after receipt when we may refresh
+
+
+def race(refreshers: list[Any], threads: int, connection_id: int) -> tuple[list[str], list[BaseException]]:
+    """`threads` threads asking the refreshers (in turn) for a token at the same moment: tokens and errors."""
+    barrier = threading.Barrier(threads)
+    results: list[str] = []
+    errors: list[BaseException] = []
+
+    def work(index: int) -> None:
+        barrier.wait()
+        try:
+            results.append(refreshers[index % len(refreshers)].valid_access_token(connection_id))
+        except BaseException as exc:
+            errors.append(exc)
+
+    started = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
+    for thread in started:
+        thread.start()
+    for thread in started:
+        thread.join(30)
+    return results, errors
 
 
 def test_token_is_reused_until_the_refresh_window(
@@ -74,22 +96,7 @@ def test_many_threads_make_one_token_request(
 ) -> None:
     refreshers = [make_refresher() for _ in range(4)]  # four "workers", four threads each
     clock.advance(REFRESHABLE + 5)
-    barrier = threading.Barrier(16)
-    results: list[str] = []
-    errors: list[BaseException] = []
-
-    def work(index: int) -> None:
-        barrier.wait()
-        try:
-            results.append(refreshers[index % 4].valid_access_token(connection_id))
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(16)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
+    results, errors = race(refreshers, 16, connection_id)
     assert errors == []
     assert len(results) == 16 and len(set(results)) == 1
     assert results[0] != issued["access_token"]
@@ -109,21 +116,7 @@ def test_revoked_refresh_token_marks_reauth_without_a_retry_storm(
     sandbox.state.revoke_refresh_tokens()
     clock.advance(REFRESHABLE + 1)
     refreshers = [make_refresher() for _ in range(3)]
-    barrier = threading.Barrier(6)
-    raised: list[BaseException] = []
-
-    def work(index: int) -> None:
-        barrier.wait()
-        try:
-            refreshers[index % 3].valid_access_token(connection_id)
-        except BaseException as exc:
-            raised.append(exc)
-
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
+    _, raised = race(refreshers, 6, connection_id)
     assert len(raised) == 6 and all(isinstance(exc, ReauthRequiredError) for exc in raised)
     assert sandbox.state.counters.token_requests == 1
     with db() as session:

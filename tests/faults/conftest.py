@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -21,17 +20,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models import Account, SalesInvoiceLine
 from syncs.connections import add_connection
-from syncs.crypto import TokenCipher
 from syncs.sandbox.state import SandboxState
 from syncs.settings import Settings
-from syncs.tokens import TokenPair, TokenStore
+from syncs.tokens import TokenPair
+from tests.support.net import free_port
+from tests.support.tokens import token_store
 
 PG_BINARIES = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
-
-
-def token_store(db: sessionmaker[Session], settings: Settings) -> TokenStore:
-    assert settings.token_encryption_key is not None
-    return TokenStore(db, TokenCipher(settings.token_encryption_key.get_secret_value()))
 
 
 def register(db: sessionmaker[Session], settings: Settings, state: SandboxState, name: str = "acme") -> int:
@@ -57,13 +52,6 @@ def assert_equal_to_source(db: sessionmaker[Session], state: SandboxState, divis
         (r["ID"], r["Timestamp"]) for r in state.accounts(division)
     )
     assert sorted(str(i) for i, _ in lines) == sorted(r["ID"] for r in state.invoice_lines(division))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @dataclass

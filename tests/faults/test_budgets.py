@@ -59,6 +59,25 @@ def sync_until_done(settings: Settings, clock: FakeClock, attempts: int = 4) -> 
     return execute_sync(settings, "acme", clock=clock)
 
 
+def register_in(
+    db: sessionmaker[Session], settings: Settings, state: SandboxState, division: int = DIV, name: str = "acme"
+) -> int:
+    """`register`, with `division` as the connection's current division."""
+    connection_id = register(db, settings, state, name)
+    with db.begin() as session:
+        session.execute(update(Connection).where(Connection.id == connection_id).values(current_division=division))
+    return connection_id
+
+
+def exhaust_error_budget(
+    redis_client: Redis[bytes], settings: Settings, clock: FakeClock, connection_id: int, status: int
+) -> None:
+    """Eight `status` errors on the accounts endpoint of DIV within the hour: the budget stops it."""
+    errors = ErrorBudget(redis_client, settings.redis_key_prefix, clock, connection_id)
+    for _ in range(8):
+        errors.record(f"{DIV}/sync/crm/accounts", status)
+
+
 def test_5xx_and_429_bursts_end_equal_to_the_source_without_429s_from_the_budget(
     fake_settings: Settings, db: sessionmaker[Session], sandbox: SandboxServer, clock: FakeClock
 ) -> None:
@@ -133,12 +152,8 @@ def test_an_exhausted_error_budget_fails_the_run_and_shows_why(
     clock: FakeClock,
     redis_client: Redis[bytes],
 ) -> None:
-    connection_id = register(db, fake_settings, sandbox.state)
-    with db.begin() as session:
-        session.execute(update(Connection).values(current_division=DIV))
-    errors = ErrorBudget(redis_client, fake_settings.redis_key_prefix, clock, connection_id)
-    for _ in range(8):
-        errors.record(f"{DIV}/sync/crm/accounts", 400)
+    connection_id = register_in(db, fake_settings, sandbox.state)
+    exhaust_error_budget(redis_client, fake_settings, clock, connection_id, 400)
     with pytest.raises(ErrorBudgetExhaustedError):
         execute_sync(fake_settings, "acme", entities=["accounts"], clock=clock)
     with db() as session:
@@ -156,11 +171,8 @@ def test_beat_defers_a_connection_whose_daily_budget_runs_low(
     clock: FakeClock,
     redis_client: Redis[bytes],
 ) -> None:
-    low_id = register(db, fake_settings, sandbox.state, "low")
-    register(db, fake_settings, sandbox.state, "fine")
-    with db.begin() as session:
-        session.execute(update(Connection).where(Connection.id == low_id).values(current_division=DIV))
-        session.execute(update(Connection).where(Connection.id != low_id).values(current_division=DIV + 1))
+    low_id = register_in(db, fake_settings, sandbox.state, DIV, "low")
+    register_in(db, fake_settings, sandbox.state, DIV + 1, "fine")
     reset = clock.now() + 3 * 3600
     gate = RateGate(redis_client, fake_settings.redis_key_prefix, clock)
     daily = {"X-RateLimit-Limit": "5000", "X-RateLimit-Reset": str(int(reset * 1000))}
@@ -184,17 +196,13 @@ def test_status_shows_budgets_and_stopped_endpoints_and_manual_runs_warn(
     clock: FakeClock,
     redis_client: Redis[bytes],
 ) -> None:
-    connection_id = register(db, fake_settings, sandbox.state)
-    with db.begin() as session:
-        session.execute(update(Connection).values(current_division=DIV))
+    connection_id = register_in(db, fake_settings, sandbox.state)
     assert low_budget_warning(fake_settings, "acme", clock) is None
     reset = clock.now() + 3600
     gate = RateGate(redis_client, fake_settings.redis_key_prefix, clock)
     gate.observe(str(DIV), 200, {"X-RateLimit-Limit": "5000", "X-RateLimit-Remaining": "120",
                                  "X-RateLimit-Reset": str(int(reset * 1000)), **minutely(42)})  # fmt: skip
-    errors = ErrorBudget(redis_client, fake_settings.redis_key_prefix, clock, connection_id)
-    for _ in range(8):
-        errors.record(f"{DIV}/sync/crm/accounts", 404)
+    exhaust_error_budget(redis_client, fake_settings, clock, connection_id, 404)
     console = Console(record=True, width=250)
     console.print(budget_status(fake_settings, None, clock))
     text = console.export_text()

@@ -19,8 +19,9 @@ from models.migrate import upgrade_to_head
 from syncs.db import session_factory
 from syncs.sandbox import SandboxConfig, SandboxServer, SandboxState
 from syncs.settings import Settings
-from tests.faults.conftest import OwnPostgres, OwnRedis, assert_equal_to_source, register, token_store
+from tests.faults.conftest import OwnPostgres, OwnRedis, assert_equal_to_source, register
 from tests.support.cli import aimed_at, settings_env
+from tests.support.tokens import token_store
 from tests.worker.conftest import CELERY, ROOT, stop, wait_for
 from worker.app import create_app
 from worker.runs import RunOutcome, execute_sync

@@ -3,7 +3,6 @@ at a free local port, a "browser" that follows Exact's redirects, and the CLI in
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -25,14 +24,9 @@ from syncs.sandbox.state import SandboxConfig, SandboxState
 from syncs.settings import Settings
 from tests.support.cli import CliInvoke, aimed_at, cli_invoker
 from tests.support.clock import FakeClock
+from tests.support.net import free_port
 
 CURRENT, SECOND, THIRD = 124132, 124133, 124134
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture

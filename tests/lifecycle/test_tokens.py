@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -14,24 +15,31 @@ from models import Connection, ConnectionStatus, ConnectionToken
 from syncs.connect_flow import ConnectFlow
 from syncs.crypto import TokenCipher
 from syncs.errors import ReauthRequiredError, TokenRefreshError
-from syncs.keepalive import keep_alive
+from syncs.keepalive import KeepAliveReport, keep_alive
 from syncs.oauth import OAuthClient
 from syncs.sandbox.server import SandboxServer
 from syncs.settings import Settings
 from syncs.tokens import TokenRefresher, TokenStore
-from tests.lifecycle.conftest import connect_via_flow, free_port
+from tests.lifecycle.conftest import connect_via_flow
 from tests.support.cli import CliInvoke
 from tests.support.clock import FakeClock
+from tests.support.net import free_port
 
 DAY = 86400.0
+
+
+@pytest.fixture
+def run_keep_alive(
+    life_settings: Settings, db: sessionmaker[Session], redis_client: redis.Redis[Any], clock: FakeClock
+) -> Callable[[], KeepAliveReport]:
+    return lambda: keep_alive(life_settings, db, redis_client, clock)
 
 
 def test_keep_alive_refreshes_an_idle_connection_once(
     sandbox: SandboxServer,
     flow: ConnectFlow,
-    life_settings: Settings,
     db: sessionmaker[Session],
-    redis_client: redis.Redis[Any],
+    run_keep_alive: Callable[[], KeepAliveReport],
     clock: FakeClock,
 ) -> None:
     connect_via_flow(flow, "acme")
@@ -41,11 +49,11 @@ def test_keep_alive_refreshes_an_idle_connection_once(
     sandbox.state.reset_counters()
 
     clock.advance(6 * DAY)
-    assert keep_alive(life_settings, db, redis_client, clock).refreshed == []
+    assert run_keep_alive().refreshed == []
     clock.advance(2 * DAY)  # 8 days idle: past TOKEN_KEEPALIVE_DAYS (7), far from the 30-day expiry
-    report = keep_alive(life_settings, db, redis_client, clock)
+    report = run_keep_alive()
     assert report.refreshed == ["acme"] and not report.failed
-    assert keep_alive(life_settings, db, redis_client, clock).refreshed == []
+    assert run_keep_alive().refreshed == []
     counters = sandbox.state.counters
     assert (counters.token_requests, counters.token_refresh_refused_early) == (1, 0)
 
@@ -53,9 +61,8 @@ def test_keep_alive_refreshes_an_idle_connection_once(
 def test_keep_alive_never_refreshes_before_the_window(
     sandbox: SandboxServer,
     flow: ConnectFlow,
-    life_settings: Settings,
     db: sessionmaker[Session],
-    redis_client: redis.Redis[Any],
+    run_keep_alive: Callable[[], KeepAliveReport],
     clock: FakeClock,
 ) -> None:
     connected = connect_via_flow(flow, "acme")
@@ -65,10 +72,10 @@ def test_keep_alive_never_refreshes_before_the_window(
         token.refresh_token_issued_at -= timedelta(days=8)
     sandbox.state.reset_counters()
 
-    first = keep_alive(life_settings, db, redis_client, clock)
+    first = run_keep_alive()
     assert first.not_in_window == ["acme"] and sandbox.state.counters.token_requests == 0
     clock.advance(540)  # the window (600 - 30 s, plus a 2 s margin) opens in 32 s: the keep-alive waits for it
-    second = keep_alive(life_settings, db, redis_client, clock)
+    second = run_keep_alive()
     assert second.refreshed == ["acme"]
     assert clock.slept and 31 <= clock.slept[-1] <= 33
     counters = sandbox.state.counters

@@ -1,0 +1,158 @@
+"""What the throughput benchmark runs against: its data set, the in-process sandbox, a fresh database and the
+connections registered in it, plus the row counts every phase is checked with."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.fernet import Fernet
+from pydantic import SecretStr
+from redis import Redis
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from syncs.clock import SYSTEM_CLOCK
+from syncs.connections import add_connection
+from syncs.crypto import TokenCipher
+from syncs.db import engine_for
+from syncs.sandbox.seed import FIRST_DIVISION, SECOND_DIVISION
+from syncs.sandbox.state import SandboxConfig, SandboxState
+from syncs.settings import Settings
+from syncs.tokens import TokenPair, TokenStore
+
+DIVISION = FIRST_DIVISION  # the full data set
+HALF_DIVISION = SECOND_DIVISION  # half of it, for the second memory point
+WARMUP_DIVISION = SECOND_DIVISION + 1  # a little data to warm every cache up before anything is measured
+MAIN_CONNECTION = "bench"
+HALF_CONNECTION = "bench-half"
+WARMUP_CONNECTION = "bench-warmup"
+REGION = "nl"
+SYNCED_TABLES = ("accounts", "sales_invoices", "sales_invoice_lines")
+
+
+class BenchmarkError(RuntimeError):
+    """The benchmark could not run or its row counts did not add up."""
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    accounts: int = 20_000
+    invoices: int = 25_000
+    lines_per_invoice: int = 4
+    naive_records: int = 20_000  # records for the naive loader; 0 = all
+    page_size: int = 1000  # sandbox page size (Exact's is 1000)
+    database: str = "exact_sync_bench"
+    keep_database: bool = False
+
+    @property
+    def records(self) -> int:
+        return self.accounts + self.invoices * self.lines_per_invoice
+
+    @property
+    def half_records(self) -> int:
+        """Records in the half data set (division HALF_DIVISION)."""
+        return self.accounts // 2 + self.invoices // 2 * self.lines_per_invoice
+
+
+QUICK = BenchOptions(accounts=2_000, invoices=2_500, lines_per_invoice=4, naive_records=2_000)
+
+
+# -- sandbox -------------------------------------------------------------------------------------------------
+
+
+def sandbox_config(options: BenchOptions) -> SandboxConfig:
+    """Rate limits off, no seed data, and a division for the warm-up sync."""
+    return SandboxConfig(
+        minutely_limit=None,
+        daily_limit=None,
+        seed=False,
+        page_size=options.page_size,
+        extra_divisions=((WARMUP_DIVISION, "Warm-up"),),
+    )
+
+
+def generate_data(state: SandboxState, options: BenchOptions) -> None:
+    """The full data set, half of it in HALF_DIVISION and a little in WARMUP_DIVISION."""
+    state.generate(DIVISION, options.accounts, options.invoices, options.lines_per_invoice)
+    state.generate(HALF_DIVISION, options.accounts // 2, options.invoices // 2, options.lines_per_invoice)
+    state.generate(WARMUP_DIVISION, min(options.accounts, 500), min(options.invoices, 250), options.lines_per_invoice)
+
+
+# -- database and connections --------------------------------------------------------------------------------
+
+
+def bench_settings(base: Settings, sandbox_url: str, database: str, config: SandboxConfig) -> Settings:
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", database):
+        raise BenchmarkError(f"unsuitable benchmark database name {database!r}")
+    url = make_url(base.database_url).set(database=database).render_as_string(hide_password=False)
+    return base.model_copy(
+        update={
+            "database_url": url,
+            "exact_base_url": sandbox_url,
+            "exact_client_id": config.client_id,
+            "exact_client_secret": SecretStr(config.client_secret),
+            "token_encryption_key": SecretStr(Fernet.generate_key().decode()),
+            "redis_key_prefix": f"exact-sync-bench-{uuid.uuid4().hex[:8]}",
+        }
+    )
+
+
+def _admin_execute(database_url: str, sql: str) -> None:
+    admin = create_engine(make_url(database_url).set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(sql))
+    finally:
+        admin.dispose()
+
+
+def drop_database(database_url: str) -> None:
+    engine_for(database_url).dispose()
+    _admin_execute(database_url, f'DROP DATABASE IF EXISTS "{make_url(database_url).database}" WITH (FORCE)')
+
+
+def delete_redis_keys(redis_client: Redis[Any], prefix: str) -> None:
+    keys = list(redis_client.scan_iter(match=f"{prefix}*"))
+    if keys:
+        redis_client.delete(*keys)
+
+
+def register(sessions: sessionmaker[Session], settings: Settings, state: SandboxState, name: str, division: int) -> int:
+    key = settings.token_encryption_key.get_secret_value() if settings.token_encryption_key else None
+    tokens = state.issue_tokens()
+    pair = TokenPair(
+        access_token=tokens["access_token"],
+        refresh_token=tokens["refresh_token"],
+        received_at=SYSTEM_CLOCK.now(),
+        expires_in=float(tokens["expires_in"]),
+    )
+    with sessions.begin() as session:
+        return add_connection(session, TokenStore(sessions, TokenCipher(key)), name, REGION, pair, division).id
+
+
+# -- row counts ----------------------------------------------------------------------------------------------
+
+
+def count_rows(sessions: sessionmaker[Session], table: str) -> int:
+    with sessions() as session:
+        return int(session.scalar(text(f'SELECT count(*) FROM "{table}"')) or 0)
+
+
+def records_in(sessions: sessionmaker[Session], prefix: str = "") -> int:
+    """Records (accounts + invoice lines) in the synced tables, or in their twins named with `prefix`."""
+    return count_rows(sessions, f"{prefix}accounts") + count_rows(sessions, f"{prefix}sales_invoice_lines")
+
+
+def empty_synced_tables(sessions: sessionmaker[Session]) -> None:
+    with sessions.begin() as session:
+        session.execute(text(f"TRUNCATE {', '.join(SYNCED_TABLES)}"))
+        session.execute(text("DELETE FROM sync_cursors"))
+
+
+def expect(what: str, found: int, expected: int) -> None:
+    if found != expected:
+        raise BenchmarkError(f"{what}: {found} records, expected {expected}")

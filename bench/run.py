@@ -1,0 +1,209 @@
+"""The throughput benchmark's run: warm-up, fetch only, exact-sync on the half and the full data set, the naive
+loader and the raw COPY, each checked against the rows it left in the database (see bench.throughput)."""
+
+from __future__ import annotations
+
+import gc
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from redis import Redis
+from sqlalchemy import text
+from sqlalchemy.orm import Session, sessionmaker
+
+from bench.environment import (
+    DIVISION,
+    HALF_CONNECTION,
+    HALF_DIVISION,
+    MAIN_CONNECTION,
+    REGION,
+    WARMUP_CONNECTION,
+    WARMUP_DIVISION,
+    BenchmarkError,
+    BenchOptions,
+    bench_settings,
+    count_rows,
+    delete_redis_keys,
+    drop_database,
+    empty_synced_tables,
+    expect,
+    generate_data,
+    records_in,
+    register,
+    sandbox_config,
+)
+from bench.loaders import (
+    COPY_PREFIX,
+    LoadResult,
+    StreamClock,
+    copy_load,
+    create_copy_tables,
+    fetch_only,
+    naive_load,
+    stream_quotas,
+)
+from bench.memory import MemoryUse, PeakRss
+from models.migrate import upgrade_to_head
+from syncs.client import open_client
+from syncs.db import engine_for, session_factory
+from syncs.sandbox.server import SandboxServer
+from syncs.sandbox.state import SandboxState
+from syncs.settings import Settings, get_settings
+from worker.runs import execute_sync
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str
+    load: LoadResult
+    db_records: int  # records found in the database afterwards (accounts + invoice lines)
+    memory: MemoryUse | None = None
+
+    @property
+    def rate(self) -> float:
+        return self.load.records / self.load.seconds if self.load.seconds > 0 else 0.0
+
+    @property
+    def calls_per_1000(self) -> float:
+        return self.load.api_calls * 1000 / self.load.records if self.load.records else 0.0
+
+
+@dataclass(frozen=True)
+class BenchReport:
+    options: BenchOptions
+    generate_seconds: float
+    postgres_version: str
+    load_before: tuple[float, float, float] | None  # 1/5/15-minute load averages when the run began and ended
+    load_after: tuple[float, float, float] | None
+    fetch: Phase
+    exact_half: Phase
+    exact: Phase
+    naive: Phase
+    copy: Phase
+
+    @property
+    def naive_ratio(self) -> float:
+        return self.exact.rate / self.naive.rate if self.naive.rate else 0.0
+
+    @property
+    def copy_share(self) -> float:
+        return self.exact.rate / self.copy.rate if self.copy.rate else 0.0
+
+    def fetch_seconds_for(self, records: int) -> float:
+        """What fetching `records` costs at the fetch-only rate."""
+        return self.fetch.load.seconds * records / self.fetch.load.records if self.fetch.load.records else 0.0
+
+
+def _load_average() -> tuple[float, float, float] | None:
+    try:
+        return os.getloadavg()
+    except OSError:
+        return None
+
+
+def log_to_stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _exact_sync(settings: Settings, sessions: sessionmaker[Session], connection: str, name: str) -> Phase:
+    read = 0
+    clock = StreamClock()
+
+    def progress(stream: str, count: int) -> None:
+        nonlocal read
+        read += count
+        clock.page_done(stream, count)
+
+    empty_synced_tables(sessions)
+    gc.collect()
+    with PeakRss() as probe:
+        started = time.perf_counter()
+        clock.restart()
+        outcome = execute_sync(settings, connection, trigger="bench", progress=progress)
+        seconds = time.perf_counter() - started
+    if outcome.status != "succeeded":
+        raise BenchmarkError(f"exact-sync run of {connection} ended {outcome.status}: {outcome.error}")
+    load = LoadResult(read, outcome.inserted + outcome.updated, seconds, outcome.api_calls, clock.timings())
+    return Phase(name, load, records_in(sessions), probe.result)
+
+
+def run_benchmark(options: BenchOptions, base: Settings | None = None, log: Log = log_to_stderr) -> BenchReport:
+    base = base or get_settings()
+    load_before = _load_average()
+    config = sandbox_config(options)
+    state = SandboxState(config)
+    log(
+        f"generating {options.accounts:,} accounts and {options.invoices:,} invoices x "
+        f"{options.lines_per_invoice} lines (plus half of that in division {HALF_DIVISION})"
+    )
+    started = time.perf_counter()
+    generate_data(state, options)
+    generate_seconds = time.perf_counter() - started
+    half_records = options.half_records
+
+    with SandboxServer(state) as server:
+        settings = bench_settings(base, server.base_url, options.database, config)
+        log(f"creating database {options.database}")
+        drop_database(settings.database_url)
+        upgrade_to_head(settings.database_url)
+        redis_client = Redis.from_url(settings.redis_url)
+        try:
+            sessions = session_factory(settings.database_url)
+            with sessions() as session:
+                postgres = str(session.scalar(text("SHOW server_version")))
+            main_id = register(sessions, settings, state, MAIN_CONNECTION, DIVISION)
+            register(sessions, settings, state, HALF_CONNECTION, HALF_DIVISION)
+            register(sessions, settings, state, WARMUP_CONNECTION, WARMUP_DIVISION)
+
+            log("warm-up sync (not measured)")
+            _exact_sync(settings, sessions, WARMUP_CONNECTION, "warm-up")
+
+            log("fetch only")
+            with open_client(settings, main_id, REGION, sessions=sessions, redis=redis_client) as client:
+                fetched = fetch_only(client, DIVISION)
+            expect("fetch only", fetched.records, options.records)
+            fetch = Phase("fetch + decode only (no writes)", fetched, 0)
+
+            log(f"exact-sync, half data set ({half_records:,} records)")
+            exact_half = _exact_sync(settings, sessions, HALF_CONNECTION, "exact-sync, half data set")
+            expect("exact-sync (half)", exact_half.db_records, half_records)
+            expect("exact-sync (half) read", exact_half.load.records, half_records)
+
+            log(f"exact-sync, full data set ({options.records:,} records)")
+            exact = _exact_sync(settings, sessions, MAIN_CONNECTION, "exact-sync (execute_sync)")
+            expect("exact-sync", exact.db_records, options.records)
+            expect("exact-sync read", exact.load.records, options.records)
+            expect("exact-sync invoice headers", count_rows(sessions, "sales_invoices"), options.invoices)
+
+            empty_synced_tables(sessions)
+            sizes = [options.accounts, options.invoices * options.lines_per_invoice]
+            quotas = stream_quotas(sizes, options.naive_records)
+            log(f"naive ORM loader ({sum(quotas):,} records or the pages holding them)")
+            with open_client(settings, main_id, REGION, sessions=sessions, redis=redis_client) as client:
+                naive_result = naive_load(client, sessions, DIVISION, quotas)
+            naive = Phase("naive ORM merge per record", naive_result, records_in(sessions))
+            expect("naive loader", naive.db_records, naive_result.records)
+            empty_synced_tables(sessions)
+
+            log("raw COPY into unindexed tables")
+            create_copy_tables(settings.database_url)
+            with open_client(settings, main_id, REGION, sessions=sessions, redis=redis_client) as client:
+                copied = copy_load(client, settings.database_url, DIVISION)
+            copy = Phase("raw COPY, unindexed tables", copied, records_in(sessions, COPY_PREFIX))
+            expect("raw COPY", copy.db_records, options.records)
+        finally:
+            delete_redis_keys(redis_client, settings.redis_key_prefix)
+            redis_client.close()
+            if options.keep_database:
+                engine_for(settings.database_url).dispose()
+            else:
+                drop_database(settings.database_url)
+
+    return BenchReport(
+        options, generate_seconds, postgres, load_before, _load_average(), fetch, exact_half, exact, naive, copy
+    )
