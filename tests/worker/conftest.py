@@ -11,11 +11,9 @@ from pathlib import Path
 
 import pytest
 import redis
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import Result
 
-from models import SyncRun
 from syncs.sandbox.server import SandboxServer
 from syncs.sandbox.state import SandboxConfig, SandboxState
 from syncs.settings import Settings
@@ -34,11 +32,6 @@ def wait_for(condition: Callable[[], object], timeout: float = 30.0, interval: f
             return value
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout} s")
-
-
-def run_count(db: sessionmaker[Session]) -> int:
-    with db() as session:
-        return session.scalar(select(func.count()).select_from(SyncRun)) or 0
 
 
 @pytest.fixture
