@@ -54,7 +54,8 @@ def redis_prefix() -> Iterator[str]:
     prefix = f"exact-sync-test-{SESSION_TAG}-{uuid.uuid4().hex[:6]}"
     yield prefix
     client = redis.Redis.from_url(REDIS_URL)
-    keys = list(client.scan_iter(match=f"{prefix}*"))
+    # Our keys start with the prefix; kombu's queue bindings (`_kombu.binding.<queue>`) contain it (queue = prefix).
+    keys = list(client.scan_iter(match=f"*{prefix}*"))
     if keys:
         client.delete(*keys)
     client.close()
