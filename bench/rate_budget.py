@@ -25,9 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.fernet import Fernet
+from redis import Redis
 from sqlalchemy.engine import make_url
 
-from bench.environment import drop_database
+from bench.environment import delete_redis_keys, drop_database
 from models.migrate import upgrade_to_head
 from syncs.connections import add_connection, ensure_division
 from syncs.crypto import TokenCipher
@@ -106,6 +107,7 @@ def run(pages: int, minutely_limit: int, page_size: int) -> str:
             elapsed = time.time() - started
         finally:
             drop_database(database_url)
+            delete_redis_keys(Redis.from_url(base.redis_url), values["redis_key_prefix"])
     counters = state.counters
     lines.append(f"rate budget bench: {pages} pages per division wanted, page size {page_size}, "
                  f"minutely limit {minutely_limit}, 2 worker processes, {elapsed:.0f} s")  # fmt: skip
