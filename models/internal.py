@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Enum, ForeignKey, Integer, LargeBinary, String, Text, func
+from sqlalchemy import BigInteger, Enum, ForeignKey, Integer, LargeBinary, String, Text, false, func
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -30,6 +30,8 @@ class Connection(Base):
     )
     status_reason: Mapped[str | None] = mapped_column(Text)
     sync_interval_minutes: Mapped[int] = mapped_column(Integer, default=15)
+    # Paused: beat schedules no syncs, but the keep-alive still refreshes its tokens (manual syncs still run).
+    paused: Mapped[bool] = mapped_column(default=False, server_default=false())
     next_sync_at: Mapped[datetime | None] = mapped_column(index=True)
     last_sync_at: Mapped[datetime | None]
     current_division: Mapped[int | None] = mapped_column(Integer)

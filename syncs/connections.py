@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert
@@ -97,6 +98,27 @@ def remove_connection(session: Session, name: str) -> None:
     """Deletes the connection with its tokens, divisions, cursors and runs (synced rows stay)."""
     connection = get_connection_by_name(session, name)
     session.execute(delete(Connection).where(Connection.id == connection.id))
+
+
+def change_schedule(
+    session: Session, name: str, *, now: datetime, interval: int | None = None, paused: bool | None = None
+) -> Connection:
+    """Change a connection's interval and/or pause it; beat picks the change up at its next tick.
+
+    A shorter interval takes effect at once: the next sync moves to `last sync + new interval` when that is sooner
+    than the one already planned. A paused connection is not scheduled, but the keep-alive still refreshes it.
+    """
+    connection = get_connection_by_name(session, name)
+    if interval is not None:
+        if interval < 1:
+            raise ConfigurationError("the interval is at least 1 minute")
+        connection.sync_interval_minutes = interval
+        sooner = (connection.last_sync_at or now) + timedelta(minutes=interval)
+        if connection.next_sync_at is None or sooner < connection.next_sync_at:
+            connection.next_sync_at = sooner
+    if paused is not None:
+        connection.paused = paused
+    return connection
 
 
 @dataclass

@@ -6,8 +6,14 @@ from typing import Annotated
 
 import typer
 
-from syncs.clock import SYSTEM_CLOCK
-from syncs.connections import add_connection, list_connections, remove_connection, validate_region
+from syncs.clock import SYSTEM_CLOCK, to_datetime
+from syncs.connections import (
+    add_connection,
+    change_schedule,
+    list_connections,
+    remove_connection,
+    validate_region,
+)
 from syncs.crypto import TokenCipher
 from syncs.db import session_factory
 from syncs.settings import REGIONS, Settings
@@ -110,3 +116,24 @@ def remove(name: Annotated[str, typer.Argument()]) -> None:
     with session_factory(current_settings().database_url).begin() as session:
         remove_connection(session, name)
     console.print(f"connection [bold]{name}[/] removed")
+
+
+@connections_app.command("set")
+@expected_errors
+def set_schedule(
+    name: Annotated[str, typer.Argument()],
+    interval: Annotated[int | None, typer.Option(help="Minutes between scheduled syncs.", min=1)] = None,
+    pause: Annotated[
+        bool | None,
+        typer.Option("--pause/--resume", help="Stop or restart scheduled syncs (the tokens are kept alive)."),
+    ] = None,
+) -> None:
+    """Change a connection's sync interval, or pause and resume its scheduled syncs."""
+    if interval is None and pause is None:
+        raise fail("nothing to change: give --interval, --pause or --resume", 2)
+    with session_factory(current_settings().database_url).begin() as session:
+        connection = change_schedule(
+            session, name, now=to_datetime(SYSTEM_CLOCK.now()), interval=interval, paused=pause
+        )
+        table = connections_table([connection])
+    console.print(table)

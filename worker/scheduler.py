@@ -43,7 +43,7 @@ CLAIM_DUE = text(
     """
     UPDATE connections
        SET next_sync_at = :now + make_interval(mins => sync_interval_minutes)
-     WHERE status = 'active'
+     WHERE status = 'active' AND NOT paused
        AND (next_sync_at IS NULL OR next_sync_at <= :now)
     RETURNING id, name, sync_interval_minutes
     """

@@ -47,6 +47,8 @@ def connections_table(connections: Iterable[Connection]) -> Table:
 def _next_sync(connection: Connection) -> str:
     if connection.status != ConnectionStatus.ACTIVE:
         return "- (not scheduled)"
+    if connection.paused:
+        return "- (paused)"
     return when(connection.next_sync_at) if connection.next_sync_at else "due"
 
 

@@ -35,7 +35,7 @@ def run_keep_alive(
     return lambda: keep_alive(life_settings, db, redis_client, clock)
 
 
-def test_keep_alive_refreshes_an_idle_connection_once(
+def test_keep_alive_refreshes_idle_and_paused_connections_once(
     sandbox: SandboxServer,
     flow: ConnectFlow,
     db: sessionmaker[Session],
@@ -43,19 +43,23 @@ def test_keep_alive_refreshes_an_idle_connection_once(
     clock: FakeClock,
 ) -> None:
     connect_via_flow(flow, "acme")
-    connect_via_flow(flow, "paused")
-    with db.begin() as session:  # disabled connections (e.g. exported) are never refreshed
-        session.execute(update(Connection).where(Connection.name == "paused").values(status=ConnectionStatus.DISABLED))
+    connect_via_flow(flow, "held")
+    connect_via_flow(flow, "exported")
+    with db.begin() as session:  # disabled connections (e.g. exported) are never refreshed; paused ones are
+        session.execute(update(Connection).where(Connection.name == "held").values(paused=True))
+        session.execute(
+            update(Connection).where(Connection.name == "exported").values(status=ConnectionStatus.DISABLED)
+        )
     sandbox.state.reset_counters()
 
     clock.advance(6 * DAY)
     assert run_keep_alive().refreshed == []
     clock.advance(2 * DAY)  # 8 days idle: past TOKEN_KEEPALIVE_DAYS (7), far from the 30-day expiry
     report = run_keep_alive()
-    assert report.refreshed == ["acme"] and not report.failed
+    assert sorted(report.refreshed) == ["acme", "held"] and not report.failed
     assert run_keep_alive().refreshed == []
     counters = sandbox.state.counters
-    assert (counters.token_requests, counters.token_refresh_refused_early) == (1, 0)
+    assert (counters.token_requests, counters.token_refresh_refused_early) == (2, 0)
 
 
 def test_keep_alive_never_refreshes_before_the_window(

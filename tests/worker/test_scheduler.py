@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from models import Connection, ConnectionStatus
 from syncs.clock import to_datetime
 from syncs.settings import Settings
-from tests.support.cli import settings_env
+from tests.support.cli import CliInvoke, settings_env
 from tests.support.clock import FakeClock
 from tests.worker.conftest import CELERY, ROOT, stop, wait_for
 from worker.app import create_app
@@ -58,6 +58,36 @@ def test_due_connections_are_sent_once_per_interval(db: sessionmaker[Session]) -
     assert schedule_due_connections(db, send, clock) == ["a"]
     clock.advance(45 * 60)
     assert schedule_due_connections(db, send, clock) == ["a", "b"]
+
+
+def test_pause_resume_and_a_shorter_interval_take_effect_at_the_next_tick(
+    db: sessionmaker[Session], cli: CliInvoke
+) -> None:
+    make_connections(db, "a", interval=60)
+    clock = FakeClock()
+    sent: list[str] = []
+
+    def send(name: str, _: int) -> None:
+        sent.append(name)
+
+    assert schedule_due_connections(db, send, clock) == ["a"]
+    result = cli("connections", "set", "a", "--pause")
+    assert result.exit_code == 0 and "paused" in result.output
+    clock.advance(2 * 3600)
+    assert schedule_due_connections(db, send, clock) == []  # paused: not scheduled, however overdue
+
+    assert cli("connections", "set", "a", "--resume").exit_code == 0
+    assert schedule_due_connections(db, send, clock) == ["a"]  # the overdue sync goes at once
+
+    # Claimed at `clock`: next sync in 60 min. Shortening to 5 min brings it to last sync + 5 min.
+    with db.begin() as session:
+        session.execute(update(Connection).values(last_sync_at=to_datetime(clock.now())))
+    assert cli("connections", "set", "a", "--interval", "5").exit_code == 0
+    with db() as session:
+        connection = session.scalars(select(Connection)).one()
+    assert connection.sync_interval_minutes == 5
+    assert connection.next_sync_at == to_datetime(clock.now()) + timedelta(minutes=5)
+    assert cli("connections", "set", "a").exit_code == 2  # nothing to change
 
 
 def test_a_failed_send_leaves_the_connection_due(db: sessionmaker[Session]) -> None:
