@@ -27,7 +27,7 @@ from syncs.clock import SYSTEM_CLOCK
 from syncs.errors import FatalError, RateLimitedError, RetriableError
 from syncs.settings import get_settings
 from worker.app import app
-from worker.runs import execute_sync
+from worker.runs import RunOutcome, execute_sync
 
 log = structlog.get_logger(__name__)
 
@@ -39,17 +39,8 @@ RETRY_BACKOFF_MAX_SECONDS = 900
 
 
 def failure_summary(connection_name: str, error: str) -> dict[str, Any]:
-    return {
-        "connection": connection_name,
-        "status": "failed",
-        "run_id": None,
-        "inserted": 0,
-        "updated": 0,
-        "deleted": 0,
-        "api_calls": 0,
-        "divisions": [],
-        "error": error,
-    }
+    """The summary of a run that ended in an error the task does not retry (the run row holds the details)."""
+    return RunOutcome(connection_name, "failed", error=error).as_dict()
 
 
 def rate_limit_countdown(retry_at: float, now: float, visibility_timeout: float) -> float | None:
