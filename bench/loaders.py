@@ -83,7 +83,7 @@ class LoadResult:
 
 def stream_pages(client: ExactClient, division: int, spec: EntitySpec) -> Iterator[list[dict[str, Any]]]:
     params = {"$filter": "Timestamp gt 0L", "$select": spec.select}
-    return client.pages(division, spec.endpoint, params)
+    return (page.rows for page in client.pages(division, spec.endpoint, params))
 
 
 def stream_quotas(sizes: Sequence[int], limit: int) -> list[int]:

@@ -78,7 +78,8 @@ class Division(Base):
 
 
 class SyncCursor(Base):
-    """The highest Exact `Timestamp` committed per (connection, division, stream)."""
+    """Per (connection, division, stream): `timestamp`, below which every row is committed (the next enumeration
+    reads `Timestamp gt timestamp`), and the resume point of an enumeration that has not reached its end."""
 
     __tablename__ = "sync_cursors"
 
@@ -86,6 +87,10 @@ class SyncCursor(Base):
     division: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     entity: Mapped[str] = mapped_column(String(64), primary_key=True)
     timestamp: Mapped[int] = mapped_column(BigInteger, default=0)
+    # The unfinished enumeration: the d.__next of its last committed page (where to continue) and the highest
+    # Timestamp it committed. Both are NULL once an enumeration ends; `timestamp` then takes the highest.
+    resume_url: Mapped[str | None] = mapped_column(Text)
+    pending_timestamp: Mapped[int | None] = mapped_column(BigInteger)
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
 
 

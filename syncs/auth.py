@@ -9,6 +9,12 @@ import httpx
 from syncs.tokens import TokenRefresher
 
 
+def says_expired(response: httpx.Response) -> bool:
+    """Exact's 401 names an expired access token in WWW-Authenticate (`error_description="access token
+    expired"`); an unknown or revoked token gets a bare `invalid_token` (or no header)."""
+    return "expired" in response.headers.get("WWW-Authenticate", "").lower()
+
+
 class ExactAuth(httpx.Auth):
     def __init__(self, refresher: TokenRefresher, connection_id: int) -> None:
         self._refresher = refresher
@@ -21,12 +27,22 @@ class ExactAuth(httpx.Auth):
             return
         # The transport may have put a newer token in after waiting for rate budget: that one was refused.
         token = request.headers["Authorization"].removeprefix("Bearer ")
-        # Another worker may have refreshed already; otherwise this refreshes once (under the lock).
-        token = self._refresher.after_unauthorized(self._connection_id, token)
+        # Another worker may have refreshed already; otherwise this refreshes once (under the lock), but only
+        # inside the refresh window or when Exact says the token expired (ExactRequestError otherwise).
+        token = self._refresher.after_unauthorized(self._connection_id, token, expired=says_expired(response))
         request.headers["Authorization"] = f"Bearer {token}"
         yield request  # a second 401 reaches the caller as a response
 
-    def reauthorize(self, request: httpx.Request) -> None:
-        """Put a currently valid access token on `request` (also called after a long wait for rate budget)."""
-        token = self._refresher.valid_access_token(self._connection_id)
+    def reauthorize(self, request: httpx.Request, *, refresh: bool = True) -> bool:
+        """Put a currently valid access token on `request` (also called after a long wait for rate budget).
+
+        With `refresh=False` it never refreshes: False (request unchanged) when a refresh is due.
+        """
+        if refresh:
+            token: str | None = self._refresher.valid_access_token(self._connection_id)
+        else:
+            token = self._refresher.current_access_token(self._connection_id)
+        if token is None:
+            return False
         request.headers["Authorization"] = f"Bearer {token}"
+        return True

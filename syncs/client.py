@@ -31,7 +31,7 @@ from syncs.errors import (
     RateLimitedError,
 )
 from syncs.oauth import OAuthClient
-from syncs.odata import decode_json, error_message, page_from_json
+from syncs.odata import Page, decode_json, error_message, page_from_json
 from syncs.ratelimit import RateGate
 from syncs.settings import Settings
 from syncs.tokens import TokenRefresher, TokenStore
@@ -74,14 +74,24 @@ class ExactClient:
         response = self._get(url, params, division)
         return decode_json(response.content, url)
 
-    def pages(self, division: int, endpoint: str, params: Mapping[str, str]) -> Iterator[list[dict[str, Any]]]:
-        """Each page's rows as Exact sent them; follows d.__next verbatim and refuses to loop."""
-        url = self._url(endpoint, division)
-        response = self._get(url, params, division)
+    def pages(
+        self, division: int, endpoint: str, params: Mapping[str, str], *, resume_url: str | None = None
+    ) -> Iterator[Page]:
+        """Each page (its rows as Exact sent them, and its d.__next); follows d.__next verbatim, refuses to loop.
+
+        With `resume_url` (a d.__next stored from an earlier enumeration) the enumeration continues there: the URL
+        carries its own query, so `params` is not sent, and it must be on our host like any d.__next.
+        """
+        if resume_url is None:
+            url = self._url(endpoint, division)
+            response = self._get(url, params, division)
+        else:
+            url = self._url(resume_url, division)
+            response = self._get(url, None, division)
         seen = {str(response.request.url)}
         while True:
             page = page_from_json(decode_json(response.content, url), url)
-            yield page.rows
+            yield page
             if page.next_url is None:
                 return
             if page.next_url in seen:

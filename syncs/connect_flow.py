@@ -10,6 +10,8 @@ thin layers over `ConnectFlow`.
   costs no more than starting the consent again.
 - The code is exchanged at once (Exact's codes live 3 minutes and are single use). Query parsing URL-decodes it;
   a code still holding '%' (pasted raw) is decoded once more: Exact's codes never contain a literal '%'.
+- TOKEN_ENCRYPTION_KEY is checked when the flow is created, before any consent URL exists (`connect` fails at
+  once, `serve` at startup), so a missing key never wastes a consent.
 - Nothing is stored before the exchange succeeded; the connection row and its tokens are then written in one
   transaction. Connecting an existing name (e.g. one in reauth_required) replaces its tokens, keeps its
   cursors, divisions and data, and makes it active again.
@@ -85,6 +87,10 @@ class ConnectFlow:
     ) -> None:
         if not settings.exact_client_id or settings.exact_client_secret is None:
             raise ConfigurationError("EXACT_CLIENT_ID and EXACT_CLIENT_SECRET must be set to connect")
+        # Before any consent URL is handed out: a missing or bad TOKEN_ENCRYPTION_KEY found only after the
+        # single-use code was exchanged would waste the user's consent.
+        key = settings.token_encryption_key
+        self._cipher = TokenCipher(key.get_secret_value() if key else None)
         self.settings = settings
         self.redirect_uri = settings.exact_redirect_uri
         self._client_id = settings.exact_client_id
@@ -211,8 +217,7 @@ class ConnectFlow:
             oauth.close()
 
     def _store(self, name: str, region: str, pair: TokenPair) -> tuple[int, bool]:
-        key = self.settings.token_encryption_key
-        store = TokenStore(self._sessions, TokenCipher(key.get_secret_value() if key else None))
+        store = TokenStore(self._sessions, self._cipher)
         with self._sessions.begin() as session:
             existing = session.scalar(select(Connection).where(Connection.name == name).with_for_update())
             if existing is None:

@@ -13,7 +13,7 @@ costs one 403 per check (daily), far below Exact's error limit of 10 per hour.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Protocol
@@ -25,7 +25,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models import Connection, Division
 from syncs.clock import Clock, to_datetime
+from syncs.entities.base import RowReader
 from syncs.errors import ConfigurationError, ExactRequestError, MalformedResponseError
+from syncs.odata import Page
+from syncs.values import to_int
 
 log = structlog.get_logger(__name__)
 
@@ -38,7 +41,7 @@ ACTIVE = 1  # system/Divisions Status: 0 inactive, 1 active, 2 archived
 class DivisionSource(Protocol):
     def current_me(self) -> dict[str, Any]: ...
 
-    def pages(self, division: int, endpoint: str, params: dict[str, str]) -> Any: ...
+    def pages(self, division: int, endpoint: str, params: dict[str, str]) -> Iterator[Page]: ...
 
 
 @dataclass(frozen=True)
@@ -65,7 +68,7 @@ def list_divisions(client: DivisionSource, known_current: int | None = None) -> 
             return _from_system_divisions(client, known_current), True
         except (ExactRequestError, MalformedResponseError) as exc:
             log.info("divisions.list_in_known_division_failed", division=known_current, error=str(exc))
-    current = int(client.current_me()["CurrentDivision"])
+    current = _me_current_division(client)
     try:
         return _from_system_divisions(client, current, me_says_current=True), True
     except (ExactRequestError, MalformedResponseError) as exc:
@@ -73,26 +76,32 @@ def list_divisions(client: DivisionSource, known_current: int | None = None) -> 
         return [ListedDivision(current, None, None, True)], False
 
 
+def _me_current_division(client: DivisionSource) -> int:
+    """current/Me's CurrentDivision; a Me without a readable one is a MalformedResponseError (no fallback left)."""
+    value = RowReader("current/Me", client.current_me(), key_field="UserID").integer("CurrentDivision", required=True)
+    assert value is not None
+    return value
+
+
 def _from_system_divisions(
     client: DivisionSource, current: int, *, me_says_current: bool = False
 ) -> list[ListedDivision]:
-    rows = [row for page in client.pages(current, "system/Divisions", {"$select": DIVISION_FIELDS}) for row in page]
+    pages = client.pages(current, "system/Divisions", {"$select": DIVISION_FIELDS})
+    rows = [row for page in pages for row in page.rows]
     if not me_says_current:
         flagged = [row.get("Code") for row in rows if row.get("Current") in (True, "true", "True", 1)]
         if len(flagged) == 1 and flagged[0] is not None:
-            current = int(flagged[0])
+            current = to_int(flagged[0], "system/Divisions Code") or current
     listed = []
     for row in rows:
-        try:
-            code = int(row["Code"])
-        except (KeyError, TypeError, ValueError):
-            raise MalformedResponseError(f"system/Divisions row without a numeric Code: {row!r}") from None
-        status = row.get("Status")
+        reader = RowReader("system/Divisions", row, key_field="Code")
+        code = reader.integer("Code", required=True)
+        assert code is not None
         listed.append(
             ListedDivision(
                 code=code,
-                description=row.get("Description") or None,
-                status=int(status) if status is not None else None,
+                description=reader.text("Description"),
+                status=reader.integer("Status"),
                 is_current=code == current,
             )
         )

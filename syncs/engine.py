@@ -1,27 +1,36 @@
 """Incremental sync of one division: each requested entity stream, then the shared deletions stream.
 
-Each page is written and its cursor moved in ONE transaction, so a crash anywhere resumes from the last
-committed page without losing or duplicating rows (upserts are newer-only, so re-reading a page is a no-op).
+A stream is one enumeration: a first request `Timestamp gt {cursor}L`, then d.__next to the end. Each page is
+written in ONE transaction with the stream's bookkeeping, but the cursor itself moves only when the whole
+enumeration is committed, so nothing depends on the order in which Exact sends pages (it does not promise
+Timestamp order). Upserts are newer-only, so re-reading a row is a no-op.
 
-Cursor rules:
-- A stream reads `Timestamp gt {cursor}L` where cursor is the stored `sync_cursors.timestamp` (0 when absent).
-- Rows within a page need not be sorted; pages are assumed to follow each other in Timestamp order (Exact's
-  skiptoken continues after the last row sent). Several rows may share one Timestamp (all lines of an invoice
-  whose header changed), and such a group may straddle a page boundary, so after a page the cursor commits
-  `page max - 1`: a resume re-reads the page's newest Timestamp (harmless) instead of skipping the rest of its
-  group. When the stream ends, the cursor commits the max Timestamp seen (one small extra transaction).
-- The stored cursor never moves backwards (GREATEST). A full run (also of the deletions stream) reads from 0
-  and leaves the stored cursor where it was until it passes it; a crashed full run is not resumed: the next
-  incremental run continues from the stored cursor (nothing is lost, all below it was committed before).
-  A full run re-inserts rows missing locally; rows whose stored Timestamp equals Exact's are left as they are.
+Cursor rules (`sync_cursors`, one row per connection, division and stream):
+- `timestamp`: every row with a lower or equal Timestamp is committed; a fresh enumeration reads
+  `Timestamp gt {timestamp}L` (0 when absent). It never moves backwards (GREATEST).
+- A page's transaction upserts its rows and records `resume_url` (that page's d.__next: where the enumeration
+  continues) and `pending_timestamp` (the highest Timestamp this enumeration has committed). The LAST page (no
+  d.__next, possibly empty) does the same and, in the same transaction, moves `timestamp` to the highest of
+  itself, `pending_timestamp` and the page's rows, and clears `resume_url` and `pending_timestamp`. Rows in a
+  page need not be sorted, and rows sharing a Timestamp may straddle pages: until the end nothing is skipped.
+- A crash leaves `resume_url`: the next run of the stream continues that enumeration from there (earlier pages
+  are not read again). When Exact refuses that URL on its first request (an ExactRequestError other than 401
+  and 403, e.g. an expired skiptoken) or it is not on our host, the run logs it, clears the resume point and
+  starts a fresh enumeration from `timestamp` instead (re-reading is harmless).
+- A full run (also of the deletions stream) starts a fresh enumeration from 0 and replaces any resume point;
+  `timestamp` still only moves up. A crashed full run leaves its own resume point, which the next incremental
+  run continues (a full run starts over). A full run re-inserts rows missing locally; rows whose stored
+  Timestamp equals Exact's are left as they are.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from itertools import chain
+from typing import Protocol
 
+import structlog
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import DataError
@@ -31,7 +40,10 @@ from models.internal import SyncCursor
 from syncs import deletions
 from syncs.entities import ENTITIES
 from syncs.entities.base import PageResult, PageWriter, Row
-from syncs.errors import ConfigurationError, MalformedResponseError
+from syncs.errors import ConfigurationError, ExactRequestError, MalformedResponseError
+from syncs.odata import Page
+
+log = structlog.get_logger(__name__)
 
 Progress = Callable[[str, int], None]
 
@@ -39,7 +51,9 @@ Progress = Callable[[str, int], None]
 class PageSource(Protocol):
     """What the engine needs of `syncs.client.ExactClient`."""
 
-    def pages(self, division: int, endpoint: str, params: Mapping[str, str]) -> Iterator[list[dict[str, Any]]]: ...
+    def pages(
+        self, division: int, endpoint: str, params: Mapping[str, str], *, resume_url: str | None = None
+    ) -> Iterator[Page]: ...
 
 
 @dataclass(frozen=True)
@@ -89,24 +103,63 @@ def sync_division(
     return total
 
 
-def stored_cursor(session: Session, connection_id: int, division: int, entity: str) -> int:
-    found = session.scalar(
-        select(SyncCursor.timestamp).where(
+@dataclass(frozen=True)
+class CursorState:
+    timestamp: int = 0
+    resume_url: str | None = None  # d.__next of the last committed page of an unfinished enumeration
+    pending_timestamp: int | None = None  # the highest Timestamp that enumeration committed
+
+    @property
+    def unfinished(self) -> bool:
+        return self.resume_url is not None or self.pending_timestamp is not None
+
+
+def stored_state(session: Session, connection_id: int, division: int, entity: str) -> CursorState:
+    found = session.execute(
+        select(SyncCursor.timestamp, SyncCursor.resume_url, SyncCursor.pending_timestamp).where(
             SyncCursor.connection_id == connection_id,
             SyncCursor.division == division,
             SyncCursor.entity == entity,
         )
-    )
-    return found or 0
+    ).one_or_none()
+    if found is None:
+        return CursorState()
+    return CursorState(found.timestamp or 0, found.resume_url, found.pending_timestamp)
 
 
 def save_cursor(session: Session, connection_id: int, division: int, entity: str, timestamp: int) -> None:
-    """Raise the stored cursor to `timestamp` (never lower it), in the caller's transaction."""
+    """Raise the stored cursor to `timestamp` (never lower it) and end any unfinished enumeration, in the
+    caller's transaction: call it only once everything up to `timestamp` is committed."""
     stmt = insert(SyncCursor).values(connection_id=connection_id, division=division, entity=entity, timestamp=timestamp)
     stmt = stmt.on_conflict_do_update(
         index_elements=[SyncCursor.connection_id, SyncCursor.division, SyncCursor.entity],
         set_={
             "timestamp": func.greatest(SyncCursor.timestamp, stmt.excluded.timestamp),
+            "resume_url": None,
+            "pending_timestamp": None,
+            "updated_at": func.now(),
+        },
+    )
+    session.execute(stmt)
+
+
+def save_progress(
+    session: Session, connection_id: int, division: int, entity: str, resume_url: str | None, pending: int | None
+) -> None:
+    """Record an unfinished enumeration's resume point (the stored cursor stays), in the caller's transaction."""
+    stmt = insert(SyncCursor).values(
+        connection_id=connection_id,
+        division=division,
+        entity=entity,
+        timestamp=0,
+        resume_url=resume_url,
+        pending_timestamp=pending,
+    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[SyncCursor.connection_id, SyncCursor.division, SyncCursor.entity],
+        set_={
+            "resume_url": stmt.excluded.resume_url,
+            "pending_timestamp": stmt.excluded.pending_timestamp,
             "updated_at": func.now(),
         },
     )
@@ -124,27 +177,72 @@ def sync_stream(
     progress: Progress | None = None,
 ) -> SyncCounts:
     with sessions() as session:
-        start = 0 if full else stored_cursor(session, connection_id, division, stream.name)
-    params = {"$filter": f"Timestamp gt {start}L", "$select": stream.select}
+        state = stored_state(session, connection_id, division, stream.name)
+    params = {"$filter": f"Timestamp gt {0 if full else state.timestamp}L", "$select": stream.select}
+    resume_url = None if full else state.resume_url
+    # The highest Timestamp committed by the enumeration being read (None: nothing yet). A fresh enumeration
+    # starts from nothing: it covers everything above its start, whatever an abandoned one had reached.
+    pending = state.pending_timestamp if resume_url is not None else None
+    unfinished = state.unfinished  # the stored row holds a resume point that the last page must clear
+    pages, restarted = _open(sessions, client, connection_id, division, stream, params, resume_url)
+    if restarted:
+        pending, unfinished = None, False
     counts = SyncCounts()
-    committed = start  # what this run has made durable (a lower bound of the stored cursor)
-    newest = start  # the highest Timestamp seen
-    for number, rows in enumerate(client.pages(division, stream.endpoint, params), start=1):
-        if not rows:
-            continue
+    for number, page in enumerate(pages, start=1):
+        rows = page.rows
+        if not rows and page.next_url is not None:
+            continue  # nothing to write; the stored resume point (one page back) is as good
+        if not rows and not unfinished:
+            continue  # an idle stream: nothing to write and nothing to finish
         with sessions.begin() as session:
-            result = _write(session, division, stream, number, rows)
-            newest = max(newest, result.max_timestamp)
-            safe = max(committed, result.max_timestamp - 1)
-            save_cursor(session, connection_id, division, stream.name, safe)
-        committed = safe
-        counts += SyncCounts(result.inserted, result.updated, result.deleted)
-        if progress is not None:
+            if rows:
+                result = _write(session, division, stream, number, rows)
+                pending = result.max_timestamp if pending is None else max(pending, result.max_timestamp)
+                counts += SyncCounts(result.inserted, result.updated, result.deleted)
+            if page.next_url is not None:
+                save_progress(session, connection_id, division, stream.name, page.next_url, pending)
+            else:
+                save_cursor(session, connection_id, division, stream.name, pending or 0)
+        unfinished = page.next_url is not None
+        if progress is not None and rows:
             progress(stream.name, len(rows))
-    if newest > committed:
-        with sessions.begin() as session:
-            save_cursor(session, connection_id, division, stream.name, newest)
     return counts
+
+
+def _open(
+    sessions: sessionmaker[Session],
+    client: PageSource,
+    connection_id: int,
+    division: int,
+    stream: Stream,
+    params: Mapping[str, str],
+    resume_url: str | None,
+) -> tuple[Iterator[Page], bool]:
+    """The pages of the enumeration, continued at `resume_url` when given, and whether that URL was refused.
+
+    The first page is fetched here, before any row is written: when Exact refuses the resume URL (or it is not on
+    our host), the resume point is cleared and a fresh enumeration from `params` takes its place.
+    """
+    if resume_url is None:
+        return client.pages(division, stream.endpoint, params), False
+    pages = client.pages(division, stream.endpoint, params, resume_url=resume_url)
+    try:
+        first = next(pages, None)
+    except (ExactRequestError, MalformedResponseError) as exc:
+        if isinstance(exc, ExactRequestError) and exc.status_code in (401, 403):
+            raise  # about access to the division, not this URL: a fresh enumeration would fare no better
+        log.warning(
+            "sync.resume_refused",
+            division=division,
+            stream=stream.name,
+            resume_url=resume_url,
+            error=str(exc),
+            fallback=params["$filter"],
+        )
+        with sessions.begin() as session:
+            save_progress(session, connection_id, division, stream.name, None, None)
+        return client.pages(division, stream.endpoint, params), True
+    return (pages if first is None else chain([first], pages)), False
 
 
 def _write(session: Session, division: int, stream: Stream, number: int, rows: Sequence[Row]) -> PageResult:

@@ -29,6 +29,12 @@ SECRET_KEYS = frozenset(
 )
 _BEARER = re.compile(r"(?i)\b(bearer)\s+[^\s\"',]+")
 _FORM_SECRET = re.compile(r"(?i)\b(access_token|refresh_token|client_secret|code)=[^&\s\"']+")
+# JSON (or a Python repr of it) inside a string, also escaped (`\"code\":`) or cut short (`{"access_token":"abc`):
+# the value runs to the next quote or backslash, or to the end of the string.
+_JSON_SECRET = re.compile(
+    r"""(?i)(\\?["'](?:access_token|refresh_token|client_secret|code|token|password|secret)\\?["']\s*:\s*\\?["'])"""
+    r"""[^"'\\]+"""
+)
 
 
 def _redact(value: Any) -> Any:
@@ -37,12 +43,14 @@ def _redact(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return type(value)(_redact(v) for v in value)
     if isinstance(value, str):
+        value = _JSON_SECRET.sub(rf"\1{REDACTED}", value)
         return _FORM_SECRET.sub(rf"\1={REDACTED}", _BEARER.sub(rf"\1 {REDACTED}", value))
     return value
 
 
 def redact_secrets(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
-    """Replace values of secret-looking keys, bearer headers and token form fields with a marker."""
+    """Replace values of secret-looking keys, bearer headers, token form fields and JSON-shaped secrets inside
+    strings with a marker."""
     return {key: REDACTED if key.lower() in SECRET_KEYS else _redact(value) for key, value in event_dict.items()}
 
 

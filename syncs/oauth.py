@@ -1,16 +1,22 @@
 """Exact Online's token endpoint: refresh and code exchange, with its errors mapped onto syncs.errors.
 
 `received_at` is read from our clock after the response arrived, so a slow answer makes us later, never early.
+
+No part of a token-endpoint body ever goes into an error message: a 200 body holds tokens (even a truncated or
+garbled one), and these messages are logged, stored (connection_tokens.last_refresh_error) and shown by `status`.
+A message names the HTTP status, content type and length instead; only the OAuth fields `error` and
+`error_description` of a refusal are quoted.
 """
 
 from __future__ import annotations
 
 import httpx
+import orjson
 import structlog
 
 from syncs.clock import Clock
 from syncs.errors import ExactRequestError, MalformedResponseError, ReauthRequiredError, TokenRefreshError
-from syncs.odata import decode_json, oauth_error
+from syncs.odata import oauth_error
 from syncs.tokens import TokenPair
 
 log = structlog.get_logger(__name__)
@@ -61,15 +67,23 @@ class OAuthClient:
         if response.status_code != 200:
             raise _refusal(response, grant)
         try:
-            return _pair(decode_json(response.content, self.token_url), received_at)
+            return _pair(orjson.loads(response.content), received_at)
+        except (ValueError, UnicodeDecodeError):
+            problem = "not JSON"
         except MalformedResponseError as exc:
-            # The refresh token may already be rotated; nothing to do but report it and try again later.
-            raise TokenRefreshError(f"token endpoint ({grant}) sent an unreadable body: {exc}") from None
+            problem = str(exc)  # our own words, never the body's
+        # The refresh token may already be rotated; nothing to do but report it and try again later.
+        raise TokenRefreshError(f"token endpoint ({grant}) sent an unreadable body ({problem}; {_shape(response)})")
 
 
 def _refusal(response: httpx.Response, grant: str) -> Exception:
     error, description = oauth_error(response.content)
-    text = " ".join(filter(None, (error, description))) or response.text[:200]
+    text = " ".join(filter(None, (error, description)))
+    if not text:
+        # Not an OAuth error body: look for the markers in it, but quote only our own marker, never the body.
+        body = response.content.decode(errors="replace").lower()
+        seen = next((marker for marker in (*_REAUTH_TEXT, "access token not expired") if marker in body), None)
+        text = f"{_shape(response)}" + (f", mentioning {seen!r}" if seen else "")
     lowered = text.lower()
     message = f"token endpoint ({grant}) refused with {response.status_code}: {text}"
     if "access token not expired" in lowered:
@@ -82,6 +96,12 @@ def _refusal(response: httpx.Response, grant: str) -> Exception:
     return ExactRequestError(message, response.status_code)
 
 
+def _shape(response: httpx.Response) -> str:
+    """What may be said about a token-endpoint body: status, content type and length, never its content."""
+    content_type = response.headers.get("content-type") or "no content type"
+    return f"HTTP {response.status_code}, {content_type}, {len(response.content)} bytes"
+
+
 def _pair(document: object, received_at: float) -> TokenPair:
     if not isinstance(document, dict):
         raise MalformedResponseError("token response is not an object")
@@ -91,5 +111,7 @@ def _pair(document: object, received_at: float) -> TokenPair:
     try:
         expires_in = float(expires)  # type: ignore[arg-type]  # Exact sends a string ("600")
     except (TypeError, ValueError):
-        raise MalformedResponseError(f"token response has an unreadable expires_in: {expires!r}") from None
+        raise MalformedResponseError(
+            f"token response has an unreadable expires_in (a {type(expires).__name__})"
+        ) from None
     return TokenPair(access, refresh, received_at, expires_in)

@@ -3,11 +3,18 @@
 Exact's refresh tokens are single use and an early refresh is refused (and counted against the key), so a
 refresh happens only inside the refresh window, under a Redis lock per connection, after re-reading the stored
 pair, with the connection_tokens row locked (FOR UPDATE) in the transaction that commits the new pair before
-anyone uses it.
+anyone uses it. A 401 on an API call refreshes only when the token is inside its window by our clock or Exact
+says it expired; otherwise it fails without calling the token endpoint.
+
+Between Exact's answer and our commit the rotated pair exists nowhere else, and the old refresh token is dead:
+so the new pair is first written (encrypted) to a Redis rescue key, which the next refresh adopts if the commit
+did not happen.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Protocol
@@ -17,6 +24,7 @@ import structlog
 from redis.exceptions import LockError, LockNotOwnedError, RedisError
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from models import Connection, ConnectionStatus, ConnectionToken
@@ -33,6 +41,13 @@ from syncs.errors import (
 from syncs.settings import Settings
 
 log = structlog.get_logger(__name__)
+
+RESCUE_TTL_SECONDS = 30 * 86400  # as long as a refresh token lives
+
+
+def token_hash(token: str) -> str:
+    """Identifies a refresh token without holding it (what a rescue copy says it replaces)."""
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -93,6 +108,31 @@ class TokenStore:
         statement = insert(ConnectionToken).values(connection_id=connection_id, **values)
         session.execute(statement.on_conflict_do_update(index_elements=["connection_id"], set_=values))
 
+    def rescue_blob(self, pair: TokenPair, replaces: str) -> bytes:
+        """`pair` sealed for the Redis rescue key; `replaces` is the refresh token it rotated out."""
+        payload = {
+            "access": pair.access_token,
+            "refresh": pair.refresh_token,
+            "received_at": pair.received_at,
+            "expires_in": pair.expires_in,
+            "replaces": token_hash(replaces),
+        }
+        return self._cipher.encrypt(json.dumps(payload))
+
+    def read_rescue(self, blob: bytes) -> tuple[TokenPair, str]:
+        """The pair in a rescue blob and the hash of the refresh token it replaces; ValueError when unreadable."""
+        try:
+            payload = json.loads(self._cipher.decrypt(blob))
+            pair = TokenPair(
+                access_token=payload["access"],
+                refresh_token=str(payload["refresh"]),
+                received_at=payload["received_at"],
+                expires_in=payload["expires_in"],
+            )
+            return pair, str(payload["replaces"])
+        except (ConfigurationError, ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"unreadable rescue copy ({type(exc).__name__})") from None
+
     def _pair(self, row: ConnectionToken | None, connection_id: int) -> TokenPair:
         if row is None:
             raise ConfigurationError(f"connection {connection_id} has no stored tokens; connect it first")
@@ -138,14 +178,42 @@ class TokenRefresher:
             return pair.access_token
         return self._refresh(connection_id, used_token=None)
 
-    def after_unauthorized(self, connection_id: int, used_token: str) -> str:
-        """Exact refused `used_token`: hand out a newer stored token, else refresh once."""
+    def current_access_token(self, connection_id: int) -> str | None:
+        """The stored access token while it needs no refresh, else None (never refreshes)."""
+        pair = self._store.load(connection_id)
+        return pair.access_token if pair.access_token and not self.needs_refresh(pair) else None
+
+    def after_unauthorized(self, connection_id: int, used_token: str, *, expired: bool = False) -> str:
+        """Exact refused `used_token`: hand out a newer stored token, else refresh once, but only when the token
+        is inside its refresh window by our clock or Exact said it expired (`expired`, from WWW-Authenticate).
+
+        A young token Exact does not accept is not refreshed: Exact refuses an early refresh and counts it
+        against the key. That raises ExactRequestError(401) without calling the token endpoint.
+        """
         pair = self._store.load(connection_id)
         if pair.access_token and pair.access_token != used_token:
             return pair.access_token
-        return self._refresh(connection_id, used_token=used_token)
+        if not expired and not self.needs_refresh(pair):
+            raise self._not_refreshable(connection_id, pair)
+        return self._refresh(connection_id, used_token=used_token, expired=expired)
 
-    def _refresh(self, connection_id: int, used_token: str | None) -> str:
+    def _not_refreshable(self, connection_id: int, pair: TokenPair) -> ExactRequestError:
+        due = pair.refreshable_at(
+            self._settings.token_refresh_window_seconds, self._settings.token_refresh_margin_seconds
+        )
+        when = f" (refreshable from {to_datetime(due):%Y-%m-%d %H:%M:%S} UTC)" if due is not None else ""
+        with self._sessions() as session:
+            connection = session.get(Connection, connection_id)
+            name = connection.name if connection is not None else str(connection_id)
+        log.error("token.refused_not_refreshable", connection_id=connection_id)
+        return ExactRequestError(
+            f"Exact refused the access token of connection {name!r} (401), but the token is not yet refreshable"
+            f"{when} and Exact did not say it expired; not refreshing early (Exact refuses that and counts it "
+            f"against the key). If this persists, run `exact-sync connect {name}` again.",
+            401,
+        )
+
+    def _refresh(self, connection_id: int, used_token: str | None, *, expired: bool = False) -> str:
         started = self._clock.now()
         name = f"{self._settings.redis_key_prefix}:token-lock:{connection_id}"
         timeout = self._settings.token_lock_timeout_seconds
@@ -157,7 +225,8 @@ class TokenRefresher:
         if not acquired:
             raise LockUnavailableError(f"token lock {name!r} still held by another worker after {timeout:.0f} s")
         try:
-            return self._refresh_locked(connection_id, used_token, started)
+            self._adopt_rescue(connection_id)
+            return self._refresh_locked(connection_id, used_token, started, expired=expired)
         finally:
             try:
                 lock.release()
@@ -166,22 +235,86 @@ class TokenRefresher:
             except (LockError, RedisError, OSError) as exc:
                 log.warning("token.lock_release_failed", connection_id=connection_id, error=str(exc))
 
-    def _refresh_locked(self, connection_id: int, used_token: str | None, started: float) -> str:
-        failure: ReauthRequiredError | TokenRefreshError | ExactRequestError | None = None
+    def _rescue_key(self, connection_id: int) -> str:
+        return f"{self._settings.redis_key_prefix}:token-rescue:{connection_id}"
+
+    def _adopt_rescue(self, connection_id: int) -> None:
+        """Under the token lock, before any token request: commit a rescued pair whose commit failed earlier.
+
+        A rescue copy replacing the stored refresh token is adopted (saved, committed, then the key deleted);
+        any other copy is stale (its pair was committed, or superseded) and is deleted.
+        """
+        key = self._rescue_key(connection_id)
+        try:
+            blob = self._redis.get(key)
+        except (RedisError, OSError) as exc:
+            # Refreshing now could spend a refresh token already rotated out: wait for Redis instead.
+            raise LockUnavailableError(f"cannot check for a rescued token pair: Redis unavailable ({exc})") from None
+        if blob is None:
+            return
+        try:
+            rescued, replaces = self._store.read_rescue(blob.encode() if isinstance(blob, str) else bytes(blob))
+        except ValueError as exc:
+            log.warning("token.rescue_unreadable", connection_id=connection_id, error=str(exc))
+            self._delete_rescue(connection_id)
+            return
         with self._sessions() as session, session.begin():
-            pair = self._store.load_for_update(session, connection_id)
-            if pair.access_token and (
-                (used_token is None and not self.needs_refresh(pair))
-                or (used_token is not None and pair.access_token != used_token)
-            ):
-                return pair.access_token  # another worker refreshed while we waited
-            self._check_not_failed(session, connection_id, started)
-            try:
-                new = self._endpoint.refresh(pair.refresh_token)
-            except (ReauthRequiredError, TokenRefreshError, ExactRequestError) as exc:
-                failure = exc  # the stored pair stays as it was
-            else:
-                self._store.save(session, connection_id, new, refreshed=True)
+            stored = self._store.load_for_update(session, connection_id)
+            adopt = token_hash(stored.refresh_token) == replaces
+            if adopt:
+                self._store.save(session, connection_id, rescued, refreshed=True)
+        if adopt:
+            log.warning("token.rescue_adopted", connection_id=connection_id)
+        else:
+            log.info("token.rescue_stale", connection_id=connection_id)
+        self._delete_rescue(connection_id)
+
+    def _write_rescue(self, connection_id: int, new: TokenPair, replaces: str) -> bool:
+        try:
+            self._redis.set(
+                self._rescue_key(connection_id), self._store.rescue_blob(new, replaces), ex=RESCUE_TTL_SECONDS
+            )
+        except (RedisError, OSError) as exc:
+            log.warning("token.rescue_write_failed", connection_id=connection_id, error=str(exc))
+            return False
+        return True
+
+    def _delete_rescue(self, connection_id: int) -> None:
+        try:
+            self._redis.delete(self._rescue_key(connection_id))
+        except (RedisError, OSError) as exc:  # a leftover copy is stale once the pair is committed
+            log.warning("token.rescue_delete_failed", connection_id=connection_id, error=str(exc))
+
+    def _refresh_locked(
+        self, connection_id: int, used_token: str | None, started: float, *, expired: bool = False
+    ) -> str:
+        failure: ReauthRequiredError | TokenRefreshError | ExactRequestError | None = None
+        rescued: bool | None = None  # None: no new pair; else whether its rescue copy was written
+        try:
+            with self._sessions() as session, session.begin():
+                pair = self._store.load_for_update(session, connection_id)
+                if pair.access_token and (
+                    (used_token is None and not self.needs_refresh(pair))
+                    or (used_token is not None and pair.access_token != used_token)
+                ):
+                    return pair.access_token  # another worker refreshed (or a rescue was adopted) meanwhile
+                if used_token is not None and not expired and not self.needs_refresh(pair):
+                    raise self._not_refreshable(connection_id, pair)
+                self._check_not_failed(session, connection_id, started)
+                try:
+                    new = self._endpoint.refresh(pair.refresh_token)
+                except (ReauthRequiredError, TokenRefreshError, ExactRequestError) as exc:
+                    failure = exc  # the stored pair stays as it was
+                else:
+                    # The old refresh token is dead now: keep the new pair safe before the commit.
+                    rescued = self._write_rescue(connection_id, new, pair.refresh_token)
+                    self._store.save(session, connection_id, new, refreshed=True)
+        except SQLAlchemyError as exc:
+            if rescued is not None:  # the next refresh adopts the rescue copy (if it was written)
+                log.error("token.commit_failed", connection_id=connection_id, rescued=rescued, error=type(exc).__name__)
+            raise
+        if rescued:
+            self._delete_rescue(connection_id)
         if failure is not None:
             reauth = isinstance(failure, ReauthRequiredError)
             self._record_failure(connection_id, str(failure), reauth=reauth)

@@ -6,11 +6,16 @@ client and its own limits, so it does not spend the API budget.
 
 Per request: error budget check -> rate budget reservation and an in-flight slot (waits) -> send and read the
 body -> record the rate headers and any counted error -> free the slot.
+
+After a wait for budget the access token may be due for a refresh. A refresh can wait for the token lock longer
+than an in-flight slot lives, so it never happens while holding one: the slot is given back, the token
+refreshed, and a slot acquired again (once; that second reservation spends one more unit of our local count of
+the budget, which errs on the safe side).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Protocol
 
 import httpx
 
@@ -20,13 +25,19 @@ from syncs.ratelimit import RateGate
 DIVISION_KEY = "exact_division"  # request extension naming the division whose budget a request spends
 
 
+class Reauthorize(Protocol):
+    def __call__(self, request: httpx.Request, *, refresh: bool = True) -> bool:
+        """Put a valid token on `request`; with refresh=False never refresh, and say False when one is due."""
+        ...
+
+
 class BudgetedTransport(httpx.BaseTransport):
     def __init__(
         self,
         inner: httpx.BaseTransport,
         gate: RateGate,
         errors: ErrorBudget | None = None,
-        reauthorize: Callable[[httpx.Request], None] | None = None,
+        reauthorize: Reauthorize | None = None,
     ) -> None:
         self._inner = inner
         self._gate = gate
@@ -41,9 +52,25 @@ class BudgetedTransport(httpx.BaseTransport):
         if self._errors is not None:
             self._errors.check(endpoint)
         slot = self._gate.acquire(division)
+        if slot.waited > 0 and self._reauthorize is not None and "Authorization" in request.headers:
+            try:
+                current = self._reauthorize(request, refresh=False)  # no token request, no lock: quick
+            except BaseException:
+                self._gate.release(division, slot)
+                raise
+            if not current:
+                self._gate.release(division, slot)
+                self._reauthorize(request)  # may wait for the token lock and refresh: without a slot
+                # At most once: if this waits again and the token expires meanwhile, the auth flow's 401
+                # handling refreshes (outside the transport, so again without a slot).
+                slot = self._gate.acquire(division)
+                if slot.waited > 0:
+                    try:
+                        self._reauthorize(request, refresh=False)
+                    except BaseException:
+                        self._gate.release(division, slot)
+                        raise
         try:
-            if slot.waited > 0 and self._reauthorize is not None and "Authorization" in request.headers:
-                self._reauthorize(request)
             self.sent += 1
             response = self._inner.handle_request(request)
             try:

@@ -88,6 +88,7 @@ def print_connected(done: Connected) -> None:
     console.print("choose which are synced with `exact-sync connections divisions NAME --include/--exclude`")
 
 
+@expected_errors
 def serve(
     host: Annotated[str | None, typer.Option(help="Interface to bind (default WEB_HOST, 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default WEB_PORT).")] = None,
@@ -98,5 +99,5 @@ def serve(
     from worker.web import create_web_app
 
     settings = current_settings()
-    app = create_web_app(settings)
+    app = create_web_app(settings)  # builds the connect flow: a missing TOKEN_ENCRYPTION_KEY fails here, at startup
     uvicorn.run(app, host=host or settings.web_host, port=port or settings.web_port, lifespan="off")

@@ -13,7 +13,7 @@ from syncs.client import ExactClient, open_client
 from syncs.oauth import OAuthClient
 from syncs.sandbox import SandboxConfig, SandboxServer, SandboxState
 from syncs.settings import Settings
-from syncs.tokens import TokenPair, TokenRefresher
+from syncs.tokens import TokenPair, TokenRefresher, TokenStore
 from tests.support.clock import FakeClock
 from tests.support.tokens import token_store
 
@@ -78,7 +78,9 @@ def make_refresher(
     """Builds refreshers (one per simulated worker) on the sandbox, or on `base_url` when given."""
     opened: list[OAuthClient] = []
 
-    def build(base_url: str | None = None, timeout: float = 5.0, redis: Any = None) -> TokenRefresher:
+    def build(
+        base_url: str | None = None, timeout: float = 5.0, redis: Any = None, store: TokenStore | None = None
+    ) -> TokenRefresher:
         oauth = OAuthClient(
             base_url or client_settings.base_url_for("nl"),
             "sandbox-client",
@@ -87,7 +89,7 @@ def make_refresher(
             timeout=timeout,
         )
         opened.append(oauth)
-        store = token_store(db, client_settings)
+        store = store or token_store(db, client_settings)
         return TokenRefresher(store, oauth, redis or redis_client, client_settings, db, clock)
 
     yield build

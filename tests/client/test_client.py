@@ -61,12 +61,35 @@ def stub_client(
 def test_pages_follow_next_to_the_end(exact: ExactClient, sandbox: SandboxServer) -> None:
     sandbox.state.configure(page_size=5)
     pages = list(exact.pages(DIV, "sync/CRM/Accounts", ACCOUNTS))
-    assert [len(rows) for rows in pages] == [5, 5, 2]
-    ids = [row["ID"] for rows in pages for row in rows]
+    assert [len(page.rows) for page in pages] == [5, 5, 2]
+    assert pages[0].next_url is not None and pages[1].next_url is not None and pages[2].next_url is None
+    ids = [row["ID"] for page in pages for row in page.rows]
     assert sorted(ids) == sorted(str(a["ID"]) for a in sandbox.state.accounts(DIV))
-    assert "__metadata" in pages[0][0]
+    assert "__metadata" in pages[0].rows[0]
     assert exact.api_calls == 3
     assert sandbox.state.counters.api_calls == {DIV: 3}
+
+
+def test_pages_resume_at_a_stored_next(exact: ExactClient, sandbox: SandboxServer) -> None:
+    sandbox.state.configure(page_size=5)
+    first = list(exact.pages(DIV, "sync/CRM/Accounts", ACCOUNTS))
+    resume_url = first[0].next_url
+    assert resume_url is not None
+    calls = exact.api_calls
+    rest = list(exact.pages(DIV, "sync/CRM/Accounts", ACCOUNTS, resume_url=resume_url))
+    assert [page.rows for page in rest] == [page.rows for page in first[1:]]
+    assert exact.api_calls == calls + 2  # page 1 is not read again
+
+
+def test_a_resume_url_on_another_host_is_refused(stub_client: StubOpener) -> None:
+    with (
+        StubServer(lambda path: Answer(200, {"d": []})) as elsewhere,
+        StubServer(lambda path: Answer(200, {"d": []})) as stub,
+        stub_client(stub) as exact,
+        pytest.raises(MalformedResponseError, match="is not on"),
+    ):
+        list(exact.pages(1, "crm/Accounts", {}, resume_url=f"{elsewhere.base_url}/api/v1/1/crm/Accounts?$skiptoken=1"))
+    assert elsewhere.requests == [] and stub.requests == []
 
 
 def test_current_me(exact: ExactClient) -> None:
@@ -84,10 +107,12 @@ def test_unauthorized_refreshes_once_and_retries_once(
 ) -> None:
     issued = sandbox.state.issue_tokens()
     clock.advance(572)  # inside Exact's window for the issued pair
-    # We hold an access token Exact does not know (e.g. revoked), received "just now" by our clock.
-    store_pair(db, client_settings, connection_id, {**issued, "access_token": "unknown"}, clock.now())
+    # We hold an access token Exact does not know (e.g. revoked), one second short of our refresh window...
+    store_pair(db, client_settings, connection_id, {**issued, "access_token": "unknown"}, clock.now() - 571)
     sandbox.state.reset_counters()
     with open_exact(client_settings) as exact:
+        # ...and the 401 arrives inside the window, so a refresh is allowed (a young token is not refreshed).
+        exact._http.event_hooks["request"].append(lambda request: clock.advance(2) if exact.api_calls == 0 else None)
         assert exact.current_me()["CurrentDivision"] == DIV
         assert exact.api_calls == 2
     counters = sandbox.state.counters
@@ -99,7 +124,8 @@ def test_second_unauthorized_is_an_error(stub_client: StubOpener) -> None:
     def route(path: str) -> Answer:
         if path.startswith("/api/oauth2/token"):
             return Answer(200, {"access_token": "A2", "refresh_token": "R2", "expires_in": "600"})
-        return Answer(401, {"error": {"code": "", "message": {"lang": "", "value": "Unauthorized"}}})
+        expired = {"WWW-Authenticate": 'Bearer error="invalid_token", error_description="access token expired"'}
+        return Answer(401, {"error": {"code": "", "message": {"lang": "", "value": "Unauthorized"}}}, expired)
 
     with (
         StubServer(route) as stub,
@@ -135,8 +161,8 @@ def test_pagination_loop_is_detected(stub_client: StubOpener) -> None:
     ):
         base.append(stub.base_url)
         pages = exact.pages(1, "crm/Accounts", {"$select": "ID"})
-        assert len(next(pages)) == 1
-        assert len(next(pages)) == 1
+        assert len(next(pages).rows) == 1
+        assert len(next(pages).rows) == 1
         with pytest.raises(PaginationLoopError, match=r"\$skiptoken=2"):
             next(pages)
         assert len(stub.requests) == 2
@@ -156,7 +182,7 @@ def test_next_is_followed_verbatim(stub_client: StubOpener) -> None:
         stub_client(stub) as exact,
     ):
         base.append(stub.base_url)
-        assert [r["ID"] for rows in exact.pages(1, "x", {"$top": "100"}) for r in rows] == [1, 2]
+        assert [r["ID"] for page in exact.pages(1, "x", {"$top": "100"}) for r in page.rows] == [1, 2]
         assert stub.requests[1][1] == f"/api/v1/1/x?$top=40&{skip}"
 
 
@@ -197,7 +223,7 @@ def test_429_at_the_minutely_limit_waits_and_completes(
     for _ in range(3):  # someone else spent this minute's budget
         assert sandbox.state.spend(DIV).allowed
     start = clock.now()
-    rows = [row for rows in exact.pages(DIV, "sync/CRM/Accounts", ACCOUNTS) for row in rows]
+    rows = [row for page in exact.pages(DIV, "sync/CRM/Accounts", ACCOUNTS) for row in page.rows]
     assert len(rows) == 12
     assert sandbox.state.counters.http_429 == {DIV: 1}
     next_minute = (int(start // 60) + 1) * 60

@@ -43,6 +43,23 @@ def test_redaction_processor(log_stream: io.StringIO) -> None:
     assert line["access_token"] == REDACTED and line["connection_id"] == 7
 
 
+def test_redaction_of_json_shaped_secrets_inside_strings(log_stream: io.StringIO) -> None:
+    structlog.get_logger("t").warning(
+        "event",
+        error='token endpoint sent {"access_token": "JAT-secret", "refresh_token":"JRT-secret","expires_in":"600"}',
+        cut='starts with \'{"access_token":"CUT-secret',  # a preview cut off inside the value
+        escaped='{\\"code\\":\\"ESC-secret\\"}',
+        python_repr="{'client_secret': 'PY-secret', 'region': 'nl'}",
+        nested=[{"detail": '{"code": "NESTED-secret"}'}],
+    )
+    text = log_stream.getvalue()
+    for secret in ("JAT-secret", "JRT-secret", "CUT-secret", "ESC-secret", "PY-secret", "NESTED-secret"):
+        assert secret not in text
+    line = json.loads(text)
+    assert '"expires_in":"600"' in line["error"] and "'region': 'nl'" in line["python_repr"]
+    assert line["error"].count(REDACTED) == 2
+
+
 def test_refresh_and_failures_never_log_tokens(
     log_stream: io.StringIO,
     caplog: pytest.LogCaptureFixture,

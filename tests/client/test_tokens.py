@@ -9,13 +9,15 @@ import pytest
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from models import Connection, ConnectionStatus, ConnectionToken
+from syncs.crypto import TokenCipher
 from syncs.errors import ExactRequestError, LockUnavailableError, ReauthRequiredError, TokenRefreshError
 from syncs.sandbox import SandboxServer
 from syncs.settings import Settings
-from syncs.tokens import TokenPair
+from syncs.tokens import TokenPair, TokenStore
 from tests.client.conftest import store_pair
 from tests.client.stub import Answer, StubServer
 from tests.support.clock import FakeClock
@@ -197,3 +199,150 @@ def test_token_pair_repr_hides_tokens(issued: dict[str, Any]) -> None:
     pair = TokenPair(issued["access_token"], issued["refresh_token"], 1.0, 600.0)
     assert issued["access_token"] not in repr(pair)
     assert issued["refresh_token"] not in repr(pair)
+
+
+def test_unauthorized_young_token_is_not_refreshed_early(
+    issued: dict[str, Any], make_refresher: Any, sandbox: SandboxServer, connection_id: int
+) -> None:
+    """Exact refused a token that is young by our clock and did not say it expired: no token request."""
+    with pytest.raises(ExactRequestError, match="not refreshing early") as raised:
+        make_refresher().after_unauthorized(connection_id, issued["access_token"])
+    assert raised.value.status_code == 401
+    assert "exact-sync connect acme" in str(raised.value)
+    assert issued["access_token"] not in str(raised.value) and issued["refresh_token"] not in str(raised.value)
+    assert sandbox.state.counters.token_requests == 0
+
+
+def test_unauthorized_with_expired_hint_refreshes_once(
+    make_refresher: Any,
+    sandbox: SandboxServer,
+    clock: FakeClock,
+    connection_id: int,
+    db: sessionmaker[Session],
+    client_settings: Settings,
+) -> None:
+    # Exact issued the pair long ago, our record says "just now" (e.g. clock skew): Exact's word counts.
+    tokens = sandbox.state.issue_tokens()
+    clock.advance(LIFETIME + 1)
+    store_pair(db, client_settings, connection_id, tokens, clock.now())
+    sandbox.state.reset_counters()
+    new = make_refresher().after_unauthorized(connection_id, tokens["access_token"], expired=True)
+    assert new != tokens["access_token"]
+    assert sandbox.state.counters.token_requests == 1
+
+
+def test_unauthorized_inside_the_window_refreshes_once(
+    make_refresher: Any,
+    sandbox: SandboxServer,
+    clock: FakeClock,
+    connection_id: int,
+    db: sessionmaker[Session],
+    client_settings: Settings,
+) -> None:
+    tokens = sandbox.state.issue_tokens()
+    clock.advance(REFRESHABLE)
+    store_pair(db, client_settings, connection_id, tokens, clock.now() - REFRESHABLE)
+    sandbox.state.reset_counters()
+    assert make_refresher().after_unauthorized(connection_id, tokens["access_token"]) != tokens["access_token"]
+    assert sandbox.state.counters.token_requests == 1
+
+
+class CommitFailsOnce(TokenStore):
+    """Fault seam: Postgres goes away right after Exact answered the refresh (the new pair is not committed)."""
+
+    failed = False
+
+    def save(self, session: Session, connection_id: int, pair: TokenPair, *, refreshed: bool = False) -> None:
+        if refreshed and not self.failed:
+            self.failed = True
+            raise OperationalError("INSERT INTO connection_tokens ...", {}, Exception("server closed the connection"))
+        super().save(session, connection_id, pair, refreshed=refreshed)
+
+
+def rescue_key(settings: Settings, connection_id: int) -> str:
+    return f"{settings.redis_key_prefix}:token-rescue:{connection_id}"
+
+
+def test_rotated_pair_survives_a_failed_commit(
+    issued: dict[str, Any],
+    make_refresher: Any,
+    sandbox: SandboxServer,
+    clock: FakeClock,
+    connection_id: int,
+    db: sessionmaker[Session],
+    client_settings: Settings,
+    redis_client: Any,
+) -> None:
+    store = token_store(db, client_settings)
+    failing = CommitFailsOnce(db, TokenCipher(client_settings.token_encryption_key.get_secret_value()))  # type: ignore[union-attr]
+    clock.advance(REFRESHABLE)
+    with pytest.raises(OperationalError):
+        make_refresher(store=failing).valid_access_token(connection_id)
+    assert sandbox.state.counters.token_requests == 1
+    assert store.load(connection_id).refresh_token == issued["refresh_token"]  # not committed
+    blob = redis_client.get(rescue_key(client_settings, connection_id))
+    assert blob is not None
+    assert issued["refresh_token"].encode() not in blob  # encrypted
+    rescued, _ = store.read_rescue(blob)
+
+    token = make_refresher().valid_access_token(connection_id)
+    counters = sandbox.state.counters
+    assert (counters.token_requests, counters.old_refresh_token_used) == (1, 0)
+    assert token == rescued.access_token
+    stored = store.load(connection_id)
+    assert (stored.access_token, stored.refresh_token) == (rescued.access_token, rescued.refresh_token)
+    assert stored.received_at == pytest.approx(rescued.received_at, abs=1e-3)
+    assert redis_client.get(rescue_key(client_settings, connection_id)) is None
+    with db() as session:
+        connection = session.get(Connection, connection_id)
+        assert connection is not None and connection.status == ConnectionStatus.ACTIVE
+    # The rescued refresh token is the live one: the next window refreshes normally.
+    clock.advance(REFRESHABLE)
+    assert make_refresher().valid_access_token(connection_id) != token
+    assert (sandbox.state.counters.token_requests, sandbox.state.counters.old_refresh_token_used) == (2, 0)
+
+
+def test_stale_rescue_copy_is_deleted_and_ignored(
+    issued: dict[str, Any],
+    make_refresher: Any,
+    sandbox: SandboxServer,
+    clock: FakeClock,
+    connection_id: int,
+    db: sessionmaker[Session],
+    client_settings: Settings,
+    redis_client: Any,
+) -> None:
+    store = token_store(db, client_settings)
+    stale = TokenPair("stale-access", "stale-refresh", clock.now(), LIFETIME)
+    redis_client.set(rescue_key(client_settings, connection_id), store.rescue_blob(stale, "some-older-refresh"))
+    clock.advance(REFRESHABLE)
+    token = make_refresher().valid_access_token(connection_id)
+    assert token not in (issued["access_token"], "stale-access")
+    assert sandbox.state.counters.token_requests == 1
+    assert store.load(connection_id).access_token == token
+    assert redis_client.get(rescue_key(client_settings, connection_id)) is None
+
+
+class RescueWritesFail(redis.Redis):  # type: ignore[type-arg]
+    def set(self, name: Any, *args: Any, **kwargs: Any) -> Any:
+        if ":token-rescue:" in str(name):
+            raise redis.ConnectionError("Redis went away")
+        return super().set(name, *args, **kwargs)
+
+
+def test_rescue_write_failure_does_not_stop_the_commit(
+    issued: dict[str, Any],
+    make_refresher: Any,
+    sandbox: SandboxServer,
+    clock: FakeClock,
+    connection_id: int,
+    db: sessionmaker[Session],
+    client_settings: Settings,
+    redis_client: Any,
+) -> None:
+    flaky = RescueWritesFail(connection_pool=redis_client.connection_pool)
+    clock.advance(REFRESHABLE)
+    token = make_refresher(redis=flaky).valid_access_token(connection_id)
+    assert token != issued["access_token"]
+    assert token_store(db, client_settings).load(connection_id).access_token == token
+    assert sandbox.state.counters.token_requests == 1

@@ -8,13 +8,16 @@ import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 
-from syncs.errors import ExactServerError
+from syncs.errors import ExactRequestError, ExactServerError
+from syncs.odata import Page
 
 RECORDED = Path(__file__).resolve().parents[2].parent / "shared" / "exact-recorded"
 DIVISION = 124132
+FAKE_BASE = "https://start.exactonline.test"
 
 
 def recorded_response(name: str, path: str) -> Any:
@@ -42,10 +45,15 @@ def recorded_invoice_rows(timestamp: int = 5000) -> list[dict[str, Any]]:
 
 
 class FakeExact:
-    """Serves rows like a sync endpoint: `Timestamp gt N` filter, Timestamp order, fixed page size.
+    """Serves rows like a sync endpoint: `Timestamp gt N` filter, a fixed page size, d.__next links.
 
-    `fail_after` makes the stream of an endpoint raise after that many pages (a crash mid-run);
-    `shuffle_pages` reverses the rows inside each page (Exact does not promise an order within a page).
+    Rows come in Timestamp order, or in the order they were added when `timestamp_order` is False (Exact does not
+    promise Timestamp order). A d.__next carries the filter and the offset reached (a positional skiptoken), so a
+    stored one continues the same enumeration over the rows as they are then.
+    `fail_after` makes a call for an endpoint raise after serving that many pages (a crash mid-run);
+    `shuffle_pages` reverses the rows inside each page; `trailing_empty_page` ends a stream whose last page is
+    full with a further, empty page (as Exact may); `refuse_resume` answers a d.__next passed as `resume_url`
+    with 400 (an expired skiptoken). `calls` records each call, `served` the Timestamps of each page served.
     """
 
     def __init__(self, page_size: int = 1000) -> None:
@@ -53,23 +61,45 @@ class FakeExact:
         self.rows: dict[str, list[dict[str, Any]]] = {}
         self.fail_after: dict[str, int] = {}
         self.shuffle_pages = False
-        self.calls: list[tuple[int, str, dict[str, str]]] = []
+        self.timestamp_order = True
+        self.trailing_empty_page = False
+        self.refuse_resume = False
+        self.calls: list[tuple[int, str, dict[str, str], str | None]] = []
+        self.served: list[tuple[str, list[int]]] = []
 
     def add(self, endpoint: str, *rows: dict[str, Any]) -> None:
         self.rows.setdefault(endpoint, []).extend(copy.deepcopy(list(rows)))
 
-    def pages(self, division: int, endpoint: str, params: Mapping[str, str]) -> Iterator[list[dict[str, Any]]]:
-        match = re.fullmatch(r"Timestamp gt (\d+)L", params["$filter"])
-        assert match, params
+    def pages(
+        self, division: int, endpoint: str, params: Mapping[str, str], *, resume_url: str | None = None
+    ) -> Iterator[Page]:
         assert params["$select"], "a sync request needs $select"
+        self.calls.append((division, endpoint, dict(params), resume_url))
+        if resume_url is None:
+            filter_, offset = params["$filter"], 0
+        else:
+            query = parse_qs(urlsplit(resume_url).query)
+            assert urlsplit(resume_url).path == f"/api/v1/{division}/{endpoint}", resume_url
+            filter_, offset = query["$filter"][0], int(query["$skiptoken"][0])
+            if self.refuse_resume:
+                raise ExactRequestError(f"GET {resume_url} answered 400: Invalid $skiptoken (test)", 400)
+        match = re.fullmatch(r"Timestamp gt (\d+)L", filter_)
+        assert match, filter_
         after = int(match.group(1))
-        self.calls.append((division, endpoint, dict(params)))
-        rows = sorted(
-            (r for r in self.rows.get(endpoint, []) if int(r["Timestamp"]) > after),
-            key=lambda r: int(r["Timestamp"]),
-        )
-        chunks = [rows[i : i + self.page_size] for i in range(0, len(rows), self.page_size)] or [[]]
-        for number, chunk in enumerate(chunks, start=1):
-            if endpoint in self.fail_after and number > self.fail_after[endpoint]:
+        rows = [r for r in self.rows.get(endpoint, []) if int(r["Timestamp"]) > after]
+        if self.timestamp_order:
+            rows.sort(key=lambda r: int(r["Timestamp"]))
+        served = 0
+        while True:
+            if endpoint in self.fail_after and served >= self.fail_after[endpoint]:
                 raise ExactServerError("connection reset (test)", 502)
-            yield list(reversed(chunk)) if self.shuffle_pages else chunk
+            chunk = rows[offset : offset + self.page_size]
+            offset += len(chunk)
+            more = offset < len(rows) or (self.trailing_empty_page and len(chunk) == self.page_size)
+            query_string = urlencode({"$filter": filter_, "$select": params["$select"], "$skiptoken": offset})
+            next_url = f"{FAKE_BASE}/api/v1/{division}/{endpoint}?{query_string}" if more else None
+            served += 1
+            self.served.append((endpoint, [int(r["Timestamp"]) for r in chunk]))
+            yield Page(list(reversed(chunk)) if self.shuffle_pages else chunk, next_url)
+            if next_url is None:
+                return

@@ -5,6 +5,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
+from structlog.testing import capture_logs
 
 from models import Account, SalesInvoiceLine, SyncCursor
 from syncs.engine import SyncCounts, sync_division
@@ -27,6 +28,29 @@ def cursor(db: sessionmaker[Session], connection_id: int, entity: str) -> int | 
                 SyncCursor.entity == entity,
             )
         )
+
+
+def progress_state(db: sessionmaker[Session], connection_id: int, entity: str) -> tuple[str | None, int | None]:
+    """(resume_url, pending_timestamp) of a stream's unfinished enumeration."""
+    with db() as session:
+        found = session.execute(
+            select(SyncCursor.resume_url, SyncCursor.pending_timestamp).where(
+                SyncCursor.connection_id == connection_id,
+                SyncCursor.division == DIVISION,
+                SyncCursor.entity == entity,
+            )
+        ).one_or_none()
+    return (found.resume_url, found.pending_timestamp) if found is not None else (None, None)
+
+
+def account_timestamps(db: sessionmaker[Session]) -> list[int]:
+    with db() as session:
+        return sorted(session.scalars(select(Account.timestamp)).all())
+
+
+def accounts_at(*timestamps: int) -> list[dict[str, Any]]:
+    base = recorded_accounts()[0]
+    return [{**base, "ID": f"00000000-0000-0000-0000-{ts:012d}", "Timestamp": ts} for ts in timestamps]
 
 
 def count(db: sessionmaker[Session], model: Any) -> int:
@@ -78,6 +102,7 @@ def test_deletions_run_whatever_entities_were_asked(db: sessionmaker[Session], c
     exact = FakeExact()
     assert sync_division(db, exact, connection_id, DIVISION, []) == SyncCounts()
     assert [call[1] for call in exact.calls] == [DELETED]
+    assert cursor(db, connection_id, "deleted") is None  # an idle stream writes nothing
 
 
 def test_unknown_entity_is_refused(db: sessionmaker[Session], connection_id: int) -> None:
@@ -92,15 +117,122 @@ def test_crash_mid_stream_resumes_without_loss_or_duplicates(db: sessionmaker[Se
     with pytest.raises(ExactServerError):
         sync_division(db, exact, connection_id, DIVISION, ["accounts"])
     assert count(db, Account) == 6
-    # Page 2 ended at 105; its newest Timestamp is re-read on resume in case rows sharing it come next.
-    assert cursor(db, connection_id, "accounts") == 104
+    # The cursor moves only at the end of the enumeration; the resume point says where it stopped.
+    assert cursor(db, connection_id, "accounts") == 0
+    resume_url, pending = progress_state(db, connection_id, "accounts")
+    assert resume_url is not None and pending == 105
     assert cursor(db, connection_id, "deleted") is None  # the run stopped before the deletions stream
 
     del exact.fail_after[ACCOUNTS]
     counts = sync_division(db, exact, connection_id, DIVISION, ["accounts"])
-    assert counts == SyncCounts(inserted=4, updated=0, deleted=0)  # 105 re-read but unchanged
+    assert counts == SyncCounts(inserted=4, updated=0, deleted=0)
     assert count(db, Account) == 10
     assert cursor(db, connection_id, "accounts") == 109
+    assert progress_state(db, connection_id, "accounts") == (None, None)
+
+
+def test_out_of_order_pages_lose_nothing_across_a_crash(db: sessionmaker[Session], connection_id: int) -> None:
+    exact = FakeExact(page_size=2)
+    exact.timestamp_order = False  # pages [[100, 500], [200]]: Exact does not promise Timestamp order
+    exact.add(ACCOUNTS, *accounts_at(100, 500, 200))
+    exact.fail_after[ACCOUNTS] = 1
+    with pytest.raises(ExactServerError):
+        sync_division(db, exact, connection_id, DIVISION, ["accounts"])
+    assert account_timestamps(db) == [100, 500]
+    assert cursor(db, connection_id, "accounts") == 0  # not 499: that would skip 200 for good
+    assert progress_state(db, connection_id, "accounts")[1] == 500
+
+    del exact.fail_after[ACCOUNTS]
+    sync_division(db, exact, connection_id, DIVISION, ["accounts"])
+    assert account_timestamps(db) == [100, 200, 500]
+    assert cursor(db, connection_id, "accounts") == 500
+    assert progress_state(db, connection_id, "accounts") == (None, None)
+
+
+def test_a_rerun_continues_at_the_stored_next_without_rereading(db: sessionmaker[Session], connection_id: int) -> None:
+    exact = FakeExact(page_size=3)
+    exact.add(ACCOUNTS, *many_accounts(10))
+    exact.fail_after[ACCOUNTS] = 2
+    with pytest.raises(ExactServerError):
+        sync_division(db, exact, connection_id, DIVISION, ["accounts"])
+    resume_url, _ = progress_state(db, connection_id, "accounts")
+    assert resume_url is not None
+
+    del exact.fail_after[ACCOUNTS]
+    exact.calls.clear()
+    exact.served.clear()
+    sync_division(db, exact, connection_id, DIVISION, ["accounts"])
+    assert exact.calls[0][1] == ACCOUNTS and exact.calls[0][3] == resume_url  # the rerun's first request
+    assert [timestamps for endpoint, timestamps in exact.served if endpoint == ACCOUNTS] == [
+        [106, 107, 108],
+        [109],
+    ]  # pages 1 and 2 (100..105) were not read again
+    assert exact.calls[1][3] is None  # the deletions stream starts afresh
+    assert cursor(db, connection_id, "accounts") == 109
+
+
+def test_a_refused_resume_url_falls_back_to_the_stored_cursor(db: sessionmaker[Session], connection_id: int) -> None:
+    exact = FakeExact(page_size=3)
+    exact.add(ACCOUNTS, *accounts_at(100, 101))
+    sync_division(db, exact, connection_id, DIVISION, ["accounts"])
+    assert cursor(db, connection_id, "accounts") == 101
+    exact.add(ACCOUNTS, *accounts_at(102, 103, 104, 105, 106, 107, 108))
+    exact.fail_after[ACCOUNTS] = 1
+    with pytest.raises(ExactServerError):
+        sync_division(db, exact, connection_id, DIVISION, ["accounts"])
+    resume_url, pending = progress_state(db, connection_id, "accounts")
+    assert resume_url is not None and pending == 104
+
+    del exact.fail_after[ACCOUNTS]
+    exact.refuse_resume = True  # the skiptoken expired meanwhile
+    exact.calls.clear()
+    with capture_logs() as logs:
+        counts = sync_division(db, exact, connection_id, DIVISION, ["accounts"])
+    assert [(call[1], call[2]["$filter"], call[3]) for call in exact.calls[:2]] == [
+        (ACCOUNTS, "Timestamp gt 101L", resume_url),  # refused
+        (ACCOUNTS, "Timestamp gt 101L", None),  # a fresh enumeration from the stored cursor
+    ]
+    assert any(log["event"] == "sync.resume_refused" for log in logs)
+    assert counts.inserted == 4  # 105..108; 102..104 were re-read, unchanged
+    assert account_timestamps(db) == list(range(100, 109))
+    assert cursor(db, connection_id, "accounts") == 108
+    assert progress_state(db, connection_id, "accounts") == (None, None)
+
+
+def test_a_refused_resume_url_is_forgotten_even_when_the_fresh_start_fails(
+    db: sessionmaker[Session], connection_id: int
+) -> None:
+    exact = FakeExact(page_size=2)
+    exact.add(ACCOUNTS, *accounts_at(100, 101, 102))
+    exact.fail_after[ACCOUNTS] = 1
+    with pytest.raises(ExactServerError):
+        sync_division(db, exact, connection_id, DIVISION, ["accounts"])
+    exact.refuse_resume = True
+    exact.fail_after[ACCOUNTS] = 0  # the fresh enumeration fails at once
+    with pytest.raises(ExactServerError):
+        sync_division(db, exact, connection_id, DIVISION, ["accounts"])
+    assert progress_state(db, connection_id, "accounts") == (None, None)  # not asked again (Exact's error budget)
+    del exact.fail_after[ACCOUNTS]
+    exact.calls.clear()
+    sync_division(db, exact, connection_id, DIVISION, ["accounts"])
+    assert exact.calls[0][3] is None
+    assert account_timestamps(db) == [100, 101, 102]
+    assert cursor(db, connection_id, "accounts") == 102
+
+
+def test_an_empty_last_page_still_ends_the_enumeration(db: sessionmaker[Session], connection_id: int) -> None:
+    exact = FakeExact(page_size=3)
+    exact.trailing_empty_page = True  # 6 rows: [100..102], [103..105], then an empty page
+    exact.add(ACCOUNTS, *many_accounts(6))
+    exact.fail_after[ACCOUNTS] = 2
+    with pytest.raises(ExactServerError):
+        sync_division(db, exact, connection_id, DIVISION, ["accounts"])
+    assert count(db, Account) == 6
+    assert cursor(db, connection_id, "accounts") == 0
+    del exact.fail_after[ACCOUNTS]
+    assert sync_division(db, exact, connection_id, DIVISION, ["accounts"]) == SyncCounts()
+    assert cursor(db, connection_id, "accounts") == 105
+    assert progress_state(db, connection_id, "accounts") == (None, None)
 
 
 def test_rows_sharing_a_timestamp_across_a_page_boundary_survive_a_crash(
@@ -113,9 +245,11 @@ def test_rows_sharing_a_timestamp_across_a_page_boundary_survive_a_crash(
     with pytest.raises(ExactServerError):
         sync_division(db, exact, connection_id, DIVISION, ["sales_invoices"])
     assert count(db, SalesInvoiceLine) == 2
+    assert cursor(db, connection_id, "sales_invoices") == 0
     del exact.fail_after[INVOICES]
     sync_division(db, exact, connection_id, DIVISION, ["sales_invoices"])
     assert count(db, SalesInvoiceLine) == 3
+    assert cursor(db, connection_id, "sales_invoices") == 500
 
 
 def test_cursor_is_the_max_even_when_rows_are_unsorted(db: sessionmaker[Session], connection_id: int) -> None:
@@ -137,7 +271,8 @@ def test_malformed_page_fails_clearly_and_commits_nothing_of_it(db: sessionmaker
     assert "page 2" in message and "IsSales" in message and "sync/CRM/Accounts" in message
     assert "00000000-0000-0000-0000-000000000004" in message
     assert count(db, Account) == 3  # page 1 only: nothing of page 2, not even its good rows
-    assert cursor(db, connection_id, "accounts") == 101
+    assert cursor(db, connection_id, "accounts") == 0
+    assert progress_state(db, connection_id, "accounts")[1] == 102  # page 1's rows are 100..102
 
 
 def test_value_too_long_for_its_column_is_a_malformed_response(db: sessionmaker[Session], connection_id: int) -> None:
@@ -160,9 +295,53 @@ def test_full_run_starts_at_zero_and_never_lowers_the_cursor(db: sessionmaker[Se
         sync_division(db, exact, connection_id, DIVISION, ["accounts"], full=True)
     assert exact.calls[0][2]["$filter"] == "Timestamp gt 0L"
     assert cursor(db, connection_id, "accounts") == 104  # the crashed full run did not lower it
-    assert count(db, Account) == 4  # row 103 sits in the page the crash never reached
+    assert progress_state(db, connection_id, "accounts")[1] == 101  # its own resume point
+    assert count(db, Account) == 4  # row 103 sits in a page the crash never reached
     del exact.fail_after[ACCOUNTS]
+    exact.calls.clear()
     counts = sync_division(db, exact, connection_id, DIVISION, ["accounts"], full=True)
+    assert (exact.calls[0][2]["$filter"], exact.calls[0][3]) == ("Timestamp gt 0L", None)  # starts over
     assert counts == SyncCounts(inserted=1, updated=0, deleted=0)
     assert count(db, Account) == 5
     assert cursor(db, connection_id, "accounts") == 104
+    assert progress_state(db, connection_id, "accounts") == (None, None)
+
+
+def test_an_incremental_run_continues_a_crashed_full_run(db: sessionmaker[Session], connection_id: int) -> None:
+    exact = FakeExact(page_size=2)
+    exact.add(ACCOUNTS, *many_accounts(5))
+    sync_division(db, exact, connection_id, DIVISION, ["accounts"])
+    with db.begin() as session:
+        session.delete(session.get_one(Account, "00000000-0000-0000-0000-000000000003"))
+    exact.fail_after[ACCOUNTS] = 1
+    with pytest.raises(ExactServerError):
+        sync_division(db, exact, connection_id, DIVISION, ["accounts"], full=True)
+    resume_url, _ = progress_state(db, connection_id, "accounts")
+    del exact.fail_after[ACCOUNTS]
+    exact.calls.clear()
+    counts = sync_division(db, exact, connection_id, DIVISION, ["accounts"])
+    assert exact.calls[0][3] == resume_url
+    assert counts == SyncCounts(inserted=1, updated=0, deleted=0)  # the rest of the full enumeration
+    assert count(db, Account) == 5
+    assert cursor(db, connection_id, "accounts") == 104
+
+
+def test_a_full_run_replaces_the_resume_point_of_a_crashed_run(db: sessionmaker[Session], connection_id: int) -> None:
+    exact = FakeExact(page_size=2)
+    exact.add(ACCOUNTS, *accounts_at(100, 101, 102, 103, 104))
+    exact.fail_after[ACCOUNTS] = 1
+    with pytest.raises(ExactServerError):
+        sync_division(db, exact, connection_id, DIVISION, ["accounts"])
+    stale, _ = progress_state(db, connection_id, "accounts")
+    exact.fail_after[ACCOUNTS] = 2
+    exact.calls.clear()
+    with pytest.raises(ExactServerError):
+        sync_division(db, exact, connection_id, DIVISION, ["accounts"], full=True)
+    assert (exact.calls[0][2]["$filter"], exact.calls[0][3]) == ("Timestamp gt 0L", None)  # the stale point ignored
+    resume_url, pending = progress_state(db, connection_id, "accounts")
+    assert resume_url not in (None, stale) and pending == 103
+    del exact.fail_after[ACCOUNTS]
+    sync_division(db, exact, connection_id, DIVISION, ["accounts"])
+    assert account_timestamps(db) == [100, 101, 102, 103, 104]
+    assert cursor(db, connection_id, "accounts") == 104
+    assert progress_state(db, connection_id, "accounts") == (None, None)

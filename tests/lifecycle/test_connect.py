@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from models import Account, Connection, ConnectionStatus, Division
 from syncs.connect_flow import ConnectError, ConnectFlow
 from syncs.crypto import TokenCipher
+from syncs.errors import ConfigurationError
 from syncs.sandbox.server import SandboxServer
 from syncs.settings import Settings
 from syncs.tokens import TokenStore
@@ -181,3 +182,34 @@ def test_connect_twice_reconnects_in_place(flow: ConnectFlow, db: sessionmaker[S
     second = connect_via_flow(flow, "acme", None)  # the region is remembered
     assert second.reconnected and second.connection_id == first.connection_id
     assert stored(db) == (1, 1)
+
+
+def test_a_missing_encryption_key_fails_before_any_consent(
+    cli: CliInvoke,
+    monkeypatch: pytest.MonkeyPatch,
+    life_settings: Settings,
+    db: sessionmaker[Session],
+    redis_client: redis.Redis[Any],
+    sandbox: SandboxServer,
+) -> None:
+    """The key is checked before the consent URL exists: never after the single-use code was exchanged."""
+    from syncs.settings import get_settings
+
+    browser = FakeBrowser(monkeypatch)
+    before = sandbox.state.counters
+    monkeypatch.setenv("TOKEN_ENCRYPTION_KEY", "")
+    get_settings.cache_clear()
+    keyless = cli("connect", "acme", "--region", "nl")
+    assert keyless.exit_code == 2 and "TOKEN_ENCRYPTION_KEY is not set" in keyless.output, keyless.output
+    assert "/api/oauth2/auth?" not in keyless.output and browser.pages() == []
+    served = cli("serve", "--port", "1")  # at startup, before uvicorn listens
+    assert served.exit_code == 2 and "TOKEN_ENCRYPTION_KEY is not set" in served.output, served.output
+
+    no_key = life_settings.model_copy(update={"token_encryption_key": None})
+    with pytest.raises(ConfigurationError, match="TOKEN_ENCRYPTION_KEY is not set"):
+        ConnectFlow(no_key, db, redis_client)
+    with pytest.raises(ConfigurationError, match="TOKEN_ENCRYPTION_KEY is not set"):
+        create_web_app(no_key)
+    assert sandbox.state.counters == before  # no region check, no consent, no code exchange reached Exact
+    assert stored(db) == (0, 0)
+    assert not list(redis_client.scan_iter(match=f"{life_settings.redis_key_prefix}:oauth-state:*"))

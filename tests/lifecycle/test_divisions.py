@@ -5,18 +5,23 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from models import Account, Division, SyncCursor
+from models import Account, Connection, Division, SyncCursor
+from syncs.client import ExactClient, open_client
 from syncs.connect_flow import ConnectFlow
 from syncs.divisions import list_divisions
-from syncs.errors import ExactRequestError
+from syncs.errors import ExactRequestError, MalformedResponseError
 from syncs.sandbox.server import SandboxServer
 from syncs.settings import Settings
+from syncs.tokens import TokenPair
+from tests.client.stub import Answer, StubServer
 from tests.lifecycle.conftest import CURRENT, SECOND, THIRD, connect_via_flow
 from tests.support.cli import CliInvoke
 from tests.support.clock import FakeClock
+from tests.support.tokens import token_store
 from worker.runs import execute_sync
 
 
@@ -92,3 +97,70 @@ def test_a_login_wide_403_still_fails_the_run(reason: str | None) -> None:
 
     assert not division_unavailable(ExactRequestError("no", 403, reason))
     assert division_unavailable(ExactRequestError("no", 403, "DivisionBlocked"))
+
+
+ME_ROW = {"UserID": "0b5b6f6e-9d4b-4f4e-9b1a-3c1f0e0d0c0b", "FullName": "Test User"}
+
+
+@pytest.mark.parametrize(
+    ("me", "expected"),
+    [
+        ({}, "field CurrentDivision is missing or null"),  # a Me without CurrentDivision
+        ({"CurrentDivision": "not-a-number"}, "field CurrentDivision: cannot read 'not-a-number'"),
+    ],
+)
+def test_a_malformed_me_is_a_clear_malformed_response(
+    me: dict[str, Any], expected: str, settings: Settings, db: sessionmaker[Session], redis_client: Any
+) -> None:
+    def route(path: str) -> Answer:
+        if path.startswith("/api/v1/current/Me"):
+            return Answer(200, {"d": {"results": [{**ME_ROW, **me}]}})
+        return Answer(500, "unexpected")
+
+    with StubServer(route) as stub, stub_exact(stub, settings, db, redis_client) as client:
+        with pytest.raises(MalformedResponseError, match=expected) as raised:
+            list_divisions(client)
+        assert "current/Me" in str(raised.value)
+        assert [path.split("?")[0] for _, path, _ in stub.requests] == ["/api/v1/current/Me"]
+
+
+def test_a_malformed_divisions_status_falls_back_to_me(
+    settings: Settings, db: sessionmaker[Session], redis_client: Any
+) -> None:
+    def route(path: str) -> Answer:
+        if path.startswith("/api/v1/current/Me"):
+            return Answer(200, {"d": {"results": [{**ME_ROW, "CurrentDivision": CURRENT}]}})
+        rows = [{"Code": CURRENT, "Description": "Main", "Status": "active?", "Current": True}]
+        return Answer(200, {"d": {"results": rows}})
+
+    with StubServer(route) as stub, stub_exact(stub, settings, db, redis_client) as client:
+        # The known division's list is unreadable, and so is the one asked in Me's division: Me's alone is kept.
+        listed, complete = list_divisions(client, known_current=SECOND)
+    assert not complete and [(d.code, d.is_current) for d in listed] == [(CURRENT, True)]
+
+    def bad_code(path: str) -> Answer:
+        return Answer(200, {"d": {"results": [{"Code": "main", "Status": 1}]}})
+
+    with (
+        StubServer(bad_code) as stub,
+        stub_exact(stub, settings, db, redis_client) as client,
+        pytest.raises(MalformedResponseError, match="field CurrentDivision is missing"),
+    ):
+        list_divisions(client, known_current=CURRENT)  # then Me (the stub's rows) has no CurrentDivision
+
+
+def stub_exact(stub: StubServer, settings: Settings, db: sessionmaker[Session], redis_client: Any) -> ExactClient:
+    """An ExactClient on `stub` for a fresh connection holding a valid token pair."""
+    clock = FakeClock()
+    stub_settings = settings.model_copy(
+        update={"exact_base_url": stub.base_url, "exact_client_id": "c", "exact_client_secret": SecretStr("s")}
+    )
+    with db() as session, session.begin():
+        connection = Connection(name=f"stubbed-{stub.base_url.rsplit(':', 1)[1]}", region="nl")
+        session.add(connection)
+        session.flush()
+        connection_id = connection.id
+    pair = TokenPair("stub-access", "stub-refresh", clock.now(), 600.0)
+    with db() as session, session.begin():
+        token_store(db, stub_settings).save(session, connection_id, pair)
+    return open_client(stub_settings, connection_id, "nl", sessions=db, redis=redis_client, clock=clock)
