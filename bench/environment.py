@@ -22,7 +22,8 @@ from syncs.db import engine_for
 from syncs.sandbox.seed import FIRST_DIVISION, SECOND_DIVISION
 from syncs.sandbox.state import SandboxConfig, SandboxState
 from syncs.settings import Settings
-from syncs.tokens import TokenPair, TokenStore
+from syncs.token_pair import TokenPair
+from syncs.tokens import TokenStore
 
 DIVISION = FIRST_DIVISION  # the full data set
 HALF_DIVISION = SECOND_DIVISION  # half of it, for the second memory point

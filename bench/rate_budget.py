@@ -36,7 +36,8 @@ from syncs.db import session_factory
 from syncs.sandbox import SandboxConfig, SandboxServer, SandboxState
 from syncs.sandbox.ratelimit import Verdict, minute_window
 from syncs.settings import Settings
-from syncs.tokens import TokenPair, TokenStore
+from syncs.token_pair import TokenPair
+from syncs.tokens import TokenStore
 
 DIVISIONS = (124132, 124133)
 

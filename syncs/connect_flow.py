@@ -48,7 +48,8 @@ from syncs.errors import (
 )
 from syncs.oauth import OAuthClient
 from syncs.settings import Settings
-from syncs.tokens import TokenPair, TokenStore
+from syncs.token_pair import TokenPair
+from syncs.tokens import TokenStore
 
 log = structlog.get_logger(__name__)
 

@@ -16,7 +16,8 @@ from sqlalchemy.orm import Session
 from models import Connection, ConnectionStatus, ConnectionToken, Division, SyncCursor, SyncRun
 from syncs.errors import ConfigurationError
 from syncs.settings import REGIONS
-from syncs.tokens import TokenPair, TokenStore
+from syncs.token_pair import TokenPair
+from syncs.tokens import TokenStore
 
 
 def validate_region(region: str) -> str:

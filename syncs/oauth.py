@@ -17,7 +17,7 @@ import structlog
 from syncs.clock import Clock
 from syncs.errors import ExactRequestError, MalformedResponseError, ReauthRequiredError, TokenRefreshError
 from syncs.odata import oauth_error
-from syncs.tokens import TokenPair
+from syncs.token_pair import TokenPair
 
 log = structlog.get_logger(__name__)
 

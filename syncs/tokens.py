@@ -13,9 +13,6 @@ did not happen.
 
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Protocol
 
@@ -39,29 +36,10 @@ from syncs.errors import (
     TokenRefreshError,
 )
 from syncs.settings import Settings
+from syncs.token_pair import TokenPair
+from syncs.token_rescue import RescueCopies, token_hash
 
 log = structlog.get_logger(__name__)
-
-RESCUE_TTL_SECONDS = 30 * 86400  # as long as a refresh token lives
-
-
-def token_hash(token: str) -> str:
-    """Identifies a refresh token without holding it (what a rescue copy says it replaces)."""
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-@dataclass(frozen=True)
-class TokenPair:
-    access_token: str | None = field(repr=False)
-    refresh_token: str = field(repr=False)
-    received_at: float | None  # our clock, when the token response arrived
-    expires_in: float | None
-
-    def refreshable_at(self, window: float, margin: float) -> float | None:
-        """Earliest moment we may refresh (Exact's window plus our margin); None when the age is unknown."""
-        if self.received_at is None or self.expires_in is None:
-            return None
-        return self.received_at + self.expires_in - window + margin
 
 
 class TokenEndpoint(Protocol):
@@ -74,6 +52,10 @@ class TokenStore:
     def __init__(self, sessions: sessionmaker[Session], cipher: TokenCipher) -> None:
         self._sessions = sessions
         self._cipher = cipher
+
+    @property
+    def cipher(self) -> TokenCipher:
+        return self._cipher
 
     def load(self, connection_id: int) -> TokenPair:
         with self._sessions() as session:
@@ -108,31 +90,6 @@ class TokenStore:
         statement = insert(ConnectionToken).values(connection_id=connection_id, **values)
         session.execute(statement.on_conflict_do_update(index_elements=["connection_id"], set_=values))
 
-    def rescue_blob(self, pair: TokenPair, replaces: str) -> bytes:
-        """`pair` sealed for the Redis rescue key; `replaces` is the refresh token it rotated out."""
-        payload = {
-            "access": pair.access_token,
-            "refresh": pair.refresh_token,
-            "received_at": pair.received_at,
-            "expires_in": pair.expires_in,
-            "replaces": token_hash(replaces),
-        }
-        return self._cipher.encrypt(json.dumps(payload))
-
-    def read_rescue(self, blob: bytes) -> tuple[TokenPair, str]:
-        """The pair in a rescue blob and the hash of the refresh token it replaces; ValueError when unreadable."""
-        try:
-            payload = json.loads(self._cipher.decrypt(blob))
-            pair = TokenPair(
-                access_token=payload["access"],
-                refresh_token=str(payload["refresh"]),
-                received_at=payload["received_at"],
-                expires_in=payload["expires_in"],
-            )
-            return pair, str(payload["replaces"])
-        except (ConfigurationError, ValueError, KeyError, TypeError) as exc:
-            raise ValueError(f"unreadable rescue copy ({type(exc).__name__})") from None
-
     def _pair(self, row: ConnectionToken | None, connection_id: int) -> TokenPair:
         if row is None:
             raise ConfigurationError(f"connection {connection_id} has no stored tokens; connect it first")
@@ -165,6 +122,7 @@ class TokenRefresher:
         self._settings = settings
         self._sessions = sessions
         self._clock = clock
+        self._rescue = RescueCopies(redis_client, store.cipher, settings.redis_key_prefix)
 
     def needs_refresh(self, pair: TokenPair) -> bool:
         due = pair.refreshable_at(
@@ -235,29 +193,16 @@ class TokenRefresher:
             except (LockError, RedisError, OSError) as exc:
                 log.warning("token.lock_release_failed", connection_id=connection_id, error=str(exc))
 
-    def _rescue_key(self, connection_id: int) -> str:
-        return f"{self._settings.redis_key_prefix}:token-rescue:{connection_id}"
-
     def _adopt_rescue(self, connection_id: int) -> None:
         """Under the token lock, before any token request: commit a rescued pair whose commit failed earlier.
 
         A rescue copy replacing the stored refresh token is adopted (saved, committed, then the key deleted);
         any other copy is stale (its pair was committed, or superseded) and is deleted.
         """
-        key = self._rescue_key(connection_id)
-        try:
-            blob = self._redis.get(key)
-        except (RedisError, OSError) as exc:
-            # Refreshing now could spend a refresh token already rotated out: wait for Redis instead.
-            raise LockUnavailableError(f"cannot check for a rescued token pair: Redis unavailable ({exc})") from None
-        if blob is None:
+        found = self._rescue.read(connection_id)
+        if found is None:
             return
-        try:
-            rescued, replaces = self._store.read_rescue(blob.encode() if isinstance(blob, str) else bytes(blob))
-        except ValueError as exc:
-            log.warning("token.rescue_unreadable", connection_id=connection_id, error=str(exc))
-            self._delete_rescue(connection_id)
-            return
+        rescued, replaces = found
         with self._sessions() as session, session.begin():
             stored = self._store.load_for_update(session, connection_id)
             adopt = token_hash(stored.refresh_token) == replaces
@@ -267,23 +212,7 @@ class TokenRefresher:
             log.warning("token.rescue_adopted", connection_id=connection_id)
         else:
             log.info("token.rescue_stale", connection_id=connection_id)
-        self._delete_rescue(connection_id)
-
-    def _write_rescue(self, connection_id: int, new: TokenPair, replaces: str) -> bool:
-        try:
-            self._redis.set(
-                self._rescue_key(connection_id), self._store.rescue_blob(new, replaces), ex=RESCUE_TTL_SECONDS
-            )
-        except (RedisError, OSError) as exc:
-            log.warning("token.rescue_write_failed", connection_id=connection_id, error=str(exc))
-            return False
-        return True
-
-    def _delete_rescue(self, connection_id: int) -> None:
-        try:
-            self._redis.delete(self._rescue_key(connection_id))
-        except (RedisError, OSError) as exc:  # a leftover copy is stale once the pair is committed
-            log.warning("token.rescue_delete_failed", connection_id=connection_id, error=str(exc))
+        self._rescue.delete(connection_id)
 
     def _refresh_locked(
         self, connection_id: int, used_token: str | None, started: float, *, expired: bool = False
@@ -307,14 +236,14 @@ class TokenRefresher:
                     failure = exc  # the stored pair stays as it was
                 else:
                     # The old refresh token is dead now: keep the new pair safe before the commit.
-                    rescued = self._write_rescue(connection_id, new, pair.refresh_token)
+                    rescued = self._rescue.write(connection_id, new, pair.refresh_token)
                     self._store.save(session, connection_id, new, refreshed=True)
         except SQLAlchemyError as exc:
             if rescued is not None:  # the next refresh adopts the rescue copy (if it was written)
                 log.error("token.commit_failed", connection_id=connection_id, rescued=rescued, error=type(exc).__name__)
             raise
         if rescued:
-            self._delete_rescue(connection_id)
+            self._rescue.delete(connection_id)
         if failure is not None:
             reauth = isinstance(failure, ReauthRequiredError)
             self._record_failure(connection_id, str(failure), reauth=reauth)

@@ -34,7 +34,8 @@ from syncs.connections import add_connection, get_connection_by_name, validate_n
 from syncs.crypto import TokenCipher
 from syncs.errors import ConfigurationError
 from syncs.settings import Settings
-from syncs.tokens import TokenPair, TokenStore
+from syncs.token_pair import TokenPair
+from syncs.tokens import TokenStore
 
 FORMAT = "exact-sync-connection"
 VERSION = 1

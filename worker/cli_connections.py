@@ -17,7 +17,8 @@ from syncs.connections import (
 from syncs.crypto import TokenCipher
 from syncs.db import session_factory
 from syncs.settings import REGIONS, Settings
-from syncs.tokens import TokenPair, TokenStore
+from syncs.token_pair import TokenPair
+from syncs.tokens import TokenStore
 from worker.cli_support import console, current_settings, expected_errors, fail
 from worker.views import connections_table
 

@@ -13,7 +13,8 @@ from syncs.client import ExactClient, open_client
 from syncs.oauth import OAuthClient
 from syncs.sandbox import SandboxConfig, SandboxServer, SandboxState
 from syncs.settings import Settings
-from syncs.tokens import TokenPair, TokenRefresher, TokenStore
+from syncs.token_pair import TokenPair
+from syncs.tokens import TokenRefresher, TokenStore
 from tests.support.clock import FakeClock
 from tests.support.tokens import token_store
 

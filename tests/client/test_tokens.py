@@ -17,7 +17,9 @@ from syncs.crypto import TokenCipher
 from syncs.errors import ExactRequestError, LockUnavailableError, ReauthRequiredError, TokenRefreshError
 from syncs.sandbox import SandboxServer
 from syncs.settings import Settings
-from syncs.tokens import TokenPair, TokenStore
+from syncs.token_pair import TokenPair
+from syncs.token_rescue import RescueCopies
+from syncs.tokens import TokenStore
 from tests.client.conftest import store_pair
 from tests.client.stub import Answer, StubServer
 from tests.support.clock import FakeClock
@@ -283,7 +285,7 @@ def test_rotated_pair_survives_a_failed_commit(
     blob = redis_client.get(rescue_key(client_settings, connection_id))
     assert blob is not None
     assert issued["refresh_token"].encode() not in blob  # encrypted
-    rescued, _ = store.read_rescue(blob)
+    rescued, _ = RescueCopies(redis_client, store.cipher, client_settings.redis_key_prefix).unseal(blob)
 
     token = make_refresher().valid_access_token(connection_id)
     counters = sandbox.state.counters
@@ -314,7 +316,8 @@ def test_stale_rescue_copy_is_deleted_and_ignored(
 ) -> None:
     store = token_store(db, client_settings)
     stale = TokenPair("stale-access", "stale-refresh", clock.now(), LIFETIME)
-    redis_client.set(rescue_key(client_settings, connection_id), store.rescue_blob(stale, "some-older-refresh"))
+    copies = RescueCopies(redis_client, store.cipher, client_settings.redis_key_prefix)
+    redis_client.set(rescue_key(client_settings, connection_id), copies.seal(stale, "some-older-refresh"))
     clock.advance(REFRESHABLE)
     token = make_refresher().valid_access_token(connection_id)
     assert token not in (issued["access_token"], "stale-access")

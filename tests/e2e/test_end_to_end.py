@@ -20,7 +20,8 @@ from syncs.connections import add_connection, ensure_division
 from syncs.crypto import TokenCipher
 from syncs.sandbox import SandboxConfig, SandboxServer, SandboxState
 from syncs.settings import Settings
-from syncs.tokens import TokenPair, TokenStore
+from syncs.token_pair import TokenPair
+from syncs.tokens import TokenStore
 from tests.support.clock import FakeClock
 from worker.runs import execute_sync
 

@@ -17,7 +17,8 @@ from syncs.crypto import TokenCipher
 from syncs.engine import SyncCounts, sync_division
 from syncs.sandbox import SandboxConfig, SandboxServer, SandboxState
 from syncs.settings import Settings
-from syncs.tokens import TokenPair, TokenStore
+from syncs.token_pair import TokenPair
+from syncs.tokens import TokenStore
 from tests.support.clock import FakeClock
 
 DIV = 124132

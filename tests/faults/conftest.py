@@ -22,7 +22,7 @@ from models import Account, SalesInvoiceLine
 from syncs.connections import add_connection
 from syncs.sandbox.state import SandboxState
 from syncs.settings import Settings
-from syncs.tokens import TokenPair
+from syncs.token_pair import TokenPair
 from tests.support.net import free_port
 from tests.support.tokens import token_store
 

@@ -16,7 +16,7 @@ from syncs.divisions import list_divisions
 from syncs.errors import ExactRequestError, MalformedResponseError
 from syncs.sandbox.server import SandboxServer
 from syncs.settings import Settings
-from syncs.tokens import TokenPair
+from syncs.token_pair import TokenPair
 from tests.client.stub import Answer, StubServer
 from tests.lifecycle.conftest import CURRENT, SECOND, THIRD, connect_via_flow
 from tests.support.cli import CliInvoke

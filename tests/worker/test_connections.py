@@ -18,7 +18,8 @@ from syncs.connections import (
 )
 from syncs.crypto import TokenCipher
 from syncs.errors import ConfigurationError
-from syncs.tokens import TokenPair, TokenStore
+from syncs.token_pair import TokenPair
+from syncs.tokens import TokenStore
 
 PAIR = TokenPair(access_token=None, refresh_token="r", received_at=None, expires_in=None)
 
