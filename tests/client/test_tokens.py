@@ -13,7 +13,6 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from models import Connection, ConnectionStatus, ConnectionToken
-from syncs.crypto import TokenCipher
 from syncs.errors import ExactRequestError, LockUnavailableError, ReauthRequiredError, TokenRefreshError
 from syncs.sandbox import SandboxServer
 from syncs.settings import Settings
@@ -261,8 +260,10 @@ class CommitFailsOnce(TokenStore):
         super().save(session, connection_id, pair, refreshed=refreshed)
 
 
-def rescue_key(settings: Settings, connection_id: int) -> str:
-    return f"{settings.redis_key_prefix}:token-rescue:{connection_id}"
+@pytest.fixture
+def copies(db: sessionmaker[Session], client_settings: Settings, redis_client: Any) -> RescueCopies:
+    """The refresher's rescue copies, read and planted directly by the tests."""
+    return RescueCopies(redis_client, token_store(db, client_settings).cipher, client_settings.redis_key_prefix)
 
 
 def test_rotated_pair_survives_a_failed_commit(
@@ -274,18 +275,19 @@ def test_rotated_pair_survives_a_failed_commit(
     db: sessionmaker[Session],
     client_settings: Settings,
     redis_client: Any,
+    copies: RescueCopies,
 ) -> None:
     store = token_store(db, client_settings)
-    failing = CommitFailsOnce(db, TokenCipher(client_settings.token_encryption_key.get_secret_value()))  # type: ignore[union-attr]
+    failing = CommitFailsOnce(db, store.cipher)
     clock.advance(REFRESHABLE)
     with pytest.raises(OperationalError):
         make_refresher(store=failing).valid_access_token(connection_id)
     assert sandbox.state.counters.token_requests == 1
     assert store.load(connection_id).refresh_token == issued["refresh_token"]  # not committed
-    blob = redis_client.get(rescue_key(client_settings, connection_id))
+    blob = redis_client.get(copies.key(connection_id))
     assert blob is not None
     assert issued["refresh_token"].encode() not in blob  # encrypted
-    rescued, _ = RescueCopies(redis_client, store.cipher, client_settings.redis_key_prefix).unseal(blob)
+    rescued, _ = copies.unseal(blob)
 
     token = make_refresher().valid_access_token(connection_id)
     counters = sandbox.state.counters
@@ -294,7 +296,7 @@ def test_rotated_pair_survives_a_failed_commit(
     stored = store.load(connection_id)
     assert (stored.access_token, stored.refresh_token) == (rescued.access_token, rescued.refresh_token)
     assert stored.received_at == pytest.approx(rescued.received_at, abs=1e-3)
-    assert redis_client.get(rescue_key(client_settings, connection_id)) is None
+    assert redis_client.get(copies.key(connection_id)) is None
     with db() as session:
         connection = session.get(Connection, connection_id)
         assert connection is not None and connection.status == ConnectionStatus.ACTIVE
@@ -313,17 +315,16 @@ def test_stale_rescue_copy_is_deleted_and_ignored(
     db: sessionmaker[Session],
     client_settings: Settings,
     redis_client: Any,
+    copies: RescueCopies,
 ) -> None:
-    store = token_store(db, client_settings)
     stale = TokenPair("stale-access", "stale-refresh", clock.now(), LIFETIME)
-    copies = RescueCopies(redis_client, store.cipher, client_settings.redis_key_prefix)
-    redis_client.set(rescue_key(client_settings, connection_id), copies.seal(stale, "some-older-refresh"))
+    redis_client.set(copies.key(connection_id), copies.seal(stale, "some-older-refresh"))
     clock.advance(REFRESHABLE)
     token = make_refresher().valid_access_token(connection_id)
     assert token not in (issued["access_token"], "stale-access")
     assert sandbox.state.counters.token_requests == 1
-    assert store.load(connection_id).access_token == token
-    assert redis_client.get(rescue_key(client_settings, connection_id)) is None
+    assert token_store(db, client_settings).load(connection_id).access_token == token
+    assert redis_client.get(copies.key(connection_id)) is None
 
 
 class RescueWritesFail(redis.Redis):  # type: ignore[type-arg]
