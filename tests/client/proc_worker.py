@@ -1,4 +1,5 @@
-"""Runs in a spawned process: several threads ask for a valid access token at the same moment."""
+"""Runs in a spawned process: several threads call Exact's API at the same moment, each through the client's auth
+flow (which asks the shared refresher for a valid access token), as syncing workers do."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ def ask_for_tokens(settings_values: dict[str, Any], connection_id: int, go: Even
 
         def work() -> None:
             try:
-                results.append(refresher.valid_access_token(connection_id))
+                exact.current_me()  # a real API call: the auth flow refreshes when the token is due
+                results.append(refresher.current_access_token(connection_id) or "error: no stored token")
             except Exception as exc:
                 results.append(f"error: {type(exc).__name__}: {exc}")
 
