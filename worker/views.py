@@ -9,7 +9,7 @@ from typing import Any
 from rich.console import Group, RenderableType
 from rich.table import Table
 
-from models import Connection, ConnectionStatus, ConnectionToken, Division, SyncRun
+from models import Connection, ConnectionStatus, ConnectionToken, Division, SyncCursor, SyncRun
 from syncs.clock import to_datetime
 from syncs.connections import ConnectionReport
 from syncs.settings import Settings
@@ -121,7 +121,7 @@ def status_view(
     for column in ("name", "state", "next sync", "last success", "last run", "tokens", "divisions"):
         overview.add_column(column, overflow="fold")
     cursors = Table(title="Cursors (highest Exact Timestamp committed)")
-    for column in ("connection", "division", "entity", "timestamp", "updated"):
+    for column in ("connection", "division", "entity", "timestamp", "unfinished enumeration", "updated"):
         cursors.add_column(column)
     for report in reports:  # the cursors table is the last run per division and entity
         c = report.connection
@@ -147,8 +147,17 @@ def status_view(
             label = str(cursor.division)
             if division is not None and not (division.sync_enabled and division.available):
                 label += " (off)"
-            cursors.add_row(c.name, label, cursor.entity, str(cursor.timestamp), when(cursor.updated_at))
+            cursors.add_row(
+                c.name, label, cursor.entity, str(cursor.timestamp), _unfinished(cursor), when(cursor.updated_at)
+            )
     return Group(overview, cursors) if reports else "no connections; add one with `exact-sync connections add`"
+
+
+def _unfinished(cursor: SyncCursor) -> str:
+    """A stream cut short keeps its place: the next run resumes it before the cursor moves."""
+    if cursor.resume_url is None:
+        return "-"
+    return f"resumes next run (committed up to {cursor.pending_timestamp})"
 
 
 def outcome_table(outcome: Mapping[str, Any]) -> Table:

@@ -6,10 +6,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from models import Account, Connection, ConnectionStatus, ConnectionToken, Division, SyncRun
+from models import Account, Connection, ConnectionStatus, ConnectionToken, Division, SyncCursor, SyncRun
 from syncs.crypto import TokenCipher
 from syncs.db import session_factory
 from syncs.sandbox.server import SandboxServer
@@ -119,6 +119,10 @@ def test_run_in_process_then_status_shows_run_and_cursors(
     assert "acme" in status.output and "active" in status.output
     assert f"run #{run.id}" in status.output and "succeeded" in status.output
     assert str(CURRENT) in status.output and "accounts" in status.output
+    assert "resumes next run" not in status.output
+    with db.begin() as session:  # as a run cut short after a page leaves it
+        session.execute(update(SyncCursor).values(resume_url="http://exact/next", pending_timestamp=42))
+    assert "resumes next run (committed up to 42)" in cli("status", "acme").output
     assert cli("status", "ghost").exit_code == 2
 
 
