@@ -10,19 +10,26 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import redis
 import structlog
 from redis.exceptions import RedisError
+from sqlalchemy.orm import Session
 
 from syncs.crypto import TokenCipher
 from syncs.errors import ConfigurationError, LockUnavailableError
 from syncs.token_pair import TokenPair
 
+if TYPE_CHECKING:
+    from syncs.tokens import TokenStore
+
 log = structlog.get_logger(__name__)
 
 RESCUE_TTL_SECONDS = 30 * 86400  # as long as a refresh token lives
+# Delete the key only if it still holds the copy we read or wrote (another worker may have written a newer one).
+_DELETE_IF_SAME = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
 
 
 def token_hash(token: str) -> str:
@@ -30,11 +37,19 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+@dataclass(frozen=True)
+class RescueCopy:
+    pair: TokenPair
+    replaces: str  # hash of the refresh token this pair rotated out
+    blob: bytes = field(repr=False)  # as stored, for a compare-and-delete
+
+
 class RescueCopies:
     def __init__(self, redis_client: redis.Redis[Any], cipher: TokenCipher, key_prefix: str) -> None:
         self._redis = redis_client
         self._cipher = cipher
         self._prefix = key_prefix
+        self._delete_if_same = redis_client.register_script(_DELETE_IF_SAME)
 
     def key(self, connection_id: int) -> str:
         return f"{self._prefix}:token-rescue:{connection_id}"
@@ -64,16 +79,17 @@ class RescueCopies:
         except (ConfigurationError, ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"unreadable rescue copy ({type(exc).__name__})") from None
 
-    def write(self, connection_id: int, new: TokenPair, replaces: str) -> bool:
-        """Best effort: a failure is logged and the caller commits anyway."""
+    def write(self, connection_id: int, new: TokenPair, replaces: str) -> bytes | None:
+        """Best effort: returns the stored blob, or None after logging a failure (the caller commits anyway)."""
+        blob = self.seal(new, replaces)
         try:
-            self._redis.set(self.key(connection_id), self.seal(new, replaces), ex=RESCUE_TTL_SECONDS)
+            self._redis.set(self.key(connection_id), blob, ex=RESCUE_TTL_SECONDS)
         except (RedisError, OSError) as exc:
             log.warning("token.rescue_write_failed", connection_id=connection_id, error=str(exc))
-            return False
-        return True
+            return None
+        return blob
 
-    def read(self, connection_id: int) -> tuple[TokenPair, str] | None:
+    def read(self, connection_id: int) -> RescueCopy | None:
         """The waiting copy, if any; an unreadable one is deleted. Redis down -> LockUnavailableError."""
         try:
             blob = self._redis.get(self.key(connection_id))
@@ -82,15 +98,33 @@ class RescueCopies:
             raise LockUnavailableError(f"cannot check for a rescued token pair: Redis unavailable ({exc})") from None
         if blob is None:
             return None
+        raw = blob.encode() if isinstance(blob, str) else bytes(blob)
         try:
-            return self.unseal(blob.encode() if isinstance(blob, str) else bytes(blob))
+            pair, replaces = self.unseal(raw)
         except ValueError as exc:
             log.warning("token.rescue_unreadable", connection_id=connection_id, error=str(exc))
-            self.delete(connection_id)
+            self.delete(connection_id, raw)
             return None
+        return RescueCopy(pair, replaces, raw)
 
-    def delete(self, connection_id: int) -> None:
+    def delete(self, connection_id: int, blob: bytes) -> None:
+        """Remove the copy if it is still `blob`; best effort (a leftover copy is stale once its pair is committed)."""
         try:
-            self._redis.delete(self.key(connection_id))
-        except (RedisError, OSError) as exc:  # a leftover copy is stale once the pair is committed
+            self._delete_if_same(keys=[self.key(connection_id)], args=[blob])
+        except (RedisError, OSError) as exc:
             log.warning("token.rescue_delete_failed", connection_id=connection_id, error=str(exc))
+
+    def settle(
+        self, session: Session, store: TokenStore, connection_id: int, stored: TokenPair
+    ) -> tuple[TokenPair, bytes | None]:
+        """(the pair to use, the copy to `delete` once the caller has committed), in the caller's transaction with
+        the token row locked: a copy that replaces `stored` is saved over it; any other copy is stale."""
+        copy = self.read(connection_id)
+        if copy is None:
+            return stored, None
+        if token_hash(stored.refresh_token) != copy.replaces:
+            log.info("token.rescue_stale", connection_id=connection_id)
+            return stored, copy.blob
+        store.save(session, connection_id, copy.pair, refreshed=True)
+        log.warning("token.rescue_adopted", connection_id=connection_id)
+        return copy.pair, copy.blob

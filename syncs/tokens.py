@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import redis
 import structlog
 from redis.exceptions import LockError, LockNotOwnedError, RedisError
+from redis.lock import Lock
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import SQLAlchemyError
@@ -37,7 +38,7 @@ from syncs.errors import (
 )
 from syncs.settings import Settings
 from syncs.token_pair import TokenPair
-from syncs.token_rescue import RescueCopies, token_hash
+from syncs.token_rescue import RescueCopies
 
 log = structlog.get_logger(__name__)
 
@@ -183,8 +184,7 @@ class TokenRefresher:
         if not acquired:
             raise LockUnavailableError(f"token lock {name!r} still held by another worker after {timeout:.0f} s")
         try:
-            self._adopt_rescue(connection_id)
-            return self._refresh_locked(connection_id, used_token, started, expired=expired)
+            return self._refresh_locked(connection_id, used_token, started, lock, expired=expired)
         finally:
             try:
                 lock.release()
@@ -193,57 +193,38 @@ class TokenRefresher:
             except (LockError, RedisError, OSError) as exc:
                 log.warning("token.lock_release_failed", connection_id=connection_id, error=str(exc))
 
-    def _adopt_rescue(self, connection_id: int) -> None:
-        """Under the token lock, before any token request: commit a rescued pair whose commit failed earlier.
-
-        A rescue copy replacing the stored refresh token is adopted (saved, committed, then the key deleted);
-        any other copy is stale (its pair was committed, or superseded) and is deleted.
-        """
-        found = self._rescue.read(connection_id)
-        if found is None:
-            return
-        rescued, replaces = found
-        with self._sessions() as session, session.begin():
-            stored = self._store.load_for_update(session, connection_id)
-            adopt = token_hash(stored.refresh_token) == replaces
-            if adopt:
-                self._store.save(session, connection_id, rescued, refreshed=True)
-        if adopt:
-            log.warning("token.rescue_adopted", connection_id=connection_id)
-        else:
-            log.info("token.rescue_stale", connection_id=connection_id)
-        self._rescue.delete(connection_id)
-
     def _refresh_locked(
-        self, connection_id: int, used_token: str | None, started: float, *, expired: bool = False
+        self, connection_id: int, used_token: str | None, started: float, lock: Lock, *, expired: bool = False
     ) -> str:
         failure: ReauthRequiredError | TokenRefreshError | ExactRequestError | None = None
-        rescued: bool | None = None  # None: no new pair; else whether its rescue copy was written
+        new: TokenPair | None = None
+        written: bytes | None = None  # the rescue copy of `new`, once written
         try:
             with self._sessions() as session, session.begin():
-                pair = self._store.load_for_update(session, connection_id)
-                if pair.access_token and (
-                    (used_token is None and not self.needs_refresh(pair))
-                    or (used_token is not None and pair.access_token != used_token)
-                ):
-                    return pair.access_token  # another worker refreshed (or a rescue was adopted) meanwhile
-                if used_token is not None and not expired and not self.needs_refresh(pair):
-                    raise self._not_refreshable(connection_id, pair)
-                self._check_not_failed(session, connection_id, started)
-                try:
-                    new = self._endpoint.refresh(pair.refresh_token)
-                except (ReauthRequiredError, TokenRefreshError, ExactRequestError) as exc:
-                    failure = exc  # the stored pair stays as it was
+                stored = self._store.load_for_update(session, connection_id)
+                # A pair whose commit failed earlier waits in Redis: adopt it before anything else.
+                pair, settled = self._rescue.settle(session, self._store, connection_id, stored)
+                if not self._refresh_needed(connection_id, pair, used_token, expired):
+                    assert pair.access_token is not None
+                    current = pair.access_token  # another worker refreshed (or a rescue was adopted) meanwhile
                 else:
-                    # The old refresh token is dead now: keep the new pair safe before the commit.
-                    rescued = self._rescue.write(connection_id, new, pair.refresh_token)
-                    self._store.save(session, connection_id, new, refreshed=True)
-        except SQLAlchemyError as exc:
-            if rescued is not None:  # the next refresh adopts the rescue copy (if it was written)
-                log.error("token.commit_failed", connection_id=connection_id, rescued=rescued, error=type(exc).__name__)
+                    self._check_not_failed(session, connection_id, started)
+                    self._check_lock_held(lock, connection_id)
+                    try:
+                        new = self._endpoint.refresh(pair.refresh_token)
+                    except (ReauthRequiredError, TokenRefreshError, ExactRequestError) as exc:
+                        failure = exc  # the stored pair stays as it was
+                    else:
+                        # The old refresh token is dead now: keep the new pair safe before the commit.
+                        written = self._rescue.write(connection_id, new, pair.refresh_token)
+                        self._store.save(session, connection_id, new, refreshed=True)
+        except SQLAlchemyError:
+            if new is not None:  # the next refresh adopts the rescue copy (if it was written)
+                log.error("token.commit_failed", connection_id=connection_id, rescued=written is not None)
             raise
-        if rescued:
-            self._rescue.delete(connection_id)
+        for blob in (settled, written):
+            if blob is not None:
+                self._rescue.delete(connection_id, blob)
         if failure is not None:
             reauth = isinstance(failure, ReauthRequiredError)
             self._record_failure(connection_id, str(failure), reauth=reauth)
@@ -252,10 +233,32 @@ class TokenRefresher:
             else:
                 log.warning("token.refresh_failed", connection_id=connection_id, error=str(failure))
             raise failure
+        if new is None:
+            return current
         log.info("token.refreshed", connection_id=connection_id, expires_in=new.expires_in)
         if new.access_token is None:
             raise TokenRefreshError("token endpoint returned no access token")
         return new.access_token
+
+    def _refresh_needed(self, connection_id: int, pair: TokenPair, used_token: str | None, expired: bool) -> bool:
+        """Under the lock, on the current stored pair: False when it can be handed out as it is."""
+        if pair.access_token and (
+            (used_token is None and not self.needs_refresh(pair))
+            or (used_token is not None and pair.access_token != used_token)
+        ):
+            return False
+        if used_token is not None and not expired and not self.needs_refresh(pair):
+            raise self._not_refreshable(connection_id, pair)
+        return True
+
+    def _check_lock_held(self, lock: Lock, connection_id: int) -> None:
+        """Never call the token endpoint once our lock has lapsed: another worker may be refreshing too."""
+        try:
+            owned = lock.owned()
+        except (RedisError, OSError) as exc:
+            raise LockUnavailableError(f"cannot confirm the token lock: Redis unavailable ({exc})") from None
+        if not owned:
+            raise LockUnavailableError(f"token lock of connection {connection_id} lapsed before the refresh")
 
     def _check_not_failed(self, session: Session, connection_id: int, started: float) -> None:
         """Waiters must not repeat a refresh that just failed for someone else: no retry storm at Exact."""

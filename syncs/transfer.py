@@ -22,6 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import redis
 from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
@@ -35,6 +36,7 @@ from syncs.crypto import TokenCipher
 from syncs.errors import ConfigurationError
 from syncs.settings import Settings
 from syncs.token_pair import TokenPair
+from syncs.token_rescue import RescueCopies
 from syncs.tokens import TokenStore
 
 FORMAT = "exact-sync-connection"
@@ -100,25 +102,35 @@ def export_connection(
 ) -> Path:
     """Write the encrypted export to `out` and disable the connection here (both or neither)."""
     store = _store(settings, sessions)
-    with sessions() as session:
-        connection = get_connection_by_name(session, name)
-        session.refresh(connection, with_for_update=True)
-        if connection.status == ConnectionStatus.DISABLED:
-            raise ConfigurationError(
-                f"connection {name!r} is disabled ({connection.status_reason or 'no reason given'}); "
-                "a disabled connection's tokens may be in use elsewhere, so it is not exported"
-            )
-        pair = store.load_for_update(session, connection.id)
-        token = session.get_one(ConnectionToken, connection.id)
-        payload = _payload(session, connection, token, pair, clock)
-        _write(out, seal(payload, passphrase))
-        connection.status = ConnectionStatus.DISABLED
-        connection.status_reason = f"exported to another deployment at {to_datetime(clock.now()):%Y-%m-%d %H:%M:%S} UTC"
-        try:
-            session.commit()
-        except BaseException:
-            out.unlink(missing_ok=True)  # the connection stays active here: no second copy may exist
-            raise
+    redis_client: redis.Redis[bytes] = redis.Redis.from_url(settings.redis_url)
+    rescue = RescueCopies(redis_client, store.cipher, settings.redis_key_prefix)
+    try:
+        with sessions() as session:
+            connection = get_connection_by_name(session, name)
+            session.refresh(connection, with_for_update=True)
+            if connection.status == ConnectionStatus.DISABLED:
+                raise ConfigurationError(
+                    f"connection {name!r} is disabled ({connection.status_reason or 'no reason given'}); "
+                    "a disabled connection's tokens may be in use elsewhere, so it is not exported"
+                )
+            # A pair whose commit failed waits in Redis: the export must carry it, not the dead one it replaced.
+            stored = store.load_for_update(session, connection.id)
+            pair, settled = rescue.settle(session, store, connection.id, stored)
+            token = session.get_one(ConnectionToken, connection.id, populate_existing=True)
+            payload = _payload(session, connection, token, pair, clock)
+            _write(out, seal(payload, passphrase))
+            connection.status = ConnectionStatus.DISABLED
+            exported_at = to_datetime(clock.now())
+            connection.status_reason = f"exported to another deployment at {exported_at:%Y-%m-%d %H:%M:%S} UTC"
+            try:
+                session.commit()
+            except BaseException:
+                out.unlink(missing_ok=True)  # the connection stays active here: no second copy may exist
+                raise
+        if settled is not None:
+            rescue.delete(connection.id, settled)
+    finally:
+        redis_client.close()
     return out
 
 

@@ -80,7 +80,11 @@ def make_refresher(
     opened: list[OAuthClient] = []
 
     def build(
-        base_url: str | None = None, timeout: float = 5.0, redis: Any = None, store: TokenStore | None = None
+        base_url: str | None = None,
+        timeout: float = 5.0,
+        redis: Any = None,
+        store: TokenStore | None = None,
+        settings: Settings | None = None,
     ) -> TokenRefresher:
         oauth = OAuthClient(
             base_url or client_settings.base_url_for("nl"),
@@ -91,7 +95,7 @@ def make_refresher(
         )
         opened.append(oauth)
         store = store or token_store(db, client_settings)
-        return TokenRefresher(store, oauth, redis or redis_client, client_settings, db, clock)
+        return TokenRefresher(store, oauth, redis or redis_client, settings or client_settings, db, clock)
 
     yield build
     for oauth in opened:

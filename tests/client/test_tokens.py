@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -350,3 +352,81 @@ def test_rescue_write_failure_does_not_stop_the_commit(
     assert token != issued["access_token"]
     assert token_store(db, client_settings).load(connection_id).access_token == token
     assert sandbox.state.counters.token_requests == 1
+
+
+class RescueAppearsWhileWaiting(TokenStore):
+    """Fault seam: while this worker waits for the token row, another (whose lock had lapsed) got a new pair from
+    Exact, wrote its rescue copy and then failed to commit."""
+
+    def __init__(self, *args: Any, plant: Callable[[], None]) -> None:
+        super().__init__(*args)
+        self._plant = plant
+
+    def load_for_update(self, session: Session, connection_id: int) -> TokenPair:
+        self._plant()
+        return super().load_for_update(session, connection_id)
+
+
+def test_a_rescue_copy_written_while_we_waited_is_adopted_instead_of_spending_the_dead_token(
+    issued: dict[str, Any],
+    make_refresher: Any,
+    sandbox: SandboxServer,
+    clock: FakeClock,
+    connection_id: int,
+    db: sessionmaker[Session],
+    client_settings: Settings,
+    redis_client: Any,
+    copies: RescueCopies,
+) -> None:
+    clock.advance(REFRESHABLE)  # the stored (old) pair is due: without the copy we would refresh with a dead token
+    rotated = sandbox.state.issue_tokens()  # what Exact gave the other worker; `issued`'s refresh token is dead
+    new = TokenPair(rotated["access_token"], rotated["refresh_token"], clock.now(), LIFETIME)
+    cipher = token_store(db, client_settings).cipher
+    store = RescueAppearsWhileWaiting(
+        db, cipher, plant=lambda: redis_client.set(copies.key(connection_id), copies.seal(new, issued["refresh_token"]))
+    )
+    sandbox.state.reset_counters()
+    token = make_refresher(store=store).valid_access_token(connection_id)
+    assert token == rotated["access_token"]
+    assert sandbox.state.counters.token_requests == 0
+    stored = token_store(db, client_settings).load(connection_id)
+    assert (stored.access_token, stored.refresh_token) == (rotated["access_token"], rotated["refresh_token"])
+    assert redis_client.get(copies.key(connection_id)) is None
+
+
+class SlowRowLock(TokenStore):
+    """Fault seam: the token row lock takes longer than the Redis token lock lives."""
+
+    def load_for_update(self, session: Session, connection_id: int) -> TokenPair:
+        time.sleep(0.3)
+        return super().load_for_update(session, connection_id)
+
+
+def test_a_lapsed_token_lock_never_reaches_the_token_endpoint(
+    issued: dict[str, Any],
+    make_refresher: Any,
+    sandbox: SandboxServer,
+    clock: FakeClock,
+    connection_id: int,
+    db: sessionmaker[Session],
+    client_settings: Settings,
+) -> None:
+    short_lock = client_settings.model_copy(update={"token_lock_timeout_seconds": 0.1})
+    store = SlowRowLock(db, token_store(db, client_settings).cipher)
+    clock.advance(REFRESHABLE)
+    with pytest.raises(LockUnavailableError, match="lapsed"):
+        make_refresher(store=store, settings=short_lock).valid_access_token(connection_id)
+    assert sandbox.state.counters.token_requests == 0
+    assert token_store(db, client_settings).load(connection_id).refresh_token == issued["refresh_token"]
+
+
+def test_a_rescue_copy_is_only_deleted_by_whoever_read_or_wrote_it(
+    copies: RescueCopies, redis_client: Any, connection_id: int, clock: FakeClock
+) -> None:
+    ours = copies.seal(TokenPair("a1", "r1", clock.now(), LIFETIME), "r0")
+    newer = copies.seal(TokenPair("a2", "r2", clock.now(), LIFETIME), "r1")
+    redis_client.set(copies.key(connection_id), newer)
+    copies.delete(connection_id, ours)  # another worker wrote a newer copy meanwhile: it stays
+    assert redis_client.get(copies.key(connection_id)) == newer
+    copies.delete(connection_id, newer)
+    assert redis_client.get(copies.key(connection_id)) is None

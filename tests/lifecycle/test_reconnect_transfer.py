@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+import redis
 from cryptography.fernet import Fernet
 from pydantic import SecretStr
 from sqlalchemy import func, select
@@ -16,9 +17,13 @@ from syncs.connect_flow import ConnectFlow
 from syncs.errors import ConnectionInactiveError, ReauthRequiredError
 from syncs.sandbox.server import SandboxServer
 from syncs.settings import Settings, get_settings
+from syncs.token_pair import TokenPair
+from syncs.token_rescue import RescueCopies
+from syncs.transfer import export_connection, import_connection
 from tests.lifecycle.conftest import CURRENT, connect_via_flow
 from tests.support.cli import CliInvoke
 from tests.support.clock import FakeClock
+from tests.support.tokens import token_store
 from worker.runs import execute_sync
 
 
@@ -123,3 +128,28 @@ def test_export_disables_here_and_the_import_syncs(
     sandbox.state.create_account(CURRENT, Name="After The Move BV")
     outcome = execute_sync(other, "acme-b", clock=clock)
     assert outcome.status == "succeeded" and (outcome.inserted, outcome.updated) == (1, 0)
+
+
+def test_export_carries_a_rescued_pair_rather_than_the_dead_one_it_replaced(
+    sandbox: SandboxServer,
+    flow: ConnectFlow,
+    life_settings: Settings,
+    db: sessionmaker[Session],
+    redis_client: redis.Redis[bytes],
+    tmp_path: Path,
+    clock: FakeClock,
+) -> None:
+    connected = connect_via_flow(flow)
+    store = token_store(db, life_settings)
+    dead = store.load(connected.connection_id)
+    # A refresh got a new pair from Exact, wrote its rescue copy, and its commit failed.
+    rotated = sandbox.state.issue_tokens()
+    live = TokenPair(rotated["access_token"], rotated["refresh_token"], clock.now(), 600.0)
+    copies = RescueCopies(redis_client, store.cipher, life_settings.redis_key_prefix)
+    redis_client.set(copies.key(connected.connection_id), copies.seal(live, dead.refresh_token))
+
+    target = export_connection(life_settings, db, "acme", "passphrase", tmp_path / "acme.exact-sync", clock)
+    imported = import_connection(life_settings, db, target.read_bytes(), "passphrase", "acme-b")
+    moved = store.load(imported.id)
+    assert (moved.access_token, moved.refresh_token) == (live.access_token, live.refresh_token)
+    assert redis_client.get(copies.key(connected.connection_id)) is None
