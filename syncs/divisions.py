@@ -67,6 +67,8 @@ def list_divisions(client: DivisionSource, known_current: int | None = None) -> 
         try:
             return _from_system_divisions(client, known_current), True
         except (ExactRequestError, MalformedResponseError) as exc:
+            if isinstance(exc, ExactRequestError) and exc.status_code == 401:
+                raise  # the token, not the division: asking Me would only draw a second 401
             log.info("divisions.list_in_known_division_failed", division=known_current, error=str(exc))
     current = _me_current_division(client)
     try:

@@ -2,8 +2,8 @@
 
 A stream is one enumeration: a first request `Timestamp gt {cursor}L`, then d.__next to the end. Each page is
 written in ONE transaction with the stream's bookkeeping, but the cursor itself moves only when the whole
-enumeration is committed, so nothing depends on the order in which Exact sends pages (it does not promise
-Timestamp order). Upserts are newer-only, so re-reading a row is a no-op.
+enumeration is committed, so no row an enumeration has listed is ever skipped, whatever the order in which
+Exact sends pages (it does not promise Timestamp order). Upserts are newer-only, so re-reading a row is a no-op.
 
 Cursor rules (`sync_cursors`, one row per connection, division and stream):
 - `timestamp`: every row with a lower or equal Timestamp is committed; a fresh enumeration reads
@@ -14,9 +14,11 @@ Cursor rules (`sync_cursors`, one row per connection, division and stream):
   itself, `pending_timestamp` and the page's rows, and clears `resume_url` and `pending_timestamp`. Rows in a
   page need not be sorted, and rows sharing a Timestamp may straddle pages: until the end nothing is skipped.
 - A crash leaves `resume_url`: the next run of the stream continues that enumeration from there (earlier pages
-  are not read again). When Exact refuses that URL on its first request (an ExactRequestError other than 401
-  and 403, e.g. an expired skiptoken) or it is not on our host, the run logs it, clears the resume point and
-  starts a fresh enumeration from `timestamp` instead (re-reading is harmless).
+  are not read again), unless the resume point is older than RESUME_MAX_AGE or no longer matches the stream's
+  division, endpoint and $select: then a fresh enumeration starts from `timestamp`. When Exact refuses that URL
+  on its first request (an ExactRequestError other than 401 and 403, e.g. an expired skiptoken) or it is not on
+  our host, the run logs it, clears the resume point and starts a fresh enumeration from `timestamp` instead
+  (re-reading is harmless).
 - A full run (also of the deletions stream) starts a fresh enumeration from 0 and replaces any resume point;
   `timestamp` still only moves up. A crashed full run leaves its own resume point, which the next incremental
   run continues (a full run starts over). A full run re-inserts rows missing locally; rows whose stored
@@ -27,8 +29,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from itertools import chain
 from typing import Protocol
+from urllib.parse import parse_qs, urlsplit
 
 import structlog
 from sqlalchemy import func, select
@@ -44,6 +48,11 @@ from syncs.errors import ConfigurationError, ExactRequestError, MalformedRespons
 from syncs.odata import Page
 
 log = structlog.get_logger(__name__)
+
+# A resume point older than this starts a fresh enumeration instead: rows changed meanwhile would only be seen
+# again by a fresh one if Exact's pages were not in Timestamp order (unconfirmed), so resuming is kept for the
+# quick retries after a crash or a passing error.
+RESUME_MAX_AGE = timedelta(minutes=30)
 
 Progress = Callable[[str, int], None]
 
@@ -108,6 +117,7 @@ class CursorState:
     timestamp: int = 0
     resume_url: str | None = None  # d.__next of the last committed page of an unfinished enumeration
     pending_timestamp: int | None = None  # the highest Timestamp that enumeration committed
+    stale: bool = False  # the resume point is older than RESUME_MAX_AGE
 
     @property
     def unfinished(self) -> bool:
@@ -115,8 +125,9 @@ class CursorState:
 
 
 def stored_state(session: Session, connection_id: int, division: int, entity: str) -> CursorState:
+    age = func.now() - SyncCursor.updated_at
     found = session.execute(
-        select(SyncCursor.timestamp, SyncCursor.resume_url, SyncCursor.pending_timestamp).where(
+        select(SyncCursor.timestamp, SyncCursor.resume_url, SyncCursor.pending_timestamp, (age > RESUME_MAX_AGE)).where(
             SyncCursor.connection_id == connection_id,
             SyncCursor.division == division,
             SyncCursor.entity == entity,
@@ -124,7 +135,7 @@ def stored_state(session: Session, connection_id: int, division: int, entity: st
     ).one_or_none()
     if found is None:
         return CursorState()
-    return CursorState(found.timestamp or 0, found.resume_url, found.pending_timestamp)
+    return CursorState(found[0] or 0, found[1], found[2], bool(found[3]))
 
 
 def save_cursor(session: Session, connection_id: int, division: int, entity: str, timestamp: int) -> None:
@@ -180,6 +191,10 @@ def sync_stream(
         state = stored_state(session, connection_id, division, stream.name)
     params = {"$filter": f"Timestamp gt {0 if full else state.timestamp}L", "$select": stream.select}
     resume_url = None if full else state.resume_url
+    if resume_url is not None and (state.stale or not _continues(resume_url, division, stream)):
+        why = "older than RESUME_MAX_AGE" if state.stale else "not this stream's endpoint and $select"
+        log.info("sync.resume_discarded", division=division, stream=stream.name, reason=why)
+        resume_url = None  # a fresh enumeration from the cursor; its last page clears the stored resume point
     # The highest Timestamp committed by the enumeration being read (None: nothing yet). A fresh enumeration
     # starts from nothing: it covers everything above its start, whatever an abandoned one had reached.
     pending = state.pending_timestamp if resume_url is not None else None
@@ -207,6 +222,17 @@ def sync_stream(
         if progress is not None and rows:
             progress(stream.name, len(rows))
     return counts
+
+
+def _continues(url: str, division: int, stream: Stream) -> bool:
+    """Whether a stored d.__next continues this stream as it is now (same division and endpoint, and the same
+    $select when the URL names one: after an upgrade that changed the fields, an old enumeration would store
+    NULLs for the new ones)."""
+    parts = urlsplit(url)
+    if not parts.path.lower().endswith(f"/api/v1/{division}/{stream.endpoint}".lower()):
+        return False
+    selected = parse_qs(parts.query).get("$select")
+    return selected is None or selected == [stream.select]
 
 
 def _open(

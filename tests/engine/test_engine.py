@@ -3,7 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 from structlog.testing import capture_logs
 
@@ -344,4 +344,43 @@ def test_a_full_run_replaces_the_resume_point_of_a_crashed_run(db: sessionmaker[
     sync_division(db, exact, connection_id, DIVISION, ["accounts"])
     assert account_timestamps(db) == [100, 101, 102, 103, 104]
     assert cursor(db, connection_id, "accounts") == 104
+    assert progress_state(db, connection_id, "accounts") == (None, None)
+
+
+def crashed_with_resume_point(db: sessionmaker[Session], connection_id: int) -> tuple[FakeExact, str]:
+    """Accounts 100..109 in pages of 3; the first run fails after two pages and leaves a resume point."""
+    exact = FakeExact(page_size=3)
+    exact.add(ACCOUNTS, *many_accounts(10))
+    exact.fail_after[ACCOUNTS] = 2
+    with pytest.raises(ExactServerError):
+        sync_division(db, exact, connection_id, DIVISION, ["accounts"])
+    resume_url, _ = progress_state(db, connection_id, "accounts")
+    assert resume_url is not None
+    del exact.fail_after[ACCOUNTS]
+    exact.calls.clear()
+    return exact, resume_url
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ("updated_at = updated_at - interval '31 minutes'", "older than RESUME_MAX_AGE"),
+        ("resume_url = replace(resume_url, '%24select=', '%24select=Website%2C')", "endpoint and $select"),
+        ("resume_url = replace(resume_url, 'sync/CRM/Accounts', 'sync/CRM/Contacts')", "endpoint and $select"),
+    ],
+)
+def test_an_old_or_foreign_resume_point_starts_a_fresh_enumeration(
+    db: sessionmaker[Session], connection_id: int, change: str, reason: str
+) -> None:
+    exact, _ = crashed_with_resume_point(db, connection_id)
+    with db.begin() as session:
+        session.execute(text(f"UPDATE sync_cursors SET {change} WHERE entity = 'accounts'"))
+    with capture_logs() as logs:
+        sync_division(db, exact, connection_id, DIVISION, ["accounts"])
+    assert exact.calls[0][1] == ACCOUNTS and exact.calls[0][3] is None  # not resumed
+    assert exact.calls[0][2]["$filter"] == "Timestamp gt 0L"  # from the stored cursor
+    discarded = [log for log in logs if log["event"] == "sync.resume_discarded"]
+    assert discarded and reason in discarded[0]["reason"]
+    assert account_timestamps(db) == list(range(100, 110))
+    assert cursor(db, connection_id, "accounts") == 109
     assert progress_state(db, connection_id, "accounts") == (None, None)

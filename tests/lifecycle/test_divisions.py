@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from syncs.client import ExactClient, open_client
 from syncs.connect_flow import ConnectFlow
 from syncs.divisions import list_divisions
 from syncs.errors import ExactRequestError, MalformedResponseError
+from syncs.odata import Page
 from syncs.sandbox.server import SandboxServer
 from syncs.settings import Settings
 from syncs.token_pair import TokenPair
@@ -164,3 +166,24 @@ def stub_exact(stub: StubServer, settings: Settings, db: sessionmaker[Session], 
     with db() as session, session.begin():
         token_store(db, stub_settings).save(session, connection_id, pair)
     return open_client(stub_settings, connection_id, "nl", sessions=db, redis=redis_client, clock=clock)
+
+
+class RefusedToken:
+    """A division source whose token Exact refuses: the decision not to ask Me as well is what is tested."""
+
+    def __init__(self) -> None:
+        self.asked_me = 0
+
+    def current_me(self) -> dict[str, Any]:
+        self.asked_me += 1
+        return {"CurrentDivision": CURRENT}
+
+    def pages(self, division: int, endpoint: str, params: dict[str, str]) -> Iterator[Page]:
+        raise ExactRequestError("Exact refused the access token (401)", 401)
+
+
+def test_a_refused_token_is_not_asked_twice() -> None:
+    source = RefusedToken()
+    with pytest.raises(ExactRequestError) as refused:
+        list_divisions(source, known_current=CURRENT)
+    assert refused.value.status_code == 401 and source.asked_me == 0  # one 401 at Exact, not two
