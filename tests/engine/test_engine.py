@@ -149,7 +149,8 @@ def test_out_of_order_pages_lose_nothing_across_a_crash(db: sessionmaker[Session
     assert progress_state(db, connection_id, "accounts") == (None, None)
 
 
-def test_a_rerun_continues_at_the_stored_next_without_rereading(db: sessionmaker[Session], connection_id: int) -> None:
+def crashed_with_resume_point(db: sessionmaker[Session], connection_id: int) -> tuple[FakeExact, str]:
+    """Accounts 100..109 in pages of 3; the first run fails after two pages and leaves a resume point."""
     exact = FakeExact(page_size=3)
     exact.add(ACCOUNTS, *many_accounts(10))
     exact.fail_after[ACCOUNTS] = 2
@@ -157,9 +158,13 @@ def test_a_rerun_continues_at_the_stored_next_without_rereading(db: sessionmaker
         sync_division(db, exact, connection_id, DIVISION, ["accounts"])
     resume_url, _ = progress_state(db, connection_id, "accounts")
     assert resume_url is not None
-
     del exact.fail_after[ACCOUNTS]
     exact.calls.clear()
+    return exact, resume_url
+
+
+def test_a_rerun_continues_at_the_stored_next_without_rereading(db: sessionmaker[Session], connection_id: int) -> None:
+    exact, resume_url = crashed_with_resume_point(db, connection_id)
     exact.served.clear()
     sync_division(db, exact, connection_id, DIVISION, ["accounts"])
     assert exact.calls[0][1] == ACCOUNTS and exact.calls[0][3] == resume_url  # the rerun's first request
@@ -345,20 +350,6 @@ def test_a_full_run_replaces_the_resume_point_of_a_crashed_run(db: sessionmaker[
     assert account_timestamps(db) == [100, 101, 102, 103, 104]
     assert cursor(db, connection_id, "accounts") == 104
     assert progress_state(db, connection_id, "accounts") == (None, None)
-
-
-def crashed_with_resume_point(db: sessionmaker[Session], connection_id: int) -> tuple[FakeExact, str]:
-    """Accounts 100..109 in pages of 3; the first run fails after two pages and leaves a resume point."""
-    exact = FakeExact(page_size=3)
-    exact.add(ACCOUNTS, *many_accounts(10))
-    exact.fail_after[ACCOUNTS] = 2
-    with pytest.raises(ExactServerError):
-        sync_division(db, exact, connection_id, DIVISION, ["accounts"])
-    resume_url, _ = progress_state(db, connection_id, "accounts")
-    assert resume_url is not None
-    del exact.fail_after[ACCOUNTS]
-    exact.calls.clear()
-    return exact, resume_url
 
 
 @pytest.mark.parametrize(
