@@ -21,6 +21,8 @@ from syncs.logging import configure_logging
 from syncs.settings import Settings, get_settings
 
 SCHEDULER = "worker.scheduler:ConnectionScheduler"
+# Task names are public (any Celery client may send_task them); one place defines them.
+SYNC_TASK = "exact.sync_connection"
 KEEP_ALIVE_TASK = "exact.keep_alive"
 
 

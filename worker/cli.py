@@ -16,6 +16,7 @@ from syncs.connections import connection_reports
 from syncs.db import session_factory
 from syncs.settings import Settings
 from worker import cli_lifecycle  # noqa: F401  (registers connections divisions/export/import)
+from worker.app import SYNC_TASK
 from worker.budget_view import budget_status, low_budget_warning
 from worker.cli_connect import connect, serve
 from worker.cli_connections import connections_app
@@ -32,7 +33,6 @@ app.add_typer(connections_app, name="connections")
 app.command("connect")(connect)
 app.command("serve")(serve)
 
-SYNC_TASK = "exact.sync_connection"
 EntityOption = Annotated[
     list[str] | None, typer.Option("--entity", "-e", help="Entity to sync (repeatable); default: all.")
 ]

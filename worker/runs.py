@@ -25,7 +25,7 @@ from syncs.clock import SYSTEM_CLOCK, Clock, to_datetime
 from syncs.connections import get_connection_by_name
 from syncs.db import engine_for, session_factory
 from syncs.divisions import division_unavailable, divisions_to_sync, mark_synced, mark_unavailable
-from syncs.engine import sync_division
+from syncs.engine import SyncCounts, sync_division
 from syncs.entities import ENTITIES
 from syncs.errors import (
     ConfigurationError,
@@ -151,7 +151,7 @@ def execute_sync(
                         divisions = divisions_to_sync(
                             sessions, connection_id, client, clock, settings.divisions_check_hours
                         )
-                        totals = [0, 0, 0]
+                        total = SyncCounts()
                         skipped: list[int] = []
                         for division in divisions:
                             try:
@@ -165,9 +165,7 @@ def execute_sync(
                                 skipped.append(division)
                                 continue
                             mark_synced(sessions, connection_id, division, clock)
-                            totals[0] += counts.inserted
-                            totals[1] += counts.updated
-                            totals[2] += counts.deleted
+                            total += counts
                     finally:
                         api_calls = client.api_calls
             finally:
@@ -180,9 +178,9 @@ def execute_sync(
             connection=connection_name,
             status="succeeded",
             run_id=run_id,
-            inserted=totals[0],
-            updated=totals[1],
-            deleted=totals[2],
+            inserted=total.inserted,
+            updated=total.updated,
+            deleted=total.deleted,
             api_calls=api_calls,
             divisions=tuple(d for d in divisions if d not in skipped),
             skipped_divisions=tuple(skipped),

@@ -33,10 +33,10 @@ from syncs.budgets import low_budget_message, low_daily_budget, synced_divisions
 from syncs.clock import SYSTEM_CLOCK, Clock, to_datetime
 from syncs.db import session_factory
 from syncs.settings import Settings, get_settings
+from worker.app import SYNC_TASK
 
 log = structlog.get_logger(__name__)
 
-SYNC_TASK = "exact.sync_connection"
 
 # One statement claims every due connection; RETURNING tells us what this beat won.
 CLAIM_DUE = text(

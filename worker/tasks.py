@@ -26,12 +26,11 @@ from sqlalchemy.exc import OperationalError
 from syncs.clock import SYSTEM_CLOCK
 from syncs.errors import FatalError, RateLimitedError, RetriableError
 from syncs.settings import get_settings
-from worker.app import app
+from worker.app import SYNC_TASK, app
 from worker.runs import RunOutcome, execute_sync
 
 log = structlog.get_logger(__name__)
 
-SYNC_TASK = "exact.sync_connection"
 MAX_RETRIES = 5
 RATE_LIMIT_MAX_RETRIES = 20
 RETRY_BACKOFF_SECONDS = 30
