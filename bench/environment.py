@@ -15,15 +15,15 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from syncs.clock import SYSTEM_CLOCK
-from syncs.connections import add_connection
-from syncs.crypto import TokenCipher
-from syncs.db import engine_for
+from syncs.core.clock import SYSTEM_CLOCK
+from syncs.core.crypto import TokenCipher
+from syncs.core.db import engine_for
+from syncs.core.settings import Settings
+from syncs.lifecycle.connections import add_connection
 from syncs.sandbox.seed import FIRST_DIVISION, SECOND_DIVISION
 from syncs.sandbox.state import SandboxConfig, SandboxState
-from syncs.settings import Settings
-from syncs.token_pair import TokenPair
-from syncs.tokens import TokenStore
+from syncs.tokens.pair import TokenPair
+from syncs.tokens.store import TokenStore
 
 DIVISION = FIRST_DIVISION  # the full data set
 HALF_DIVISION = SECOND_DIVISION  # half of it, for the second memory point

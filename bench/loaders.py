@@ -18,9 +18,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.synced import Account, SalesInvoice, SalesInvoiceLine, SyncedRecord
-from syncs.client import ExactClient
 from syncs.entities import ENTITIES, accounts, sales_invoices
 from syncs.entities.base import EntitySpec, Record, Row
+from syncs.exact.client import ExactClient
 
 STREAMS: tuple[EntitySpec, ...] = (ENTITIES[accounts.NAME], ENTITIES[sales_invoices.NAME])
 COPY_PREFIX = "bench_copy_"

@@ -30,14 +30,14 @@ from sqlalchemy.engine import make_url
 
 from bench.environment import delete_redis_keys, drop_database
 from models.migrate import upgrade_to_head
-from syncs.connections import add_connection, ensure_division
-from syncs.crypto import TokenCipher
-from syncs.db import session_factory
+from syncs.core.crypto import TokenCipher
+from syncs.core.db import session_factory
+from syncs.core.settings import Settings
+from syncs.lifecycle.connections import add_connection, ensure_division
 from syncs.sandbox import SandboxConfig, SandboxServer, SandboxState
 from syncs.sandbox.ratelimit import Verdict, minute_window
-from syncs.settings import Settings
-from syncs.token_pair import TokenPair
-from syncs.tokens import TokenStore
+from syncs.tokens.pair import TokenPair
+from syncs.tokens.store import TokenStore
 
 DIVISIONS = (124132, 124133)
 

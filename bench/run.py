@@ -47,11 +47,11 @@ from bench.loaders import (
 )
 from bench.memory import MemoryUse, PeakRss
 from models.migrate import upgrade_to_head
-from syncs.client import open_client
-from syncs.db import engine_for, session_factory
+from syncs.core.db import engine_for, session_factory
+from syncs.core.settings import Settings, get_settings
+from syncs.exact.client import open_client
 from syncs.sandbox.server import SandboxServer
 from syncs.sandbox.state import SandboxState
-from syncs.settings import Settings, get_settings
 from worker.runs import execute_sync
 
 Log = Callable[[str], None]

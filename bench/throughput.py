@@ -31,7 +31,7 @@ from pathlib import Path
 from bench.environment import QUICK, BenchmarkError, BenchOptions
 from bench.report import render_report
 from bench.run import log_to_stderr, run_benchmark
-from syncs.settings import get_settings
+from syncs.core.settings import get_settings
 
 
 def parse_options(argv: Sequence[str] | None = None) -> tuple[BenchOptions, Path | None]:
@@ -75,7 +75,7 @@ def parse_options(argv: Sequence[str] | None = None) -> tuple[BenchOptions, Path
 def main(argv: Sequence[str] | None = None) -> int:
     options, output = parse_options(argv)
     base = get_settings()
-    from syncs.logging import configure_logging
+    from syncs.core.logging import configure_logging
 
     configure_logging(base.model_copy(update={"log_level": "WARNING"}))
     try:

@@ -15,8 +15,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models import Base
 from models.migrate import upgrade_to_head
-from syncs.db import engine_for, session_factory
-from syncs.settings import Settings
+from syncs.core.db import engine_for, session_factory
+from syncs.core.settings import Settings
 
 ADMIN_URL = os.environ.get("TEST_DATABASE_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")

@@ -17,8 +17,8 @@ from typing import Any
 from celery import Celery
 from celery.signals import after_setup_logger
 
-from syncs.logging import configure_logging
-from syncs.settings import Settings, get_settings
+from syncs.core.logging import configure_logging
+from syncs.core.settings import Settings, get_settings
 
 SCHEDULER = "worker.scheduler:ConnectionScheduler"
 # Task names are public (any Celery client may send_task them); one place defines them.

@@ -10,12 +10,19 @@ from rich.console import RenderableType
 from rich.table import Table
 
 from models import Connection
-from syncs.budgets import BudgetReport, budget_report, low_budget_message, low_daily_budget, synced_divisions, utc
-from syncs.clock import SYSTEM_CLOCK, Clock
-from syncs.connections import connection_reports, get_connection_by_name
-from syncs.db import session_factory
-from syncs.errors import ConfigurationError, LockUnavailableError
-from syncs.settings import Settings
+from syncs.core.clock import SYSTEM_CLOCK, Clock
+from syncs.core.db import session_factory
+from syncs.core.errors import ConfigurationError, LockUnavailableError
+from syncs.core.settings import Settings
+from syncs.lifecycle.connections import connection_reports, get_connection_by_name
+from syncs.limits.budgets import (
+    BudgetReport,
+    budget_report,
+    low_budget_message,
+    low_daily_budget,
+    synced_divisions,
+    utc,
+)
 
 
 def budget_reports(

@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Generic, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
-from syncs.errors import ConfigurationError, ExactSyncError
+from syncs.core.errors import ConfigurationError, ExactSyncError
 
 T = TypeVar("T")
 

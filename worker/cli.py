@@ -12,9 +12,9 @@ from celery.exceptions import TimeoutError as CeleryTimeout
 from rich.progress import Progress, SpinnerColumn, TextColumn
 
 from models.migrate import upgrade_to_head
-from syncs.connections import connection_reports
-from syncs.db import session_factory
-from syncs.settings import Settings
+from syncs.core.db import session_factory
+from syncs.core.settings import Settings
+from syncs.lifecycle.connections import connection_reports
 from worker import cli_lifecycle  # noqa: F401  (registers connections divisions/export/import)
 from worker.app import SYNC_TASK
 from worker.budget_view import budget_status, low_budget_warning
@@ -41,7 +41,7 @@ PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 
 def _configure_logging(settings: Settings) -> None:
-    from syncs.logging import configure_logging
+    from syncs.core.logging import configure_logging
 
     configure_logging(settings)
 

@@ -11,9 +11,9 @@ import redis
 import typer
 from rich.table import Table
 
-from syncs.connect_flow import Connected, ConnectError, ConnectFlow
-from syncs.db import session_factory
-from syncs.settings import REGIONS
+from syncs.core.db import session_factory
+from syncs.core.settings import REGIONS
+from syncs.lifecycle.connect_flow import Connected, ConnectError, ConnectFlow
 from worker.callback import CallbackReceiver
 from worker.cli_support import console, current_settings, expected_errors
 

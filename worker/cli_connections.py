@@ -6,19 +6,19 @@ from typing import Annotated
 
 import typer
 
-from syncs.clock import SYSTEM_CLOCK, to_datetime
-from syncs.connections import (
+from syncs.core.clock import SYSTEM_CLOCK, to_datetime
+from syncs.core.crypto import TokenCipher
+from syncs.core.db import session_factory
+from syncs.core.settings import REGIONS, Settings
+from syncs.lifecycle.connections import (
     add_connection,
     change_schedule,
     list_connections,
     remove_connection,
     validate_region,
 )
-from syncs.crypto import TokenCipher
-from syncs.db import session_factory
-from syncs.settings import REGIONS, Settings
-from syncs.token_pair import TokenPair
-from syncs.tokens import TokenStore
+from syncs.tokens.pair import TokenPair
+from syncs.tokens.store import TokenStore
 from worker.cli_support import console, current_settings, expected_errors, fail
 from worker.views import connections_table
 

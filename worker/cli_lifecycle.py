@@ -11,11 +11,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models import Division
-from syncs.connections import get_connection_by_name
-from syncs.db import session_factory
-from syncs.divisions import choose_divisions
-from syncs.settings import Settings
-from syncs.transfer import export_connection, import_connection
+from syncs.core.db import session_factory
+from syncs.core.settings import Settings
+from syncs.lifecycle.connections import get_connection_by_name
+from syncs.lifecycle.divisions import choose_divisions
+from syncs.lifecycle.transfer import export_connection, import_connection
 from worker.cli_connections import connections_app
 from worker.cli_support import console, current_settings, expected_errors
 from worker.views import divisions_table

@@ -11,8 +11,8 @@ from redis.exceptions import RedisError
 from rich.console import Console
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
-from syncs.errors import ConfigurationError, ExactSyncError
-from syncs.settings import Settings, get_settings
+from syncs.core.errors import ConfigurationError, ExactSyncError
+from syncs.core.settings import Settings, get_settings
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)

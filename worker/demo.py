@@ -18,10 +18,10 @@ from sqlalchemy.orm import Session
 
 from models import Account, ConnectionStatus, SalesInvoice, SalesInvoiceLine
 from models.migrate import upgrade_to_head
-from syncs.connections import get_connection_by_name, remove_connection
-from syncs.db import session_factory
-from syncs.errors import ConfigurationError
-from syncs.settings import Settings
+from syncs.core.db import session_factory
+from syncs.core.errors import ConfigurationError
+from syncs.core.settings import Settings
+from syncs.lifecycle.connections import get_connection_by_name, remove_connection
 from worker.cli_connections import register
 
 DEMO_CONNECTION = "demo"

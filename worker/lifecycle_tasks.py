@@ -1,4 +1,4 @@
-"""Celery task `exact.keep_alive` (static beat entry, every TOKEN_KEEPALIVE_CHECK_MINUTES): see syncs.keepalive.
+"""Celery task `exact.keep_alive` (beat entry, every TOKEN_KEEPALIVE_CHECK_MINUTES): see syncs.lifecycle.keepalive.
 
 Safe to run twice at once: every refresh goes through the TokenRefresher's Redis lock and re-reads the stored
 pair under a row lock, so a second run finds fresh tokens and does nothing.
@@ -10,9 +10,9 @@ from typing import Any
 
 import redis
 
-from syncs.db import session_factory
-from syncs.keepalive import keep_alive
-from syncs.settings import get_settings
+from syncs.core.db import session_factory
+from syncs.core.settings import get_settings
+from syncs.lifecycle.keepalive import keep_alive
 from worker.app import KEEP_ALIVE_TASK, app
 
 

@@ -20,14 +20,9 @@ from sqlalchemy import text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from models import Connection, ConnectionStatus, SyncRun
-from syncs.client import open_client
-from syncs.clock import SYSTEM_CLOCK, Clock, to_datetime
-from syncs.connections import get_connection_by_name
-from syncs.db import engine_for, session_factory
-from syncs.divisions import division_unavailable, divisions_to_sync, mark_synced, mark_unavailable
-from syncs.engine import SyncCounts, sync_division
-from syncs.entities import ENTITIES
-from syncs.errors import (
+from syncs.core.clock import SYSTEM_CLOCK, Clock, to_datetime
+from syncs.core.db import engine_for, session_factory
+from syncs.core.errors import (
     ConfigurationError,
     ConnectionInactiveError,
     ErrorBudgetExhaustedError,
@@ -36,7 +31,12 @@ from syncs.errors import (
     RateLimitedError,
     ReauthRequiredError,
 )
-from syncs.settings import Settings
+from syncs.core.settings import Settings
+from syncs.engine.streams import SyncCounts, sync_division
+from syncs.entities import ENTITIES
+from syncs.exact.client import open_client
+from syncs.lifecycle.connections import get_connection_by_name
+from syncs.lifecycle.divisions import division_unavailable, divisions_to_sync, mark_synced, mark_unavailable
 
 log = structlog.get_logger(__name__)
 
@@ -263,7 +263,7 @@ def _fail_run(
 
 
 def _describe(exc: BaseException) -> str:
-    """Messages from syncs.errors are written to be shown (they never carry tokens); others get their type."""
+    """Messages from syncs.core.errors are written to be shown (they never carry tokens); others get their type."""
     if isinstance(exc, ExactSyncError):
         return f"{type(exc).__name__}: {exc}"
     if isinstance(exc, KeyboardInterrupt | SystemExit):

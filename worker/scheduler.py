@@ -29,10 +29,10 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from models import Connection
-from syncs.budgets import low_budget_message, low_daily_budget, synced_divisions
-from syncs.clock import SYSTEM_CLOCK, Clock, to_datetime
-from syncs.db import session_factory
-from syncs.settings import Settings, get_settings
+from syncs.core.clock import SYSTEM_CLOCK, Clock, to_datetime
+from syncs.core.db import session_factory
+from syncs.core.settings import Settings, get_settings
+from syncs.limits.budgets import low_budget_message, low_daily_budget, synced_divisions
 from worker.app import SYNC_TASK
 
 log = structlog.get_logger(__name__)

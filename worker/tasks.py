@@ -23,9 +23,9 @@ import structlog
 from celery import Task
 from sqlalchemy.exc import OperationalError
 
-from syncs.clock import SYSTEM_CLOCK
-from syncs.errors import FatalError, RateLimitedError, RetriableError
-from syncs.settings import get_settings
+from syncs.core.clock import SYSTEM_CLOCK
+from syncs.core.errors import FatalError, RateLimitedError, RetriableError
+from syncs.core.settings import get_settings
 from worker.app import SYNC_TASK, app
 from worker.runs import RunOutcome, execute_sync
 

@@ -10,10 +10,10 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 
 from models import Connection, ConnectionStatus, ConnectionToken, Division, SyncCursor, SyncRun
-from syncs.clock import to_datetime
-from syncs.connections import ConnectionReport
-from syncs.settings import Settings
-from syncs.tokens import next_refresh_attempt
+from syncs.core.clock import to_datetime
+from syncs.core.settings import Settings
+from syncs.lifecycle.connections import ConnectionReport
+from syncs.tokens.store import next_refresh_attempt
 
 STATUS_STYLE = {
     ConnectionStatus.ACTIVE: "green",

@@ -23,11 +23,11 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from syncs.clock import SYSTEM_CLOCK, Clock
-from syncs.connect_flow import ConnectFlow
-from syncs.db import session_factory
-from syncs.errors import ExactSyncError
-from syncs.settings import Settings
+from syncs.core.clock import SYSTEM_CLOCK, Clock
+from syncs.core.db import session_factory
+from syncs.core.errors import ExactSyncError
+from syncs.core.settings import Settings
+from syncs.lifecycle.connect_flow import ConnectFlow
 from worker.callback import page
 
 log = structlog.get_logger(__name__)

@@ -19,7 +19,7 @@ from syncs.entities.base import (
     mark_deleted,
     upsert_newer,
 )
-from syncs.values import without_metadata
+from syncs.exact.values import without_metadata
 
 NAME = "accounts"
 ENDPOINT = "sync/CRM/Accounts"

@@ -23,8 +23,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 from sqlalchemy.types import Uuid
 
-from syncs import values
-from syncs.errors import MalformedResponseError
+from syncs.core.errors import MalformedResponseError
+from syncs.exact import values
 
 Row = Mapping[str, Any]
 T = TypeVar("T")

@@ -34,7 +34,7 @@ from syncs.entities.base import (
     mark_deleted_sql,
     upsert_newer,
 )
-from syncs.values import without_metadata
+from syncs.exact.values import without_metadata
 
 NAME = "sales_invoices"
 ENDPOINT = "sync/SalesInvoice/SalesInvoices"

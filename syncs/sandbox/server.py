@@ -9,7 +9,7 @@ from types import TracebackType
 
 import uvicorn
 
-from syncs.clock import SYSTEM_CLOCK
+from syncs.core.clock import SYSTEM_CLOCK
 from syncs.sandbox.app import build_app
 from syncs.sandbox.state import SandboxConfig, SandboxState
 

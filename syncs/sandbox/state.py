@@ -8,7 +8,7 @@ import random
 import threading
 from typing import Any
 
-from syncs.clock import SYSTEM_CLOCK, Clock
+from syncs.core.clock import SYSTEM_CLOCK, Clock
 from syncs.sandbox import seed
 from syncs.sandbox.config import Counters, SandboxConfig, bump, normalise
 from syncs.sandbox.division import DivisionData, Record

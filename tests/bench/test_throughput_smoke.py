@@ -16,7 +16,7 @@ from bench.environment import BenchOptions
 from bench.report import render_report
 from bench.run import run_benchmark
 from bench.throughput import parse_options
-from syncs.settings import Settings
+from syncs.core.settings import Settings
 from tests.conftest import ADMIN_URL, REDIS_URL
 
 OPTIONS = BenchOptions(

@@ -9,12 +9,12 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from models import Connection
-from syncs.client import ExactClient, open_client
-from syncs.oauth import OAuthClient
+from syncs.core.settings import Settings
+from syncs.exact.client import ExactClient, open_client
+from syncs.exact.oauth import OAuthClient
 from syncs.sandbox import SandboxConfig, SandboxServer, SandboxState
-from syncs.settings import Settings
-from syncs.token_pair import TokenPair
-from syncs.tokens import TokenRefresher, TokenStore
+from syncs.tokens.pair import TokenPair
+from syncs.tokens.store import TokenRefresher, TokenStore
 from tests.support.clock import FakeClock
 from tests.support.tokens import token_store
 

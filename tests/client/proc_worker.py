@@ -10,9 +10,9 @@ from typing import Any
 
 import redis
 
-from syncs.client import open_client
-from syncs.db import session_factory
-from syncs.settings import Settings
+from syncs.core.db import session_factory
+from syncs.core.settings import Settings
+from syncs.exact.client import open_client
 
 
 def ask_for_tokens(settings_values: dict[str, Any], connection_id: int, go: Event, out: Queue[Any]) -> None:

@@ -8,8 +8,7 @@ from typing import Any
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from syncs.client import ExactClient
-from syncs.errors import (
+from syncs.core.errors import (
     ExactRequestError,
     ExactServerError,
     ExactUnavailableError,
@@ -17,8 +16,9 @@ from syncs.errors import (
     PaginationLoopError,
     RateLimitedError,
 )
+from syncs.core.settings import Settings
+from syncs.exact.client import ExactClient
 from syncs.sandbox import SandboxServer
-from syncs.settings import Settings
 from tests.client.conftest import store_pair
 from tests.client.stub import Answer, StubServer
 from tests.support.clock import FakeClock

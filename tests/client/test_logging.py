@@ -10,11 +10,11 @@ import pytest
 import structlog
 from sqlalchemy.orm import Session, sessionmaker
 
-from syncs.client import ExactClient
-from syncs.errors import ReauthRequiredError
-from syncs.logging import REDACTED, configure_logging
+from syncs.core.errors import ReauthRequiredError
+from syncs.core.logging import REDACTED, configure_logging
+from syncs.core.settings import Settings
+from syncs.exact.client import ExactClient
 from syncs.sandbox import SandboxServer
-from syncs.settings import Settings
 from tests.client.conftest import store_pair
 from tests.support.clock import FakeClock
 from tests.support.tokens import token_store

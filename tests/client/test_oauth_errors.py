@@ -11,10 +11,10 @@ import structlog
 from sqlalchemy.orm import Session, sessionmaker
 
 from models import ConnectionToken
-from syncs.errors import ExactRequestError, ReauthRequiredError, TokenRefreshError
-from syncs.logging import configure_logging
-from syncs.oauth import OAuthClient
-from syncs.settings import Settings
+from syncs.core.errors import ExactRequestError, ReauthRequiredError, TokenRefreshError
+from syncs.core.logging import configure_logging
+from syncs.core.settings import Settings
+from syncs.exact.oauth import OAuthClient
 from tests.client.conftest import store_pair
 from tests.client.stub import Answer, StubServer
 from tests.support.clock import FakeClock

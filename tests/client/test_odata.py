@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from syncs.errors import MalformedResponseError
-from syncs.odata import error_message, oauth_error, page_from_json, parse_page
+from syncs.core.errors import MalformedResponseError
+from syncs.exact.odata import error_message, oauth_error, page_from_json, parse_page
 
 RECORDED = Path(__file__).resolve().parents[2].parent / "shared" / "exact-recorded"
 

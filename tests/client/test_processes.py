@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from syncs.clock import SYSTEM_CLOCK
+from syncs.core.clock import SYSTEM_CLOCK
+from syncs.core.settings import Settings
 from syncs.sandbox import SandboxConfig, SandboxServer, SandboxState
-from syncs.settings import Settings
 from tests.client.conftest import store_pair
 from tests.client.proc_worker import ask_for_tokens
 from tests.support.tokens import token_store

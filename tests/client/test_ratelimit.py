@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from syncs.errors import LockUnavailableError, RateLimitedError
-from syncs.ratelimit import RateGate, parse_reset
+from syncs.core.errors import LockUnavailableError, RateLimitedError
+from syncs.limits.ratelimit import RateGate, parse_reset
 from tests.support.clock import FakeClock
 
 NOW = 1_800_000_030.0  # half a minute past a whole minute

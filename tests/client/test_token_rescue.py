@@ -12,12 +12,12 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from models import Connection, ConnectionStatus
-from syncs.errors import LockUnavailableError
+from syncs.core.errors import LockUnavailableError
+from syncs.core.settings import Settings
 from syncs.sandbox import SandboxServer
-from syncs.settings import Settings
-from syncs.token_pair import TokenPair
-from syncs.token_rescue import RescueCopies
-from syncs.tokens import TokenStore
+from syncs.tokens.pair import TokenPair
+from syncs.tokens.rescue import RescueCopies
+from syncs.tokens.store import TokenStore
 from tests.client.test_tokens import LIFETIME, REFRESHABLE
 from tests.support.clock import FakeClock
 from tests.support.tokens import token_store

@@ -12,10 +12,10 @@ from redis.retry import Retry
 from sqlalchemy.orm import Session, sessionmaker
 
 from models import Connection, ConnectionStatus, ConnectionToken
-from syncs.errors import ExactRequestError, LockUnavailableError, ReauthRequiredError, TokenRefreshError
+from syncs.core.errors import ExactRequestError, LockUnavailableError, ReauthRequiredError, TokenRefreshError
+from syncs.core.settings import Settings
 from syncs.sandbox import SandboxServer
-from syncs.settings import Settings
-from syncs.token_pair import TokenPair
+from syncs.tokens.pair import TokenPair
 from tests.client.conftest import store_pair
 from tests.client.stub import Answer, StubServer
 from tests.support.clock import FakeClock

@@ -9,13 +9,13 @@ import httpx
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from syncs.client import ExactClient
-from syncs.errors import ExactRequestError
-from syncs.ratelimit import RateGate, Slot
+from syncs.core.errors import ExactRequestError
+from syncs.core.settings import Settings
+from syncs.exact.client import ExactClient
+from syncs.exact.transport import DIVISION_KEY, BudgetedTransport
+from syncs.limits.ratelimit import RateGate, Slot
 from syncs.sandbox import SandboxServer
-from syncs.settings import Settings
-from syncs.tokens import TokenRefresher
-from syncs.transport import DIVISION_KEY, BudgetedTransport
+from syncs.tokens.store import TokenRefresher
 from tests.client.conftest import store_pair
 from tests.support.clock import FakeClock
 from tests.support.tokens import token_store

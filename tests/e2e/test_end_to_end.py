@@ -16,12 +16,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models import Account, SalesInvoice, SalesInvoiceLine
 from models.synced import SyncedRecord
-from syncs.connections import add_connection, ensure_division
-from syncs.crypto import TokenCipher
+from syncs.core.crypto import TokenCipher
+from syncs.core.settings import Settings
+from syncs.lifecycle.connections import add_connection, ensure_division
 from syncs.sandbox import SandboxConfig, SandboxServer, SandboxState
-from syncs.settings import Settings
-from syncs.token_pair import TokenPair
-from syncs.tokens import TokenStore
+from syncs.tokens.pair import TokenPair
+from syncs.tokens.store import TokenStore
 from tests.support.clock import FakeClock
 from worker.runs import execute_sync
 

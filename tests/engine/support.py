@@ -12,8 +12,8 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 
-from syncs.errors import ExactRequestError, ExactServerError
-from syncs.odata import Page
+from syncs.core.errors import ExactRequestError, ExactServerError
+from syncs.exact.odata import Page
 
 RECORDED = Path(__file__).resolve().parents[2].parent / "shared" / "exact-recorded"
 DIVISION = 124132

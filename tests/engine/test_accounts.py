@@ -8,9 +8,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from models import Account
+from syncs.core.errors import MalformedResponseError
 from syncs.entities import ENTITIES
 from syncs.entities.accounts import write_page
-from syncs.errors import MalformedResponseError
 from tests.engine.support import DIVISION, recorded_accounts
 
 FRANCE = uuid.UUID("454a5d46-ee70-4ed1-9375-9cfedeb138cd")

@@ -10,9 +10,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from models import Account, SalesInvoice, SalesInvoiceLine
-from syncs import deletions
+from syncs.core.errors import MalformedResponseError
+from syncs.engine import deletions
 from syncs.entities import accounts, sales_invoices
-from syncs.errors import MalformedResponseError
 from tests.engine.support import DIVISION, recorded_accounts
 from tests.engine.test_sales_invoices import INV_A, INV_B, line_row
 

@@ -8,8 +8,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from structlog.testing import capture_logs
 
 from models import Account, SalesInvoiceLine, SyncCursor
-from syncs.engine import SyncCounts, sync_division
-from syncs.errors import ConfigurationError, ExactServerError, MalformedResponseError
+from syncs.core.errors import ConfigurationError, ExactServerError, MalformedResponseError
+from syncs.engine.streams import SyncCounts, sync_division
 from tests.engine.support import DIVISION, FakeExact, recorded_accounts
 from tests.engine.test_deletions import deleted
 from tests.engine.test_sales_invoices import INV_A, line_row

@@ -12,13 +12,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from models import Account, SalesInvoice, SalesInvoiceLine
-from syncs.client import ExactClient, open_client
-from syncs.crypto import TokenCipher
-from syncs.engine import SyncCounts, sync_division
+from syncs.core.crypto import TokenCipher
+from syncs.core.settings import Settings
+from syncs.engine.streams import SyncCounts, sync_division
+from syncs.exact.client import ExactClient, open_client
 from syncs.sandbox import SandboxConfig, SandboxServer, SandboxState
-from syncs.settings import Settings
-from syncs.token_pair import TokenPair
-from syncs.tokens import TokenStore
+from syncs.tokens.pair import TokenPair
+from syncs.tokens.store import TokenStore
 from tests.support.clock import FakeClock
 
 DIV = 124132

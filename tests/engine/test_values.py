@@ -6,8 +6,8 @@ from decimal import Decimal
 
 import pytest
 
-from syncs.errors import MalformedResponseError
-from syncs.values import (
+from syncs.core.errors import MalformedResponseError
+from syncs.exact.values import (
     clean_text,
     exact_date,
     exact_datetime,

@@ -19,10 +19,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from models import Account, SalesInvoiceLine
-from syncs.connections import add_connection
+from syncs.core.settings import Settings
+from syncs.lifecycle.connections import add_connection
 from syncs.sandbox.state import SandboxState
-from syncs.settings import Settings
-from syncs.token_pair import TokenPair
+from syncs.tokens.pair import TokenPair
 from tests.support.net import free_port
 from tests.support.tokens import token_store
 

@@ -12,13 +12,13 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from models import Connection, SyncRun
-from syncs.client import open_client
-from syncs.clock import to_datetime
-from syncs.errorbudget import ErrorBudget
-from syncs.errors import ErrorBudgetExhaustedError, ExactRequestError, ExactSyncError
-from syncs.ratelimit import RateGate
+from syncs.core.clock import to_datetime
+from syncs.core.errors import ErrorBudgetExhaustedError, ExactRequestError, ExactSyncError
+from syncs.core.settings import Settings
+from syncs.exact.client import open_client
+from syncs.limits.errorbudget import ErrorBudget
+from syncs.limits.ratelimit import RateGate
 from syncs.sandbox import SandboxConfig, SandboxServer, SandboxState
-from syncs.settings import Settings
 from tests.client.test_ratelimit import minutely
 from tests.faults.conftest import assert_equal_to_source, register
 from tests.support.cli import aimed_at

@@ -17,10 +17,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models import SyncCursor, SyncRun
 from models.migrate import upgrade_to_head
-from syncs.db import session_factory
-from syncs.errors import LockUnavailableError, RetriableError
+from syncs.core.db import session_factory
+from syncs.core.errors import LockUnavailableError, RetriableError
+from syncs.core.settings import Settings
 from syncs.sandbox import SandboxConfig, SandboxServer, SandboxState
-from syncs.settings import Settings
 from tests.faults.conftest import OwnPostgres, OwnRedis, assert_equal_to_source, register
 from tests.support.cli import aimed_at, settings_env
 from tests.support.tokens import token_store

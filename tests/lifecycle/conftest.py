@@ -18,10 +18,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.applications import Starlette
 
 from models import Connection, ConnectionToken
-from syncs.connect_flow import Connected, ConnectFlow
+from syncs.core.settings import Settings
+from syncs.lifecycle.connect_flow import Connected, ConnectFlow
 from syncs.sandbox.server import SandboxServer
 from syncs.sandbox.state import SandboxConfig, SandboxState
-from syncs.settings import Settings
 from tests.support.cli import CliInvoke, aimed_at, cli_invoker
 from tests.support.clock import FakeClock
 from tests.support.net import free_port

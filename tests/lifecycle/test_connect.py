@@ -13,12 +13,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from models import Account, Connection, ConnectionStatus, Division
-from syncs.connect_flow import ConnectError, ConnectFlow
-from syncs.crypto import TokenCipher
-from syncs.errors import ConfigurationError
+from syncs.core.crypto import TokenCipher
+from syncs.core.errors import ConfigurationError
+from syncs.core.settings import Settings
+from syncs.lifecycle.connect_flow import ConnectError, ConnectFlow
 from syncs.sandbox.server import SandboxServer
-from syncs.settings import Settings
-from syncs.tokens import TokenStore
+from syncs.tokens.store import TokenStore
 from tests.lifecycle.conftest import (
     CURRENT,
     SECOND,
@@ -193,7 +193,7 @@ def test_a_missing_encryption_key_fails_before_any_consent(
     sandbox: SandboxServer,
 ) -> None:
     """The key is checked before the consent URL exists: never after the single-use code was exchanged."""
-    from syncs.settings import get_settings
+    from syncs.core.settings import get_settings
 
     browser = FakeBrowser(monkeypatch)
     before = sandbox.state.counters

@@ -11,14 +11,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from models import Account, Connection, Division, SyncCursor
-from syncs.client import ExactClient, open_client
-from syncs.connect_flow import ConnectFlow
-from syncs.divisions import list_divisions
-from syncs.errors import ExactRequestError, MalformedResponseError
-from syncs.odata import Page
+from syncs.core.errors import ExactRequestError, MalformedResponseError
+from syncs.core.settings import Settings
+from syncs.exact.client import ExactClient, open_client
+from syncs.exact.odata import Page
+from syncs.lifecycle.connect_flow import ConnectFlow
+from syncs.lifecycle.divisions import list_divisions
 from syncs.sandbox.server import SandboxServer
-from syncs.settings import Settings
-from syncs.token_pair import TokenPair
+from syncs.tokens.pair import TokenPair
 from tests.client.stub import Answer, StubServer
 from tests.lifecycle.conftest import CURRENT, SECOND, THIRD, connect_via_flow
 from tests.support.cli import CliInvoke
@@ -95,7 +95,7 @@ def test_without_system_divisions_the_current_division_from_me_is_used() -> None
 
 @pytest.mark.parametrize("reason", ["BlockedUser", None])
 def test_a_login_wide_403_still_fails_the_run(reason: str | None) -> None:
-    from syncs.divisions import division_unavailable
+    from syncs.lifecycle.divisions import division_unavailable
 
     assert not division_unavailable(ExactRequestError("no", 403, reason))
     assert division_unavailable(ExactRequestError("no", 403, "DivisionBlocked"))

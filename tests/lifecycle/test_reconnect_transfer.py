@@ -13,13 +13,13 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from models import Account, Connection, ConnectionStatus, SyncCursor
-from syncs.connect_flow import ConnectFlow
-from syncs.errors import ConnectionInactiveError, ReauthRequiredError
+from syncs.core.errors import ConnectionInactiveError, ReauthRequiredError
+from syncs.core.settings import Settings, get_settings
+from syncs.lifecycle.connect_flow import ConnectFlow
+from syncs.lifecycle.transfer import export_connection, import_connection
 from syncs.sandbox.server import SandboxServer
-from syncs.settings import Settings, get_settings
-from syncs.token_pair import TokenPair
-from syncs.token_rescue import RescueCopies
-from syncs.transfer import export_connection, import_connection
+from syncs.tokens.pair import TokenPair
+from syncs.tokens.rescue import RescueCopies
 from tests.lifecycle.conftest import CURRENT, connect_via_flow
 from tests.support.cli import CliInvoke
 from tests.support.clock import FakeClock

@@ -12,14 +12,14 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
 from models import Connection, ConnectionStatus, ConnectionToken
-from syncs.connect_flow import ConnectFlow
-from syncs.crypto import TokenCipher
-from syncs.errors import ReauthRequiredError, TokenRefreshError
-from syncs.keepalive import KeepAliveReport, keep_alive
-from syncs.oauth import OAuthClient
+from syncs.core.crypto import TokenCipher
+from syncs.core.errors import ReauthRequiredError, TokenRefreshError
+from syncs.core.settings import Settings
+from syncs.exact.oauth import OAuthClient
+from syncs.lifecycle.connect_flow import ConnectFlow
+from syncs.lifecycle.keepalive import KeepAliveReport, keep_alive
 from syncs.sandbox.server import SandboxServer
-from syncs.settings import Settings
-from syncs.tokens import TokenRefresher, TokenStore
+from syncs.tokens.store import TokenRefresher, TokenStore
 from tests.lifecycle.conftest import connect_via_flow
 from tests.support.cli import CliInvoke
 from tests.support.clock import FakeClock

@@ -10,8 +10,8 @@ import structlog
 from pydantic import SecretStr
 from typer.testing import CliRunner, Result
 
+from syncs.core.settings import Settings, get_settings
 from syncs.sandbox import SandboxServer
-from syncs.settings import Settings, get_settings
 from worker import cli_support
 from worker.cli import app as cli_app
 

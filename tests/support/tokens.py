@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from syncs.crypto import TokenCipher
-from syncs.settings import Settings
-from syncs.tokens import TokenStore
+from syncs.core.crypto import TokenCipher
+from syncs.core.settings import Settings
+from syncs.tokens.store import TokenStore
 
 
 def token_store(db: sessionmaker[Session], settings: Settings) -> TokenStore:

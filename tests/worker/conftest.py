@@ -14,9 +14,9 @@ import redis
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import Result
 
+from syncs.core.settings import Settings
 from syncs.sandbox.server import SandboxServer
 from syncs.sandbox.state import SandboxConfig, SandboxState
-from syncs.settings import Settings
 from tests.support.cli import CliInvoke, aimed_at, cli_invoker, settings_env
 
 ROOT = Path(__file__).resolve().parents[2]

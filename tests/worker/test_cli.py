@@ -10,11 +10,11 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from models import Account, Connection, ConnectionStatus, ConnectionToken, Division, SyncCursor, SyncRun
-from syncs.crypto import TokenCipher
-from syncs.db import session_factory
+from syncs.core.crypto import TokenCipher
+from syncs.core.db import session_factory
+from syncs.core.settings import Settings
 from syncs.sandbox.server import SandboxServer
-from syncs.settings import Settings
-from syncs.tokens import TokenStore
+from syncs.tokens.store import TokenStore
 from tests.support.cli import CliInvoke
 from tests.worker.conftest import CURRENT
 
@@ -83,7 +83,7 @@ def test_duplicate_name_and_missing_key_are_clear_errors(cli: CliInvoke, monkeyp
     again = cli("connections", "add", "acme", "--region", "nl", "--refresh-token", "r")
     assert again.exit_code == 2 and "already exists" in again.output
 
-    from syncs.settings import get_settings
+    from syncs.core.settings import get_settings
 
     monkeypatch.setenv("TOKEN_ENCRYPTION_KEY", "")
     get_settings.cache_clear()
@@ -147,7 +147,7 @@ def test_run_unknown_entity_lists_the_valid_ones(cli: CliInvoke, add_sandbox_con
 def test_demo_works_without_an_encryption_key(
     cli: CliInvoke, db: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from syncs.settings import get_settings
+    from syncs.core.settings import get_settings
 
     monkeypatch.setenv("TOKEN_ENCRYPTION_KEY", "")
     monkeypatch.setenv("EXACT_BASE_URL", "")

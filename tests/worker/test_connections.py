@@ -1,4 +1,4 @@
-"""syncs.connections: the service functions behind `exact-sync connections` and `status`."""
+"""syncs.lifecycle.connections: the service functions behind `exact-sync connections` and `status`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from models import Connection, ConnectionToken, Division, SyncCursor, SyncRun
-from syncs.connections import (
+from syncs.core.crypto import TokenCipher
+from syncs.core.errors import ConfigurationError
+from syncs.lifecycle.connections import (
     add_connection,
     connection_reports,
     ensure_division,
@@ -16,10 +18,8 @@ from syncs.connections import (
     list_connections,
     remove_connection,
 )
-from syncs.crypto import TokenCipher
-from syncs.errors import ConfigurationError
-from syncs.token_pair import TokenPair
-from syncs.tokens import TokenStore
+from syncs.tokens.pair import TokenPair
+from syncs.tokens.store import TokenStore
 
 PAIR = TokenPair(access_token=None, refresh_token="r", received_at=None, expires_in=None)
 

@@ -15,9 +15,9 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from models import Account, Connection, ConnectionStatus, Division, SyncCursor, SyncRun
-from syncs.errors import ConfigurationError, ConnectionInactiveError, ReauthRequiredError
+from syncs.core.errors import ConfigurationError, ConnectionInactiveError, ReauthRequiredError
+from syncs.core.settings import Settings
 from syncs.sandbox.server import SandboxServer
-from syncs.settings import Settings
 from tests.support.cli import settings_env
 from tests.worker.conftest import CURRENT, ROOT, wait_for
 from worker.runs import connection_lock, execute_sync
@@ -118,7 +118,7 @@ def test_the_lock_dies_with_a_killed_process_and_its_run_is_marked_interrupted(
     holder = textwrap.dedent(
         f"""
         import sys, time
-        from syncs.settings import Settings
+        from syncs.core.settings import Settings
         from worker.runs import connection_lock
         with connection_lock(Settings(), {acme_id}) as held:
             print("held" if held else "busy", flush=True)

@@ -15,8 +15,8 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from models import Connection, ConnectionStatus
-from syncs.clock import to_datetime
-from syncs.settings import Settings
+from syncs.core.clock import to_datetime
+from syncs.core.settings import Settings
 from tests.support.cli import CliInvoke, settings_env
 from tests.support.clock import FakeClock
 from tests.worker.conftest import CELERY, ROOT, stop, wait_for

@@ -10,8 +10,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from models import Account, SyncRun
+from syncs.core.settings import Settings
 from syncs.sandbox.server import SandboxServer
-from syncs.settings import Settings
 from tests.support.cli import CliInvoke
 from tests.worker.conftest import CURRENT, stop
 from worker.app import create_app

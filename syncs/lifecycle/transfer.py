@@ -30,14 +30,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from models import Connection, ConnectionStatus, ConnectionToken, Division, SyncCursor
-from syncs.clock import SYSTEM_CLOCK, Clock, to_datetime
-from syncs.connections import add_connection, get_connection_by_name, validate_name
-from syncs.crypto import TokenCipher
-from syncs.errors import ConfigurationError
-from syncs.settings import Settings
-from syncs.token_pair import TokenPair
-from syncs.token_rescue import RescueCopies
-from syncs.tokens import TokenStore
+from syncs.core.clock import SYSTEM_CLOCK, Clock, to_datetime
+from syncs.core.crypto import TokenCipher
+from syncs.core.errors import ConfigurationError
+from syncs.core.settings import Settings
+from syncs.lifecycle.connections import add_connection, get_connection_by_name, validate_name
+from syncs.tokens.pair import TokenPair
+from syncs.tokens.rescue import RescueCopies
+from syncs.tokens.store import TokenStore
 
 FORMAT = "exact-sync-connection"
 VERSION = 1

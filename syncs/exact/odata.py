@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from syncs.errors import MalformedResponseError
+from syncs.core.errors import MalformedResponseError
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from syncs.errors import MalformedResponseError
+from syncs.core.errors import MalformedResponseError
 
 AMSTERDAM = ZoneInfo("Europe/Amsterdam")
 _EPOCH = datetime(1970, 1, 1)

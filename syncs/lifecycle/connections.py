@@ -14,10 +14,10 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from models import Connection, ConnectionStatus, ConnectionToken, Division, SyncCursor, SyncRun
-from syncs.errors import ConfigurationError
-from syncs.settings import REGIONS
-from syncs.token_pair import TokenPair
-from syncs.tokens import TokenStore
+from syncs.core.errors import ConfigurationError
+from syncs.core.settings import REGIONS
+from syncs.tokens.pair import TokenPair
+from syncs.tokens.store import TokenStore
 
 
 def validate_region(region: str) -> str:

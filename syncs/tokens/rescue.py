@@ -18,12 +18,12 @@ import structlog
 from redis.exceptions import RedisError
 from sqlalchemy.orm import Session
 
-from syncs.crypto import TokenCipher
-from syncs.errors import ConfigurationError, LockUnavailableError
-from syncs.token_pair import TokenPair
+from syncs.core.crypto import TokenCipher
+from syncs.core.errors import ConfigurationError, LockUnavailableError
+from syncs.tokens.pair import TokenPair
 
 if TYPE_CHECKING:
-    from syncs.tokens import TokenStore
+    from syncs.tokens.store import TokenStore
 
 log = structlog.get_logger(__name__)
 

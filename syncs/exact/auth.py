@@ -6,7 +6,7 @@ from collections.abc import Generator
 
 import httpx
 
-from syncs.tokens import TokenRefresher
+from syncs.tokens.store import TokenRefresher
 
 
 def says_expired(response: httpx.Response) -> bool:

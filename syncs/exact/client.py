@@ -1,6 +1,6 @@
 """The HTTP client for Exact Online's REST API: auth, the shared rate gate, bounded retries, OData paging.
 
-It raises syncs.errors only. 429s are waited out through the rate gate (not failures); timeouts, connection
+It raises syncs.core.errors only. 429s are waited out through the rate gate (not failures); timeouts, connection
 errors and 5xx are retried a few times with exponential backoff and jitter, all timed by the injected clock.
 """
 
@@ -17,11 +17,9 @@ import structlog
 from redis import Redis
 from sqlalchemy.orm import Session, sessionmaker
 
-from syncs.auth import ExactAuth
-from syncs.clock import SYSTEM_CLOCK, Clock
-from syncs.crypto import TokenCipher
-from syncs.errorbudget import ErrorBudget
-from syncs.errors import (
+from syncs.core.clock import SYSTEM_CLOCK, Clock
+from syncs.core.crypto import TokenCipher
+from syncs.core.errors import (
     ConfigurationError,
     ExactRequestError,
     ExactServerError,
@@ -30,12 +28,14 @@ from syncs.errors import (
     PaginationLoopError,
     RateLimitedError,
 )
-from syncs.oauth import OAuthClient
-from syncs.odata import Page, decode_json, error_message, page_from_json
-from syncs.ratelimit import RateGate
-from syncs.settings import Settings
-from syncs.tokens import TokenRefresher, TokenStore
-from syncs.transport import DIVISION_KEY, BudgetedTransport
+from syncs.core.settings import Settings
+from syncs.exact.auth import ExactAuth
+from syncs.exact.oauth import OAuthClient
+from syncs.exact.odata import Page, decode_json, error_message, page_from_json
+from syncs.exact.transport import DIVISION_KEY, BudgetedTransport
+from syncs.limits.errorbudget import ErrorBudget
+from syncs.limits.ratelimit import RateGate
+from syncs.tokens.store import TokenRefresher, TokenStore
 
 log = structlog.get_logger(__name__)
 

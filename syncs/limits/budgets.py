@@ -1,7 +1,7 @@
 """What the rate and error budgets mean for a connection: beat's deferral, the CLI's warning, `status`.
 
-Budgets are per division (company) in Redis (syncs.ratelimit), errors per connection and endpoint
-(syncs.errorbudget); a connection syncs its enabled, available divisions, or its current one before the first
+Budgets are per division (company) in Redis (syncs.limits.ratelimit), errors per connection and endpoint
+(syncs.limits.errorbudget); a connection syncs its enabled, available divisions, or its current one before the first
 run has listed them.
 """
 
@@ -16,10 +16,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models import Connection, Division
-from syncs.clock import Clock
-from syncs.errorbudget import EndpointErrors, ErrorBudget
-from syncs.ratelimit import RateGate, RateState
-from syncs.settings import Settings
+from syncs.core.clock import Clock
+from syncs.core.settings import Settings
+from syncs.limits.errorbudget import EndpointErrors, ErrorBudget
+from syncs.limits.ratelimit import RateGate, RateState
 
 
 @dataclass(frozen=True)

@@ -30,8 +30,8 @@ import redis
 import structlog
 from redis.exceptions import RedisError
 
-from syncs.clock import Clock
-from syncs.errors import LockUnavailableError, RateLimitedError
+from syncs.core.clock import Clock
+from syncs.core.errors import LockUnavailableError, RateLimitedError
 
 log = structlog.get_logger(__name__)
 

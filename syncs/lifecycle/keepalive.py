@@ -24,12 +24,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from models import Connection, ConnectionStatus, ConnectionToken
-from syncs.clock import SYSTEM_CLOCK, Clock, to_datetime
-from syncs.crypto import TokenCipher
-from syncs.errors import ConfigurationError, ExactSyncError
-from syncs.oauth import OAuthClient
-from syncs.settings import Settings
-from syncs.tokens import TokenRefresher, TokenStore
+from syncs.core.clock import SYSTEM_CLOCK, Clock, to_datetime
+from syncs.core.crypto import TokenCipher
+from syncs.core.errors import ConfigurationError, ExactSyncError
+from syncs.core.settings import Settings
+from syncs.exact.oauth import OAuthClient
+from syncs.tokens.store import TokenRefresher, TokenStore
 
 log = structlog.get_logger(__name__)
 

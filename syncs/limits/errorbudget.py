@@ -18,8 +18,8 @@ from typing import Any
 import redis
 from redis.exceptions import RedisError
 
-from syncs.clock import Clock
-from syncs.errors import ErrorBudgetExhaustedError, LockUnavailableError
+from syncs.core.clock import Clock
+from syncs.core.errors import ErrorBudgetExhaustedError, LockUnavailableError
 
 COUNTED = frozenset({400, 401, 403, 404})
 WINDOW_SECONDS = 3600.0

@@ -24,11 +24,11 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from models import Connection, Division
-from syncs.clock import Clock, to_datetime
+from syncs.core.clock import Clock, to_datetime
+from syncs.core.errors import ConfigurationError, ExactRequestError, MalformedResponseError
 from syncs.entities.base import RowReader
-from syncs.errors import ConfigurationError, ExactRequestError, MalformedResponseError
-from syncs.odata import Page
-from syncs.values import to_int
+from syncs.exact.odata import Page
+from syncs.exact.values import to_int
 
 log = structlog.get_logger(__name__)
 

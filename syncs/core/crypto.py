@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
-from syncs.errors import ConfigurationError
+from syncs.core.errors import ConfigurationError
 
 
 class TokenCipher:

@@ -41,11 +41,11 @@ from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.internal import SyncCursor
-from syncs import deletions
+from syncs.core.errors import ConfigurationError, ExactRequestError, MalformedResponseError
+from syncs.engine import deletions
 from syncs.entities import ENTITIES
 from syncs.entities.base import PageResult, PageWriter, Row
-from syncs.errors import ConfigurationError, ExactRequestError, MalformedResponseError
-from syncs.odata import Page
+from syncs.exact.odata import Page
 
 log = structlog.get_logger(__name__)
 
@@ -58,7 +58,7 @@ Progress = Callable[[str, int], None]
 
 
 class PageSource(Protocol):
-    """What the engine needs of `syncs.client.ExactClient`."""
+    """What the engine needs of `syncs.exact.client.ExactClient`."""
 
     def pages(
         self, division: int, endpoint: str, params: Mapping[str, str], *, resume_url: str | None = None

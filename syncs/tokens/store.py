@@ -26,9 +26,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from models import Connection, ConnectionStatus, ConnectionToken
-from syncs.clock import SYSTEM_CLOCK, Clock, to_datetime
-from syncs.crypto import TokenCipher
-from syncs.errors import (
+from syncs.core.clock import SYSTEM_CLOCK, Clock, to_datetime
+from syncs.core.crypto import TokenCipher
+from syncs.core.errors import (
     ConfigurationError,
     ConnectionInactiveError,
     ExactRequestError,
@@ -36,9 +36,9 @@ from syncs.errors import (
     ReauthRequiredError,
     TokenRefreshError,
 )
-from syncs.settings import Settings
-from syncs.token_pair import TokenPair
-from syncs.token_rescue import RescueCopies
+from syncs.core.settings import Settings
+from syncs.tokens.pair import TokenPair
+from syncs.tokens.rescue import RescueCopies
 
 log = structlog.get_logger(__name__)
 

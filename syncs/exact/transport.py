@@ -19,8 +19,8 @@ from typing import Protocol
 
 import httpx
 
-from syncs.errorbudget import ErrorBudget, endpoint_of
-from syncs.ratelimit import RateGate
+from syncs.limits.errorbudget import ErrorBudget, endpoint_of
+from syncs.limits.ratelimit import RateGate
 
 DIVISION_KEY = "exact_division"  # request extension naming the division whose budget a request spends
 

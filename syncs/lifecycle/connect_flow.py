@@ -33,12 +33,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from models import Connection, ConnectionStatus
-from syncs.client import open_client
-from syncs.clock import SYSTEM_CLOCK, Clock
-from syncs.connections import add_connection, validate_name, validate_region
-from syncs.crypto import TokenCipher
-from syncs.divisions import ListedDivision, refresh_divisions
-from syncs.errors import (
+from syncs.core.clock import SYSTEM_CLOCK, Clock
+from syncs.core.crypto import TokenCipher
+from syncs.core.errors import (
     ConfigurationError,
     ExactRequestError,
     ExactSyncError,
@@ -46,10 +43,13 @@ from syncs.errors import (
     ReauthRequiredError,
     TokenRefreshError,
 )
-from syncs.oauth import OAuthClient
-from syncs.settings import Settings
-from syncs.token_pair import TokenPair
-from syncs.tokens import TokenStore
+from syncs.core.settings import Settings
+from syncs.exact.client import open_client
+from syncs.exact.oauth import OAuthClient
+from syncs.lifecycle.connections import add_connection, validate_name, validate_region
+from syncs.lifecycle.divisions import ListedDivision, refresh_divisions
+from syncs.tokens.pair import TokenPair
+from syncs.tokens.store import TokenStore
 
 log = structlog.get_logger(__name__)
 

@@ -1,4 +1,4 @@
-"""Exact Online's token endpoint: refresh and code exchange, with its errors mapped onto syncs.errors.
+"""Exact Online's token endpoint: refresh and code exchange, with its errors mapped onto syncs.core.errors.
 
 `received_at` is read from our clock after the response arrived, so a slow answer makes us later, never early.
 
@@ -14,10 +14,10 @@ import httpx
 import orjson
 import structlog
 
-from syncs.clock import Clock
-from syncs.errors import ExactRequestError, MalformedResponseError, ReauthRequiredError, TokenRefreshError
-from syncs.odata import oauth_error
-from syncs.token_pair import TokenPair
+from syncs.core.clock import Clock
+from syncs.core.errors import ExactRequestError, MalformedResponseError, ReauthRequiredError, TokenRefreshError
+from syncs.exact.odata import oauth_error
+from syncs.tokens.pair import TokenPair
 
 log = structlog.get_logger(__name__)
 

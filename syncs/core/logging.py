@@ -11,7 +11,7 @@ from typing import Any, TextIO
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
-from syncs.settings import Settings
+from syncs.core.settings import Settings
 
 REDACTED = "[redacted]"
 SECRET_KEYS = frozenset(

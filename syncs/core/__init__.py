@@ -1,0 +1,1 @@
+"""Shared core: settings, database, clock, logging, errors, encryption."""

@@ -1,0 +1,1 @@
+"""The sync engine: streams with their cursor rules, deletions, a division's run."""

@@ -1,0 +1,1 @@
+"""Connections over time: connect flow, divisions, export/import, keep-alive."""

@@ -1,0 +1,1 @@
+"""Exact's rate and error budgets, shared through Redis."""

@@ -1,0 +1,1 @@
+"""Exact's token pair: the stored pair, the refresher, rescue copies."""
