@@ -4,6 +4,7 @@ from models.base import Base
 from models.feed import Change
 from models.internal import Connection, ConnectionStatus, ConnectionToken, Division, SyncCursor, SyncRun
 from models.synced import Account, SalesInvoice, SalesInvoiceLine
+from models.webhooks import WebhookEvent, WebhookSubscription
 
 __all__ = [
     "Account",
@@ -17,4 +18,6 @@ __all__ = [
     "SalesInvoiceLine",
     "SyncCursor",
     "SyncRun",
+    "WebhookEvent",
+    "WebhookSubscription",
 ]

@@ -24,10 +24,12 @@ SCHEDULER = "worker.scheduler:ConnectionScheduler"
 # Task names are public (any Celery client may send_task them); one place defines them.
 SYNC_TASK = "exact.sync_connection"
 KEEP_ALIVE_TASK = "exact.keep_alive"
+WEBHOOK_SYNC_TASK = "exact.webhook_sync"
+WEBHOOK_SWEEP_TASK = "exact.webhook_sweep"
 
 
 def create_app(settings: Settings) -> Celery:
-    app = Celery("exact_sync", include=["worker.tasks", "worker.lifecycle_tasks"])
+    app = Celery("exact_sync", include=["worker.tasks", "worker.lifecycle_tasks", "worker.webhook_tasks"])
     app.conf.update(
         broker_url=settings.redis_url,
         result_backend=settings.redis_url,
@@ -50,6 +52,12 @@ def create_app(settings: Settings) -> Celery:
         beat_max_loop_interval=max(1.0, settings.beat_tick_seconds),
         # Static entries run next to the connection scheduler (under the same beat leader lock).
         beat_schedule={
+            # Webhook events recorded while the broker was down (or whose sync never came) are sent again.
+            "exact-webhook-sweep": {
+                "task": WEBHOOK_SWEEP_TASK,
+                "schedule": max(1.0, settings.webhook_sweep_seconds),
+                "options": {"expires": max(1.0, settings.webhook_sweep_seconds)},
+            },
             "exact-keep-alive": {
                 "task": KEEP_ALIVE_TASK,
                 "schedule": max(60.0, settings.token_keepalive_check_minutes * 60),

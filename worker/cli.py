@@ -21,8 +21,10 @@ from worker.budget_view import budget_status, low_budget_warning
 from worker.cli_connect import connect, serve
 from worker.cli_connections import connections_app
 from worker.cli_support import console, current_settings, err_console, expected_errors, fail
+from worker.cli_webhooks import webhooks_app
 from worker.runs import execute_sync, resolve_entities
 from worker.views import counts_table, outcome_table, status_view
+from worker.webhook_views import webhook_table
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -30,6 +32,7 @@ app = typer.Typer(
     help="Keep Postgres tables in sync with Exact Online.",
 )
 app.add_typer(connections_app, name="connections")
+app.add_typer(webhooks_app, name="webhooks")
 app.command("connect")(connect)
 app.command("serve")(serve)
 
@@ -135,6 +138,9 @@ def status(name: Annotated[str | None, typer.Argument(help="Only this connection
     """Connection states, schedules, last runs and cursors."""
     with session_factory(current_settings().database_url)() as session:
         console.print(status_view(connection_reports(session, name), current_settings()))
+        webhooks = webhook_table(session, name)
+        if webhooks is not None:
+            console.print(webhooks)
     console.print(budget_status(current_settings(), name))
 
 

@@ -123,9 +123,12 @@ def execute_sync(
     trigger: str = "cli",
     progress: Progress | None = None,
     clock: Clock = SYSTEM_CLOCK,
+    divisions: Sequence[int] | None = None,
 ) -> RunOutcome:
-    """Sync one connection's enabled divisions; errors are recorded on the run, then re-raised."""
+    """Sync one connection's enabled divisions (only those of `divisions` when given, as a webhook's targeted
+    sync asks); errors are recorded on the run, then re-raised."""
     names = resolve_entities(entities)
+    only = None if divisions is None else frozenset(divisions)
     sessions = session_factory(settings.database_url)
     with sessions() as session:
         connection = get_connection_by_name(session, connection_name)
@@ -148,9 +151,10 @@ def execute_sync(
                     settings, connection_id, region, sessions=sessions, redis=redis_client, clock=clock
                 ) as client:
                     try:
-                        divisions = divisions_to_sync(
+                        enabled = divisions_to_sync(
                             sessions, connection_id, client, clock, settings.divisions_check_hours
                         )
+                        divisions = [d for d in enabled if d in only] if only is not None else enabled
                         total = SyncCounts()
                         skipped: list[int] = []
                         for division in divisions:

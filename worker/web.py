@@ -3,6 +3,7 @@
 GET /connect/{name}?region=R  -> 302 to Exact's consent page (region defaults to an existing connection's)
 GET {path of EXACT_REDIRECT_URI} (default /oauth/callback) -> finishes the flow, shows the outcome
 GET /health -> 200 {"status": "ok"} when Postgres and Redis answer, else 503
+POST {WEBHOOK_PATH} (default /webhooks/exact) -> Exact Online's webhooks (worker/webhook_web.py)
 
 No login of its own: bind it to localhost (the default) or put it behind an authenticating proxy, since whoever
 reaches /connect can point a connection at the Exact account they consent with.
@@ -28,7 +29,10 @@ from syncs.core.db import session_factory
 from syncs.core.errors import ExactSyncError
 from syncs.core.settings import Settings
 from syncs.lifecycle.connect_flow import ConnectFlow
+from worker.app import create_app
 from worker.callback import page
+from worker.webhook_dispatch import Dispatcher, redis_for_webhooks
+from worker.webhook_web import webhook_route
 
 log = structlog.get_logger(__name__)
 
@@ -81,6 +85,7 @@ def create_web_app(
         Route("/health", health, methods=["GET"]),
         Route("/connect/{name}", connect, methods=["GET"]),
         Route(callback_path, callback, methods=["GET"]),
+        webhook_route(settings, sessions, Dispatcher(settings, create_app(settings), redis_for_webhooks(settings))),
     ]
     app = Starlette(routes=routes)
     app.state.flow = flow

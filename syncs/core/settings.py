@@ -63,6 +63,16 @@ class Settings(BaseSettings):
     # budget left, until the daily reset plus the margin; manual syncs still run (with a warning).
     daily_budget_low_fraction: float = 0.10
     daily_budget_defer_margin_seconds: float = 120.0
+    # Exact Online webhooks (syncs/webhooks): the app's webhook secret (deliveries are refused without it), the
+    # path `serve` receives them on and its public URL (the subscribe default), how long events of one topic
+    # and division are gathered into one sync, and how often beat re-sends events the broker did not take (or
+    # whose sync never came).
+    exact_webhook_secret: SecretStr | None = None
+    webhook_path: str = "/webhooks/exact"
+    webhook_callback_url: str | None = None
+    webhook_debounce_seconds: float = 30.0
+    webhook_sweep_seconds: float = 60.0
+    webhook_requeue_after_seconds: float = 900.0
     redis_key_prefix: str = "exact-sync"
     celery_queue: str = "exact-sync"
     log_level: str = "INFO"

@@ -74,6 +74,15 @@ class ExactClient:
         response = self._get(url, params, division)
         return decode_json(response.content, url)
 
+    def post_json(self, path: str, body: Mapping[str, Any], division: int) -> Any:
+        """POST a JSON body (not retried on timeouts or 5xx: Exact may have acted on it); the decoded answer."""
+        url = self._url(path, division)
+        response = self._send("POST", url, None, division, body)
+        return decode_json(response.content, url) if response.content else None
+
+    def delete(self, path: str, division: int) -> None:
+        self._send("DELETE", self._url(path, division), None, division)
+
     def pages(
         self, division: int, endpoint: str, params: Mapping[str, str], *, resume_url: str | None = None
     ) -> Iterator[Page]:
@@ -133,40 +142,60 @@ class ExactClient:
         return f"{self.base_url}/api/v1/{division}/{path}" if division is not None else f"{self.base_url}/api/v1/{path}"
 
     def _get(self, url: str, params: Mapping[str, str] | None, division: int | None) -> httpx.Response:
+        return self._send("GET", url, params, division)
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        params: Mapping[str, str] | None,
+        division: int | None,
+        body: Mapping[str, Any] | None = None,
+    ) -> httpx.Response:
+        """One call through the budgets; a GET is retried on timeouts, connection errors and 5xx, a write only
+        after a 429 (Exact did not act on it)."""
         extensions = {DIVISION_KEY: str(division) if division is not None else "current"}
         failures = rate_limited = 0
+        attempts = self._max_attempts if method == "GET" else 1
         while True:
-            request = self._http.build_request("GET", url, params=dict(params) if params else None)
+            request = self._http.build_request(
+                method, url, params=dict(params) if params else None, json=dict(body) if body is not None else None
+            )
             request.extensions.update(extensions)
             try:
                 response = self._http.send(request)
             except httpx.TimeoutException as exc:
                 failures += 1
-                self._retry_or_raise(failures, ExactUnavailableError(f"GET {url} timed out ({type(exc).__name__})"))
+                self._retry_or_raise(
+                    failures, ExactUnavailableError(f"{method} {url} timed out ({type(exc).__name__})"), attempts
+                )
                 continue
             except httpx.TransportError as exc:
                 failures += 1
-                self._retry_or_raise(failures, ExactUnavailableError(f"GET {url} failed: {type(exc).__name__}"))
+                self._retry_or_raise(
+                    failures, ExactUnavailableError(f"{method} {url} failed: {type(exc).__name__}"), attempts
+                )
                 continue
             status = response.status_code
             if status == 429:
                 rate_limited += 1
                 if rate_limited >= self._max_rate_limited:
                     retry_at = self._gate.status(extensions[DIVISION_KEY]).blocked_until or self._clock.now() + 60
-                    raise RateLimitedError(f"GET {url}: {rate_limited} consecutive 429 answers", retry_at)
+                    raise RateLimitedError(f"{method} {url}: {rate_limited} consecutive 429 answers", retry_at)
                 continue  # the gate recorded the block; the next send waits for it
             rate_limited = 0
             if status >= 500:
                 failures += 1
                 message = error_message(response.content) or response.reason_phrase
-                self._retry_or_raise(failures, ExactServerError(f"GET {url} answered {status}: {message}", status))
+                error = ExactServerError(f"{method} {url} answered {status}: {message}", status)
+                self._retry_or_raise(failures, error, attempts)
                 continue
             if 200 <= status < 300:
                 return response
-            raise _request_error(url, response)
+            raise _request_error(method, url, response)
 
-    def _retry_or_raise(self, failures: int, error: Exception) -> None:
-        if failures >= self._max_attempts:
+    def _retry_or_raise(self, failures: int, error: Exception, attempts: int) -> None:
+        if failures >= attempts:
             raise error
         delay = min(self._backoff_max, self._backoff_base * 2 ** (failures - 1))
         delay = random.uniform(delay / 2, delay)  # jitter so workers do not retry in step
@@ -178,13 +207,13 @@ class ExactClient:
         self.api_calls += 1
 
 
-def _request_error(url: str, response: httpx.Response) -> ExactRequestError:
+def _request_error(method: str, url: str, response: httpx.Response) -> ExactRequestError:
     response.read()
     message = error_message(response.content) or response.text[:200] or response.reason_phrase
     reason = response.headers.get("Reason")
     detail = f" (Reason: {reason})" if reason else ""
     return ExactRequestError(
-        f"GET {url} answered {response.status_code}: {message}{detail}", response.status_code, reason
+        f"{method} {url} answered {response.status_code}: {message}{detail}", response.status_code, reason
     )
 
 

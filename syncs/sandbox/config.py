@@ -36,6 +36,11 @@ class SandboxConfig:
     burst_429_headers: bool = True  # burst 429s carry minutely headers; False: no rate headers at all
     latency: float = 0.0  # real seconds added before each API response
     fault_seed: int = 0
+    # Webhooks (syncs/sandbox/webhooks.py): the app's webhook secret deliveries are signed with; faults: sign
+    # with a wrong secret, send every delivery this many extra times.
+    webhook_secret: str = "sandbox-webhook-secret"
+    webhook_bad_signature: bool = False
+    webhook_duplicates: int = 0
 
 
 def _division_spec(value: Any) -> DivisionSpec:

@@ -18,6 +18,7 @@ from syncs.sandbox.generate import generate as generate_data
 from syncs.sandbox.ratelimit import RateLimiter, Verdict, burst_headers, day_window, minute_window
 from syncs.sandbox.render import Page, SyncEntity, sync_page
 from syncs.sandbox.tokens import Lifetimes, TokenError, TokenStore
+from syncs.sandbox.webhooks import WebhookHub
 
 __all__ = ["Counters", "SandboxConfig", "SandboxState"]
 
@@ -33,6 +34,7 @@ class SandboxState:
         self._errors = ErrorLimit()
         self._burst_used: dict[int, int] = {}  # per division, burst 429s sent since burst_429 was last set
         self._faults = random.Random(self._config.fault_seed)
+        self.webhooks = WebhookHub(self._config.client_id)
         self.me_template = seed.me_template()
         self.user_id: str = self.me_template["UserID"]
         self.divisions: dict[int, DivisionData] = {}
@@ -227,39 +229,71 @@ class SandboxState:
 
     def create_account(self, division: int, **fields: Any) -> Record:
         with self.lock:
-            return self._div(division).create_account(fields, self.clock.now())
+            record = self._div(division).create_account(fields, self.clock.now())
+        self.publish_webhook(division, "Accounts", "Create", record["ID"])
+        return record
 
     def update_account(self, division: int, id: str, **fields: Any) -> Record:
         with self.lock:
-            return self._div(division).update_account(id, fields, self.clock.now())
+            record = self._div(division).update_account(id, fields, self.clock.now())
+        self.publish_webhook(division, "Accounts", "Update", id)
+        return record
 
     def delete_account(self, division: int, id: str) -> Record:
         with self.lock:
-            return self._div(division).delete_account(id, self.clock.now())
+            record = self._div(division).delete_account(id, self.clock.now())
+        self.publish_webhook(division, "Accounts", "Delete", id)
+        return record
 
     def create_invoice(self, division: int, header: dict[str, Any], lines: list[dict[str, Any]]) -> Record:
         with self.lock:
-            return self._div(division).create_invoice(header, lines, self.clock.now())
+            record = self._div(division).create_invoice(header, lines, self.clock.now())
+        self.publish_webhook(division, "SalesInvoices", "Create", record["InvoiceID"])
+        return record
 
     def add_invoice_line(self, division: int, invoice_id: str, **fields: Any) -> Record:
         with self.lock:
-            return self._div(division).add_invoice_line(invoice_id, fields, self.clock.now())
+            record = self._div(division).add_invoice_line(invoice_id, fields, self.clock.now())
+        self.publish_webhook(division, "SalesInvoices", "Update", invoice_id)
+        return record
 
     def update_invoice(self, division: int, invoice_id: str, header_fields: dict[str, Any]) -> Record:
         with self.lock:
-            return self._div(division).update_invoice(invoice_id, header_fields, self.clock.now())
+            record = self._div(division).update_invoice(invoice_id, header_fields, self.clock.now())
+        self.publish_webhook(division, "SalesInvoices", "Update", invoice_id)
+        return record
 
     def update_invoice_line(self, division: int, line_id: str, **fields: Any) -> Record:
         with self.lock:
-            return self._div(division).update_invoice_line(line_id, fields, self.clock.now())
+            record = self._div(division).update_invoice_line(line_id, fields, self.clock.now())
+        self.publish_webhook(division, "SalesInvoices", "Update", record["InvoiceID"])
+        return record
 
     def delete_invoice(self, division: int, invoice_id: str) -> Record:
         with self.lock:
-            return self._div(division).delete_invoice(invoice_id, self.clock.now())
+            record = self._div(division).delete_invoice(invoice_id, self.clock.now())
+        self.publish_webhook(division, "SalesInvoices", "Delete", invoice_id)
+        return record
 
     def delete_invoice_line(self, division: int, line_id: str) -> Record:
         with self.lock:
-            return self._div(division).delete_invoice_line(line_id, self.clock.now())
+            data = self._div(division)
+            invoice_id = str(data.lines[line_id]["InvoiceID"]) if line_id in data.lines else ""
+            record = data.delete_invoice_line(line_id, self.clock.now())
+        self.publish_webhook(division, "SalesInvoices", "Update", invoice_id)
+        return record
+
+    # webhooks (syncs/sandbox/webhooks.py) -----------------------------------------------------------------
+    def subscribe_webhook(self, division: int, callback_url: str, topic: str) -> dict[str, Any]:
+        """POST webhooks/WebhookSubscriptions; ValueError as Exact's 400."""
+        return dataclasses.asdict(self.webhooks.subscribe(division, callback_url, topic, self.clock.now()))
+
+    def publish_webhook(self, division: int, topic: str, action: str, key: str) -> int:
+        """Deliver one change event to the division's subscriptions of `topic`, as configured (bad signature,
+        duplicates); returns the POSTs queued."""
+        c = self._config
+        secret = "not-" + c.webhook_secret if c.webhook_bad_signature else c.webhook_secret
+        return self.webhooks.publish(division, topic, action, key, self.clock.now(), secret, c.webhook_duplicates)
 
     def accounts(self, division: int) -> list[Record]:
         with self.lock:

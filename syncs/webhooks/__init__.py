@@ -1,0 +1,1 @@
+"""Exact Online webhooks: verifying deliveries, recording events, debounced targeted syncs, subscriptions."""

@@ -1,0 +1,98 @@
+"""Celery tasks of the webhook path.
+
+`exact.webhook_sync(connection_name, division, topic)`: the debounced, targeted sync a webhook scheduled: the
+topic's entities (and the deletions stream, which every sync runs, so `Delete` actions land too) in that one
+division, through the normal run (advisory lock, budgets, run record with trigger "webhook"). It first
+releases the debounce key, so an event arriving from now on schedules a sync of its own; when it succeeds,
+the events of that division and topic that arrived before it started are marked synced. A connection that is
+already syncing makes it retry after the debounce delay (that run may have passed the stream already).
+
+`exact.webhook_sweep()` (beat, every WEBHOOK_SWEEP_SECONDS): hands events the broker never took (it was down
+when they arrived) or whose sync never settled them to the broker again.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from celery import Task
+from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
+
+from syncs.core.clock import SYSTEM_CLOCK
+from syncs.core.db import session_factory
+from syncs.core.errors import FatalError, RateLimitedError, RetriableError
+from syncs.core.settings import get_settings
+from syncs.webhooks.debounce import Debouncer
+from syncs.webhooks.events import Target, mark_synced
+from syncs.webhooks.topics import entities_for
+from worker.app import WEBHOOK_SWEEP_TASK, WEBHOOK_SYNC_TASK, app
+from worker.runs import execute_sync
+from worker.tasks import (
+    MAX_RETRIES,
+    RATE_LIMIT_MAX_RETRIES,
+    RETRY_BACKOFF_MAX_SECONDS,
+    RETRY_BACKOFF_SECONDS,
+    failure_summary,
+    rate_limit_countdown,
+)
+from worker.webhook_dispatch import Dispatcher, redis_for_webhooks
+
+log = structlog.get_logger(__name__)
+
+BUSY_MAX_RETRIES = 40  # the connection is syncing already: wait for that run, a debounce delay at a time
+
+
+@app.task(
+    name=WEBHOOK_SYNC_TASK,
+    bind=True,
+    acks_late=True,
+    autoretry_for=(RetriableError, OperationalError),
+    dont_autoretry_for=(RateLimitedError,),
+    max_retries=MAX_RETRIES,
+    retry_backoff=RETRY_BACKOFF_SECONDS,
+    retry_backoff_max=RETRY_BACKOFF_MAX_SECONDS,
+    retry_jitter=True,
+)
+def webhook_sync(self: Task[Any, Any], connection_name: str, division: int, topic: str) -> dict[str, Any]:
+    settings = get_settings()
+    client = redis_for_webhooks(settings)
+    try:
+        Debouncer(client, settings.redis_key_prefix, settings.webhook_debounce_seconds).started(
+            Target(connection_name, division, topic)
+        )
+    finally:
+        client.close()
+    sessions = session_factory(settings.database_url)
+    with sessions() as session:
+        started_at = session.scalar(select(func.now()))  # the database's clock, as the events' received_at
+    assert started_at is not None
+    try:
+        outcome = execute_sync(
+            settings, connection_name, entities=entities_for(topic), divisions=[division], trigger="webhook"
+        )
+    except RateLimitedError as exc:
+        countdown = rate_limit_countdown(exc.retry_at, SYSTEM_CLOCK.now(), settings.celery_visibility_timeout_seconds)
+        if countdown is None:
+            return failure_summary(connection_name, f"{type(exc).__name__}: {exc}")
+        raise self.retry(exc=exc, countdown=countdown, max_retries=RATE_LIMIT_MAX_RETRIES) from None
+    except FatalError as exc:
+        return failure_summary(connection_name, f"{type(exc).__name__}: {exc}")
+    if outcome.status == "skipped":
+        log.info("webhook.sync_busy", connection=connection_name, division=division, topic=topic)
+        raise self.retry(countdown=settings.webhook_debounce_seconds, max_retries=BUSY_MAX_RETRIES)
+    with sessions.begin() as session:
+        settled = mark_synced(session, division, topic, started_at)
+    log.info("webhook.synced", connection=connection_name, division=division, topic=topic, events=settled)
+    return {**outcome.as_dict(), "events": settled}
+
+
+@app.task(name=WEBHOOK_SWEEP_TASK, bind=True)
+def webhook_sweep(self: Task[Any, Any]) -> int:
+    settings = get_settings()
+    client = redis_for_webhooks(settings)
+    try:
+        return Dispatcher(settings, self.app, client).sweep(session_factory(settings.database_url))
+    finally:
+        client.close()
