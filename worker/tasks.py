@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -52,17 +53,34 @@ def rate_limit_countdown(retry_at: float, now: float, visibility_timeout: float)
     return wait if wait < visibility_timeout / 2 else None
 
 
-@app.task(
-    name=SYNC_TASK,
-    bind=True,
-    acks_late=True,
-    autoretry_for=(RetriableError, OperationalError),
-    dont_autoretry_for=(RateLimitedError,),
-    max_retries=MAX_RETRIES,
-    retry_backoff=RETRY_BACKOFF_SECONDS,
-    retry_backoff_max=RETRY_BACKOFF_MAX_SECONDS,
-    retry_jitter=True,
-)
+# How every task that runs a sync retries (also worker.webhook_tasks).
+SYNC_RETRIES: dict[str, Any] = {
+    "acks_late": True,
+    "autoretry_for": (RetriableError, OperationalError),
+    "dont_autoretry_for": (RateLimitedError,),
+    "max_retries": MAX_RETRIES,
+    "retry_backoff": RETRY_BACKOFF_SECONDS,
+    "retry_backoff_max": RETRY_BACKOFF_MAX_SECONDS,
+    "retry_jitter": True,
+}
+
+
+def run_sync(task: Task[Any, Any], connection_name: str, run: Callable[[], RunOutcome]) -> RunOutcome | dict[str, Any]:
+    """`run()`, with a rate limit retried at its reset and a fatal error turned into the failure summary."""
+    settings = get_settings()
+    try:
+        return run()
+    except RateLimitedError as exc:
+        countdown = rate_limit_countdown(exc.retry_at, SYSTEM_CLOCK.now(), settings.celery_visibility_timeout_seconds)
+        if countdown is None:
+            return failure_summary(connection_name, f"{type(exc).__name__}: {exc}")
+        log.info("sync.retry_after_rate_limit", connection=connection_name, countdown=round(countdown))
+        raise task.retry(exc=exc, countdown=countdown, max_retries=RATE_LIMIT_MAX_RETRIES) from None
+    except FatalError as exc:
+        return failure_summary(connection_name, f"{type(exc).__name__}: {exc}")
+
+
+@app.task(name=SYNC_TASK, bind=True, **SYNC_RETRIES)
 def sync_connection(
     self: Task[Any, Any],
     connection_name: str,
@@ -70,15 +88,9 @@ def sync_connection(
     full: bool = False,
     trigger: str = "task",
 ) -> dict[str, Any]:
-    settings = get_settings()
-    try:
-        outcome = execute_sync(settings, connection_name, entities=entities, full=full, trigger=trigger)
-    except RateLimitedError as exc:
-        countdown = rate_limit_countdown(exc.retry_at, SYSTEM_CLOCK.now(), settings.celery_visibility_timeout_seconds)
-        if countdown is None:
-            return failure_summary(connection_name, f"{type(exc).__name__}: {exc}")
-        log.info("sync.retry_after_rate_limit", connection=connection_name, countdown=round(countdown))
-        raise self.retry(exc=exc, countdown=countdown, max_retries=RATE_LIMIT_MAX_RETRIES) from None
-    except FatalError as exc:
-        return failure_summary(connection_name, f"{type(exc).__name__}: {exc}")
-    return outcome.as_dict()
+    outcome = run_sync(
+        self,
+        connection_name,
+        lambda: execute_sync(get_settings(), connection_name, entities=entities, full=full, trigger=trigger),
+    )
+    return outcome if isinstance(outcome, dict) else outcome.as_dict()

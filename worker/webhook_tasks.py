@@ -18,25 +18,15 @@ from typing import Any
 import structlog
 from celery import Task
 from sqlalchemy import func, select
-from sqlalchemy.exc import OperationalError
 
-from syncs.core.clock import SYSTEM_CLOCK
 from syncs.core.db import session_factory
-from syncs.core.errors import FatalError, RateLimitedError, RetriableError
 from syncs.core.settings import get_settings
 from syncs.webhooks.debounce import Debouncer
 from syncs.webhooks.events import Target, mark_synced
 from syncs.webhooks.topics import entities_for
 from worker.app import WEBHOOK_SWEEP_TASK, WEBHOOK_SYNC_TASK, app
 from worker.runs import execute_sync
-from worker.tasks import (
-    MAX_RETRIES,
-    RATE_LIMIT_MAX_RETRIES,
-    RETRY_BACKOFF_MAX_SECONDS,
-    RETRY_BACKOFF_SECONDS,
-    failure_summary,
-    rate_limit_countdown,
-)
+from worker.tasks import SYNC_RETRIES, run_sync
 from worker.webhook_dispatch import Dispatcher, redis_for_webhooks
 
 log = structlog.get_logger(__name__)
@@ -44,17 +34,7 @@ log = structlog.get_logger(__name__)
 BUSY_MAX_RETRIES = 40  # the connection is syncing already: wait for that run, a debounce delay at a time
 
 
-@app.task(
-    name=WEBHOOK_SYNC_TASK,
-    bind=True,
-    acks_late=True,
-    autoretry_for=(RetriableError, OperationalError),
-    dont_autoretry_for=(RateLimitedError,),
-    max_retries=MAX_RETRIES,
-    retry_backoff=RETRY_BACKOFF_SECONDS,
-    retry_backoff_max=RETRY_BACKOFF_MAX_SECONDS,
-    retry_jitter=True,
-)
+@app.task(name=WEBHOOK_SYNC_TASK, bind=True, **SYNC_RETRIES)
 def webhook_sync(self: Task[Any, Any], connection_name: str, division: int, topic: str) -> dict[str, Any]:
     settings = get_settings()
     client = redis_for_webhooks(settings)
@@ -68,17 +48,15 @@ def webhook_sync(self: Task[Any, Any], connection_name: str, division: int, topi
     with sessions() as session:
         started_at = session.scalar(select(func.now()))  # the database's clock, as the events' received_at
     assert started_at is not None
-    try:
-        outcome = execute_sync(
+    outcome = run_sync(
+        self,
+        connection_name,
+        lambda: execute_sync(
             settings, connection_name, entities=entities_for(topic), divisions=[division], trigger="webhook"
-        )
-    except RateLimitedError as exc:
-        countdown = rate_limit_countdown(exc.retry_at, SYSTEM_CLOCK.now(), settings.celery_visibility_timeout_seconds)
-        if countdown is None:
-            return failure_summary(connection_name, f"{type(exc).__name__}: {exc}")
-        raise self.retry(exc=exc, countdown=countdown, max_retries=RATE_LIMIT_MAX_RETRIES) from None
-    except FatalError as exc:
-        return failure_summary(connection_name, f"{type(exc).__name__}: {exc}")
+        ),
+    )
+    if isinstance(outcome, dict):
+        return outcome  # failed for good: the events stay open, and the sweeper tries again later
     if outcome.status == "skipped":
         log.info("webhook.sync_busy", connection=connection_name, division=division, topic=topic)
         raise self.retry(countdown=settings.webhook_debounce_seconds, max_retries=BUSY_MAX_RETRIES)
