@@ -56,7 +56,8 @@ def test_processes_and_threads_share_one_refresh(
     for worker in workers:
         worker.start()
     try:
-        assert [out.get(timeout=30) for _ in workers] == ["ready"] * PROCESSES
+        # Spawned interpreters start slowly on a loaded machine; the wait for readiness is not the test.
+        assert [out.get(timeout=180) for _ in workers] == ["ready"] * PROCESSES
         # Every worker holds the old token; once inside the window all ask at once.
         time.sleep(max(0.0, received + LIFETIME - WINDOW + MARGIN + 0.3 - time.time()))
         live_sandbox.state.reset_counters()
