@@ -1,6 +1,7 @@
 """Tables (typed SQLAlchemy 2) and their Alembic migrations. No I/O to Exact, no Celery."""
 
 from models.base import Base
+from models.feed import Change
 from models.internal import (
     ConnectInvite,
     Connection,
@@ -15,6 +16,7 @@ from models.synced import Account, SalesInvoice, SalesInvoiceLine
 __all__ = [
     "Account",
     "Base",
+    "Change",
     "ConnectInvite",
     "Connection",
     "ConnectionStatus",
