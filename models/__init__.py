@@ -2,7 +2,15 @@
 
 from models.base import Base
 from models.feed import Change
-from models.internal import Connection, ConnectionStatus, ConnectionToken, Division, SyncCursor, SyncRun
+from models.internal import (
+    ConnectInvite,
+    Connection,
+    ConnectionStatus,
+    ConnectionToken,
+    Division,
+    SyncCursor,
+    SyncRun,
+)
 from models.synced import Account, SalesInvoice, SalesInvoiceLine
 from models.webhooks import WebhookEvent, WebhookSubscription
 
@@ -10,6 +18,7 @@ __all__ = [
     "Account",
     "Base",
     "Change",
+    "ConnectInvite",
     "Connection",
     "ConnectionStatus",
     "ConnectionToken",
