@@ -84,4 +84,5 @@ def create_web_app(
     ]
     app = Starlette(routes=routes)
     app.state.flow = flow
+    app.state.settings = settings  # read by worker.web_auth.require_admin
     return app

@@ -47,6 +47,7 @@ from syncs.entities.base import PageResult, PageWriter, Row
 from syncs.entities.declaration import Strategy
 from syncs.entities.registry import ENTITIES, EntitySpec
 from syncs.exact.odata import Page
+from syncs.feed.changes import record_change
 
 log = structlog.get_logger(__name__)
 
@@ -233,6 +234,8 @@ def sync_stream(
                 if stream.finish is not None:
                     counts += SyncCounts(deleted=stream.finish(session, division))
                 save_cursor(session, connection_id, division, stream.name, pending or 0)
+            if rows:  # last: the feed's lock is held until this commit (see syncs.feed.changes)
+                record_change(session, connection_id, division, stream.name, result, pending or 0)
         unfinished = page.next_url is not None
         if progress is not None and rows:
             progress(stream.name, len(rows))
