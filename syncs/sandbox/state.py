@@ -258,16 +258,29 @@ class SandboxState:
     def create_record(self, division: int, entity: str, **fields: Any) -> Record:
         """Create a row of a generated entity (any fields; the key is made up when absent)."""
         with self.lock:
-            return self._div(division).catalog.create(entity, fields, self.clock.now())
+            store = self._div(division).catalog.store(entity)
+            record = self._div(division).catalog.create(entity, fields, self.clock.now())
+        self._publish_record(division, store, "Create", str(record[key_field(store.entity)]))
+        return record
 
     def update_record(self, division: int, entity: str, key: str, **fields: Any) -> Record:
         with self.lock:
-            return self._div(division).catalog.update(entity, key, fields, self.clock.now())
+            store = self._div(division).catalog.store(entity)
+            record = self._div(division).catalog.update(entity, key, fields, self.clock.now())
+        self._publish_record(division, store, "Update", key)
+        return record
 
     def delete_record(self, division: int, entity: str, key: str) -> Record:
         """Delete a row; entities with a deletion EntityType get their sync/Deleted row."""
         with self.lock:
-            return self._div(division).catalog.delete(entity, key, self.clock.now())
+            store = self._div(division).catalog.store(entity)
+            record = self._div(division).catalog.delete(entity, key, self.clock.now())
+        self._publish_record(division, store, "Delete", key)
+        return record
+
+    def _publish_record(self, division: int, store: EntityStore, action: str, key: str) -> None:
+        if store.entity.topic is not None:
+            self.publish_webhook(division, store.entity.topic, action, key)
 
     def records(self, division: int, entity: str) -> list[Record]:
         with self.lock:

@@ -1,4 +1,4 @@
-"""Exact webhook topics -> the synced entities a change in that topic concerns.
+"""Exact webhook topics -> the synced entities a change in that topic concerns (each declaration's `topic`).
 
 Topic strings from /work/shared/exact-entities.md ("Webhook topics"; PQ WebhookSubscription.php, PION). An
 event names the topic, not the entity: `SalesInvoices` fires for headers and lines alike, and a Delete action
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from syncs.entities import ENTITIES
+from syncs.entities.registry import DEFAULT_ENTITIES, ENTITIES
 
 # Topic strings attested for Exact (exact-entities.md "Webhook topics"): the 14 of the forum list, and 6 seen
 # in a live app's subscriptions.
@@ -20,18 +20,12 @@ KNOWN_TOPICS: Final = (
     "Subscriptions",
 )  # fmt: skip
 
-# Until the entity declarations carry their topic, the mapping lives here (entity names as in ENTITIES).
-TOPIC_ENTITIES: Final[dict[str, tuple[str, ...]]] = {
-    "Accounts": ("accounts",),
-    "SalesInvoices": ("sales_invoices",),
-}
-
 
 def entities_for(topic: str) -> list[str]:
-    """The synced entities behind `topic` (empty when we sync none of them)."""
-    return [name for name in TOPIC_ENTITIES.get(topic, ()) if name in ENTITIES]
+    """The synced entities (a run's default set) whose declaration names `topic` (empty when none)."""
+    return [name for name in DEFAULT_ENTITIES if ENTITIES[name].entity.topic == topic]
 
 
 def synced_topics() -> list[str]:
-    """Topics with at least one synced entity: what automatic subscription subscribes to."""
-    return [topic for topic in TOPIC_ENTITIES if entities_for(topic)]
+    """Topics of the synced entities: what `webhooks subscribe` subscribes to by default."""
+    return list(dict.fromkeys(t for name in DEFAULT_ENTITIES if (t := ENTITIES[name].entity.topic) is not None))

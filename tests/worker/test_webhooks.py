@@ -180,7 +180,7 @@ def test_a_change_reaches_postgres_through_a_webhook_with_a_real_worker(
     assert all(r.status == "succeeded" and r.entities == ["accounts"] for r in webhook_runs(db))
 
 
-def row(db: sessionmaker[Session], account_id: str) -> Account | None:
+def row(db: sessionmaker[Session], account_id: str) -> Any:
     with db() as session:
         return session.scalars(select(Account).where(Account.id == uuid.UUID(account_id))).first()
 
