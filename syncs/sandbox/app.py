@@ -20,7 +20,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 def build_app(state: SandboxState) -> Starlette:
     app = Starlette(
-        routes=[*oauth.ROUTES, *api.ROUTES, *webhook_api.ROUTES, *control.ROUTES],
+        routes=[*oauth.ROUTES, *webhook_api.ROUTES, *api.ROUTES, *control.ROUTES],
         exception_handlers={404: _http_error, 405: _http_error},
     )
     app.state.sandbox = state
