@@ -1,7 +1,7 @@
 """Tables (typed SQLAlchemy 2) and their Alembic migrations. No I/O to Exact, no Celery."""
 
 from models.base import Base
-from models.feed import Change
+from models.feed import Change, OutgoingWebhook, WebhookDelivery
 from models.internal import (
     ConnectInvite,
     Connection,
@@ -23,10 +23,12 @@ __all__ = [
     "ConnectionStatus",
     "ConnectionToken",
     "Division",
+    "OutgoingWebhook",
     "SalesInvoice",
     "SalesInvoiceLine",
     "SyncCursor",
     "SyncRun",
+    "WebhookDelivery",
     "WebhookEvent",
     "WebhookSubscription",
 ]

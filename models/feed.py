@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, Identity, Integer, String
+from sqlalchemy import BigInteger, ForeignKey, Identity, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, created_at_column
@@ -26,3 +26,33 @@ class Change(Base):
     deleted: Mapped[int] = mapped_column(Integer)
     cursor: Mapped[int] = mapped_column(BigInteger)  # highest Exact Timestamp this stream has committed
     committed_at: Mapped[datetime] = created_at_column()
+
+
+class OutgoingWebhook(Base):
+    """Where a connection's outgoing webhooks go (`exact-sync webhooks outgoing NAME --url URL`)."""
+
+    __tablename__ = "outgoing_webhooks"
+
+    connection_id: Mapped[int] = mapped_column(ForeignKey("connections.id", ondelete="CASCADE"), primary_key=True)
+    url: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = created_at_column()
+
+
+class WebhookDelivery(Base):
+    """One outgoing webhook (a run's changes of one entity) and how sending it went."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    connection_id: Mapped[int] = mapped_column(ForeignKey("connections.id", ondelete="CASCADE"), index=True)
+    run_id: Mapped[int | None] = mapped_column(Integer)
+    entity: Mapped[str] = mapped_column(String(64))
+    url: Mapped[str] = mapped_column(Text)
+    payload: Mapped[str] = mapped_column(Text)  # the exact bytes sent (and signed)
+    status: Mapped[str] = mapped_column(String(16))  # pending, delivered, failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = created_at_column()
+    last_attempt_at: Mapped[datetime | None]
+    delivered_at: Mapped[datetime | None]

@@ -26,10 +26,12 @@ SYNC_TASK = "exact.sync_connection"
 KEEP_ALIVE_TASK = "exact.keep_alive"
 WEBHOOK_SYNC_TASK = "exact.webhook_sync"
 WEBHOOK_SWEEP_TASK = "exact.webhook_sweep"
+DELIVER_WEBHOOK_TASK = "exact.deliver_webhook"
 
 
 def create_app(settings: Settings) -> Celery:
-    app = Celery("exact_sync", include=["worker.tasks", "worker.lifecycle_tasks", "worker.webhook_tasks"])
+    tasks = ["worker.tasks", "worker.lifecycle_tasks", "worker.webhook_tasks", "worker.outgoing"]
+    app = Celery("exact_sync", include=tasks)
     app.conf.update(
         broker_url=settings.redis_url,
         result_backend=settings.redis_url,

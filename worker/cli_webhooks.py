@@ -15,10 +15,14 @@ from models import Connection, Division
 from syncs.core.db import session_factory
 from syncs.core.errors import ConfigurationError
 from syncs.exact.client import ExactClient, open_client
+from syncs.feed.outgoing import FAILED, recent_deliveries, reset_deliveries, set_outgoing_url
 from syncs.lifecycle.connections import get_connection_by_name
 from syncs.webhooks import subscriptions
 from syncs.webhooks.topics import KNOWN_TOPICS, synced_topics
+from worker.app import create_app
 from worker.cli_support import console, current_settings, expected_errors
+from worker.outgoing import send_deliveries
+from worker.views import when
 
 webhooks_app = typer.Typer(no_args_is_help=True, help="Exact Online webhook subscriptions and outgoing webhooks.")
 
@@ -124,3 +128,65 @@ def unsubscribe(name: Annotated[str, typer.Argument(help="Connection name.")], t
         return left
 
     console.print(_per_division(name, work))
+
+
+@webhooks_app.command("outgoing")
+@expected_errors
+def outgoing(
+    name: Annotated[str, typer.Argument(help="Connection name.")],
+    url: Annotated[str | None, typer.Option("--url", help="POST each run's changes per entity here.")] = None,
+    off: Annotated[bool, typer.Option("--off", help="Stop sending outgoing webhooks.")] = False,
+) -> None:
+    """Set (or with --off remove) the connection's outgoing webhook URL."""
+    settings = current_settings()
+    if (url is None) == (not off):
+        raise ConfigurationError("give either --url URL or --off")
+    if url is not None:
+        if not url.startswith(("https://", "http://")):
+            raise ConfigurationError(f"--url must be an http(s) URL, got {url!r}")
+        if settings.outgoing_webhook_secret is None:
+            raise ConfigurationError("set OUTGOING_WEBHOOK_SECRET first: outgoing webhooks are signed with it")
+    with session_factory(settings.database_url).begin() as session:
+        connection = get_connection_by_name(session, name)
+        set_outgoing_url(session, connection.id, url)
+    console.print(f"outgoing webhooks of {name}: {url or 'off'}")
+
+
+@webhooks_app.command("deliveries")
+@expected_errors
+def deliveries(
+    name: Annotated[str | None, typer.Argument(help="Only this connection.")] = None,
+    failed: Annotated[bool, typer.Option("--failed", help="Only deliveries that gave up.")] = False,
+    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20,
+) -> None:
+    """Outgoing webhook deliveries: status, attempts and the last error."""
+    with session_factory(current_settings().database_url)() as session:
+        rows = recent_deliveries(session, name, FAILED if failed else None, limit)
+    table = Table(title="Outgoing webhook deliveries")
+    for column in ("id", "connection", "run", "entity", "status", "attempts", "last answer", "created"):
+        table.add_column(column)
+    for connection_name, d in rows:
+        answer = d.last_error or (str(d.last_status) if d.last_status else "-")
+        table.add_row(
+            str(d.id), connection_name, str(d.run_id or "-"), d.entity, d.status, str(d.attempts), answer,
+            when(d.created_at),
+        )  # fmt: skip
+    console.print(table)
+
+
+@webhooks_app.command("replay")
+@expected_errors
+def replay(
+    ids: Annotated[list[int] | None, typer.Argument(help="Delivery ids.")] = None,
+    failed: Annotated[str | None, typer.Option("--failed", help="Every failed delivery of this connection.")] = None,
+) -> None:
+    """Send deliveries again (from their first attempt on), e.g. after the receiver was fixed."""
+    if not ids and failed is None:
+        raise ConfigurationError("give delivery ids or --failed NAME")
+    settings = current_settings()
+    with session_factory(settings.database_url).begin() as session:
+        chosen = reset_deliveries(session, ids or [], failed)
+    if not chosen:
+        raise ConfigurationError("no such deliveries")
+    send_deliveries(create_app(settings), settings, chosen)
+    console.print(f"replaying deliveries {', '.join(map(str, chosen))}")

@@ -38,6 +38,7 @@ from syncs.entities.registry import DEFAULT_ENTITIES, ENTITIES
 from syncs.exact.client import open_client
 from syncs.lifecycle.connections import get_connection_by_name
 from syncs.lifecycle.divisions import division_unavailable, divisions_to_sync, mark_synced, mark_unavailable
+from worker.outgoing import announce_run, feed_mark
 
 log = structlog.get_logger(__name__)
 
@@ -143,6 +144,7 @@ def execute_sync(
             log.info("sync.skipped", connection=connection_name, reason="already running")
             return RunOutcome(connection=connection_name, status="skipped", error="already running")
         run_id = _start_run(sessions, connection_id, names, full, trigger, clock)
+        since = feed_mark(sessions)  # the changes after it are this run's (outgoing webhooks)
         log.info("sync.started", connection=connection_name, run_id=run_id, entities=names, full=full)
         api_calls = 0
         try:
@@ -197,6 +199,7 @@ def execute_sync(
             skipped_divisions=tuple(skipped),
         )
         _finish_run(sessions, run_id, connection_id, outcome, clock)
+        announce_run(settings, sessions, connection_id, run_id, outcome.divisions, since)
         log.info("sync.succeeded", **outcome.as_dict())
         return outcome
 

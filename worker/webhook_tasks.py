@@ -8,7 +8,8 @@ the events of that division and topic that arrived before it started are marked 
 already syncing makes it retry after the debounce delay (that run may have passed the stream already).
 
 `exact.webhook_sweep()` (beat, every WEBHOOK_SWEEP_SECONDS): hands events the broker never took (it was down
-when they arrived) or whose sync never settled them to the broker again.
+when they arrived) or whose sync never settled them to the broker again, and likewise outgoing webhook
+deliveries that were recorded but never attempted.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from syncs.webhooks.debounce import Debouncer
 from syncs.webhooks.events import Target, mark_synced
 from syncs.webhooks.topics import entities_for
 from worker.app import WEBHOOK_SWEEP_TASK, WEBHOOK_SYNC_TASK, app
+from worker.outgoing import send_deliveries, unsent
 from worker.runs import execute_sync
 from worker.tasks import SYNC_RETRIES, run_sync
 from worker.webhook_dispatch import Dispatcher, redis_for_webhooks
@@ -70,7 +72,12 @@ def webhook_sync(self: Task[Any, Any], connection_name: str, division: int, topi
 def webhook_sweep(self: Task[Any, Any]) -> int:
     settings = get_settings()
     client = redis_for_webhooks(settings)
+    sessions = session_factory(settings.database_url)
     try:
-        return Dispatcher(settings, self.app, client).sweep(session_factory(settings.database_url))
+        handed = Dispatcher(settings, self.app, client).sweep(sessions)
     finally:
         client.close()
+    with sessions() as session:
+        stranded = unsent(session, settings.webhook_sweep_seconds)
+    send_deliveries(self.app, settings, stranded)
+    return handed

@@ -73,6 +73,13 @@ class Settings(BaseSettings):
     webhook_debounce_seconds: float = 30.0
     webhook_sweep_seconds: float = 60.0
     webhook_requeue_after_seconds: float = 900.0
+    # Outgoing webhooks (syncs/feed/outgoing.py): the signing secret, the answer timeout, and retries with
+    # exponential backoff (base doubling up to max) until max_attempts, after which a delivery is `failed`.
+    outgoing_webhook_secret: SecretStr | None = None
+    outgoing_webhook_timeout_seconds: float = 10.0
+    outgoing_webhook_max_attempts: int = 8
+    outgoing_webhook_backoff_seconds: float = 30.0
+    outgoing_webhook_backoff_max_seconds: float = 3600.0
     redis_key_prefix: str = "exact-sync"
     celery_queue: str = "exact-sync"
     log_level: str = "INFO"
