@@ -24,6 +24,7 @@ from worker.cli_support import console, current_settings, err_console, expected_
 from worker.cli_webhooks import webhooks_app
 from worker.runs import execute_sync, resolve_entities
 from worker.views import counts_table, outcome_table, status_view
+from worker.webhook_dispatch import redis_for_webhooks
 from worker.webhook_views import webhook_table
 
 app = typer.Typer(
@@ -138,7 +139,11 @@ def status(name: Annotated[str | None, typer.Argument(help="Only this connection
     """Connection states, schedules, last runs and cursors."""
     with session_factory(current_settings().database_url)() as session:
         console.print(status_view(connection_reports(session, name), current_settings()))
-        webhooks = webhook_table(session, name)
+        client = redis_for_webhooks(current_settings())
+        try:
+            webhooks = webhook_table(session, name, current_settings(), client)
+        finally:
+            client.close()
         if webhooks is not None:
             console.print(webhooks)
     console.print(budget_status(current_settings(), name))

@@ -38,7 +38,8 @@ from syncs.entities.registry import DEFAULT_ENTITIES, ENTITIES
 from syncs.exact.client import open_client
 from syncs.lifecycle.connections import get_connection_by_name
 from syncs.lifecycle.divisions import division_unavailable, divisions_to_sync, mark_synced, mark_unavailable
-from worker.outgoing import announce_run, feed_mark
+from worker.after_run import after_run
+from worker.outgoing import feed_mark
 
 log = structlog.get_logger(__name__)
 
@@ -199,7 +200,7 @@ def execute_sync(
             skipped_divisions=tuple(skipped),
         )
         _finish_run(sessions, run_id, connection_id, outcome, clock)
-        announce_run(settings, sessions, connection_id, run_id, outcome.divisions, since)
+        after_run(settings, sessions, connection_id, run_id, names, outcome.divisions, since, trigger)
         log.info("sync.succeeded", **outcome.as_dict())
         return outcome
 

@@ -34,6 +34,7 @@ from syncs.core.db import session_factory
 from syncs.core.settings import Settings, get_settings
 from syncs.limits.budgets import low_budget_message, low_daily_budget, synced_divisions
 from worker.app import SYNC_TASK
+from worker.polling import scheduled_entities
 
 log = structlog.get_logger(__name__)
 
@@ -179,10 +180,14 @@ class ConnectionScheduler(Scheduler):
         return float(min(super().tick(*args, **kwargs), self.tick_seconds))
 
     def _send(self, name: str, interval_minutes: int) -> None:
+        entities = scheduled_entities(self.settings, self._sessions, self._redis, name)
+        if entities == []:
+            log.info("beat.covered_by_webhooks", connection=name)  # healthy webhooks; no safety sweep due
+            return
         self.app.send_task(
             SYNC_TASK,
             args=[name],
-            kwargs={"trigger": "beat"},
+            kwargs={"trigger": "beat"} if entities is None else {"trigger": "beat", "entities": entities},
             queue=self.settings.celery_queue,
             # A message older than the interval is superseded by the next one: drop it rather than pile up
             # while workers are down.

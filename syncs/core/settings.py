@@ -73,6 +73,10 @@ class Settings(BaseSettings):
     webhook_debounce_seconds: float = 30.0
     webhook_sweep_seconds: float = 60.0
     webhook_requeue_after_seconds: float = 900.0
+    # Polling adapts (syncs/webhooks/health.py): entities of topics with healthy webhooks are polled only this
+    # often; a poll that finds changes no webhook announced puts the topic back on the normal cadence this long.
+    webhook_safety_sweep_hours: float = 6.0
+    webhook_unhealthy_hours: float = 24.0
     # Outgoing webhooks (syncs/feed/outgoing.py): the signing secret, the answer timeout, and retries with
     # exponential backoff (base doubling up to max) until max_attempts, after which a delivery is `failed`.
     outgoing_webhook_secret: SecretStr | None = None
