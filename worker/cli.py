@@ -20,6 +20,7 @@ from worker.app import SYNC_TASK
 from worker.budget_view import budget_status, low_budget_warning
 from worker.cli_connect import connect, serve
 from worker.cli_connections import connections_app
+from worker.cli_keys import keys_app, rotate_with
 from worker.cli_support import console, current_settings, err_console, expected_errors, fail
 from worker.runs import execute_sync, resolve_entities
 from worker.views import counts_table, outcome_table, status_view
@@ -30,6 +31,7 @@ app = typer.Typer(
     help="Keep Postgres tables in sync with Exact Online.",
 )
 app.add_typer(connections_app, name="connections")
+app.add_typer(keys_app, name="keys")
 app.command("connect")(connect)
 app.command("serve")(serve)
 
@@ -49,9 +51,16 @@ def _configure_logging(settings: Settings) -> None:
 @app.command()
 @expected_errors
 def migrate() -> None:
-    """Create the database when missing and upgrade it to the newest schema."""
-    upgrade_to_head(current_settings().database_url)
+    """Create the database when missing and upgrade it to the newest schema (and, with TOKEN_ENCRYPTION_KEY set,
+    bring stored secrets to the current format: see `keys rotate`)."""
+    settings = current_settings()
+    upgrade_to_head(settings.database_url)
     console.print("database is at the newest schema")
+    if settings.token_encryption_key is not None and settings.token_encryption_key.get_secret_value():
+        report = rotate_with(settings)
+        if sum(report.rewritten_connections.values()) or report.rescue_copies_rewritten or report.unreadable:
+            for line in report.lines():
+                console.print(line, soft_wrap=True, markup=False)
 
 
 @app.command()
