@@ -4,8 +4,8 @@ connections.import_id (an export file is imported once)
 Existing rows get their hash from `exact-sync keys rotate`, which `exact-sync migrate` runs when
 TOKEN_ENCRYPTION_KEY is set (a migration has no key to hash with).
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0008"
-down_revision: str | None = "0007"
+revision: str = "0009"
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
