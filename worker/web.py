@@ -5,13 +5,9 @@ GET  /connect/{name}?invite=T -> a page with a "continue" button, if T is a vali
 POST /connect/{name}?invite=T -> uses the invite up, sets the flow cookie, 303 to Exact's consent page
 GET  {path of EXACT_REDIRECT_URI} (default /oauth/callback) -> finishes the flow, shows the outcome
 GET  /health -> 200 {"status": "ok"} when Postgres and Redis answer, else 503
-<<<<<<< HEAD
 POST {WEBHOOK_PATH} (default /webhooks/exact) -> Exact Online's webhooks, signed (worker/webhook_web.py)
-Any other route is an admin route (worker.web_auth.require_admin), off unless SERVE_ADMIN_TOKEN is set.
-=======
 Any other route is an admin route (worker.web_auth.require_admin), off unless SERVE_ADMIN_TOKEN is set:
 POST /admin/invites {"name": N, "region": R?, "expires": "24h"?} -> 201 {"url": ..., ...}: an invite, from code
->>>>>>> main
 
 The GET shows a button instead of redirecting at once so that link scanners (mail, chat previews) that fetch
 the link do not use the invite up. A request without a valid invite costs one Postgres read: no Redis key, no
