@@ -20,6 +20,7 @@ from worker.app import SYNC_TASK
 from worker.budget_view import budget_status, low_budget_warning
 from worker.cli_connect import connect, serve
 from worker.cli_connections import connections_app
+from worker.cli_health import health_app
 from worker.cli_support import console, current_settings, err_console, expected_errors, fail
 from worker.runs import execute_sync, resolve_entities
 from worker.views import counts_table, outcome_table, status_view
@@ -30,6 +31,7 @@ app = typer.Typer(
     help="Keep Postgres tables in sync with Exact Online.",
 )
 app.add_typer(connections_app, name="connections")
+app.add_typer(health_app, name="health")
 app.command("connect")(connect)
 app.command("serve")(serve)
 
@@ -146,8 +148,9 @@ def _exec_celery(arguments: Sequence[str]) -> NoReturn:
 @app.command(context_settings=PASS_THROUGH)
 def worker(ctx: typer.Context, loglevel: Annotated[str, typer.Option("--loglevel")] = "INFO") -> None:
     """Run a Celery worker on the configured queue (extra options go to `celery worker`)."""
-    queue = current_settings().celery_queue
-    _exec_celery(["worker", "-Q", queue, "--loglevel", loglevel, *ctx.args])
+    settings = current_settings()
+    node = ["-n", settings.worker_node_name]  # what `exact-sync health worker` pings
+    _exec_celery(["worker", "-Q", settings.celery_queue, *node, "--loglevel", loglevel, *ctx.args])
 
 
 @app.command(context_settings=PASS_THROUGH)

@@ -2,7 +2,7 @@
 
 GET /connect/{name}?region=R  -> 302 to Exact's consent page (region defaults to an existing connection's)
 GET {path of EXACT_REDIRECT_URI} (default /oauth/callback) -> finishes the flow, shows the outcome
-GET /health -> 200 {"status": "ok"} when Postgres and Redis answer, else 503
+GET /health, /ready, /metrics -> see worker.ops_web
 
 No login of its own: bind it to localhost (the default) or put it behind an authenticating proxy, since whoever
 reaches /connect can point a connection at the Exact account they consent with.
@@ -17,10 +17,9 @@ from urllib.parse import urlsplit
 import httpx
 import redis
 import structlog
-from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from syncs.core.clock import SYSTEM_CLOCK, Clock
@@ -29,6 +28,7 @@ from syncs.core.errors import ExactSyncError
 from syncs.core.settings import Settings
 from syncs.lifecycle.connect_flow import ConnectFlow
 from worker.callback import page
+from worker.ops_web import ops_routes
 
 log = structlog.get_logger(__name__)
 
@@ -39,21 +39,6 @@ def create_web_app(
     sessions = session_factory(settings.database_url)
     redis_client: redis.Redis[Any] = redis.Redis.from_url(settings.redis_url)
     flow = ConnectFlow(settings, sessions, redis_client, clock, transport)
-
-    def health(request: Request) -> Response:
-        problems = {}
-        try:
-            with sessions() as session:
-                session.execute(text("SELECT 1"))
-        except Exception as exc:
-            problems["postgres"] = type(exc).__name__
-        try:
-            redis_client.ping()
-        except Exception as exc:
-            problems["redis"] = type(exc).__name__
-        if problems:
-            return JSONResponse({"status": "unavailable", "problems": problems}, status_code=503)
-        return JSONResponse({"status": "ok"})
 
     def connect(request: Request) -> Response:
         name = request.path_params["name"]
@@ -78,10 +63,11 @@ def create_web_app(
 
     callback_path = urlsplit(settings.exact_redirect_uri).path or "/oauth/callback"
     routes = [
-        Route("/health", health, methods=["GET"]),
+        *ops_routes(settings, sessions, redis_client, clock),
         Route("/connect/{name}", connect, methods=["GET"]),
         Route(callback_path, callback, methods=["GET"]),
     ]
     app = Starlette(routes=routes)
     app.state.flow = flow
+    app.state.settings = settings  # read by worker.web_auth.require_admin
     return app

@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     divisions_check_hours: float = 24.0
     # Passphrase for `connections export/import` (prompted for when unset).
     exact_sync_export_passphrase: SecretStr | None = None
+    # Bearer token for `serve`'s admin routes (everything beyond /health, the OAuth callback and invite-based
+    # /connect); unset: those routes answer 404. See worker/web_auth.py.
+    serve_admin_token: SecretStr | None = None
     web_host: str = "127.0.0.1"
     web_port: int = 8000
     http_timeout_seconds: float = 30.0
@@ -62,6 +65,8 @@ class Settings(BaseSettings):
     daily_budget_defer_margin_seconds: float = 120.0
     redis_key_prefix: str = "exact-sync"
     celery_queue: str = "exact-sync"
+    # The node name `exact-sync worker` runs as and `exact-sync health worker` pings (%h: this host's name).
+    worker_node_name: str = "celery@%h"
     log_level: str = "INFO"
     log_json: bool = False
 
