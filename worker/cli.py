@@ -20,7 +20,7 @@ from worker.app import SYNC_TASK
 from worker.budget_view import budget_status, low_budget_warning
 from worker.cli_connect import connect, serve
 from worker.cli_connections import connections_app
-from worker.cli_health import health_app
+from worker.cli_ops import doctor, health_app
 from worker.cli_support import console, current_settings, err_console, expected_errors, fail
 from worker.runs import execute_sync, resolve_entities
 from worker.views import counts_table, outcome_table, status_view
@@ -32,6 +32,7 @@ app = typer.Typer(
 )
 app.add_typer(connections_app, name="connections")
 app.add_typer(health_app, name="health")
+app.command("doctor")(doctor)
 app.command("connect")(connect)
 app.command("serve")(serve)
 

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from syncs.core.settings import Settings
 from syncs.sandbox import SandboxConfig, SandboxServer, SandboxState
+from tests.faults.conftest import own_redis  # noqa: F401  (a private redis-server the doctor tests stop)
 from tests.lifecycle.conftest import ServerThread
 from tests.support.cli import aimed_at
 from tests.support.clock import FakeClock
@@ -47,6 +48,18 @@ def web(ops_settings: Settings, clock: FakeClock) -> Iterator[ServerThread]:
     """`exact-sync serve`'s app on the test's clock."""
     with ServerThread(create_web_app(ops_settings, clock), free_port()) as server:
         yield server
+
+
+@pytest.fixture
+def live_sandbox() -> Iterator[SandboxServer]:
+    """On the real clock: the worker subprocess runs on it too."""
+    with SandboxServer(SandboxState(SandboxConfig(minutely_limit=None, daily_limit=None))) as server:
+        yield server
+
+
+@pytest.fixture
+def live_settings(settings: Settings, live_sandbox: SandboxServer, db: sessionmaker[Session]) -> Settings:
+    return aimed_at(settings, live_sandbox, beat_tick_seconds=0.2, serve_admin_token=SecretStr(ADMIN_TOKEN))
 
 
 def scrape(base_url: str) -> Samples:

@@ -16,17 +16,16 @@ import pytest
 import redis
 import yaml
 from alembic import command
-from pydantic import SecretStr
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.migrate import alembic_config, upgrade_to_head
 from syncs.core.settings import Settings
-from syncs.sandbox import SandboxConfig, SandboxServer, SandboxState
+from syncs.sandbox import SandboxServer
 from tests.conftest import ADMIN_URL, SESSION_TAG, _admin_execute
 from tests.faults.conftest import register
 from tests.lifecycle.conftest import ServerThread
-from tests.ops.conftest import ADMIN_TOKEN, scrape, value
-from tests.support.cli import aimed_at, settings_env
+from tests.ops.conftest import scrape, value
+from tests.support.cli import settings_env
 from tests.support.net import free_port
 from tests.worker.conftest import stop, wait_for
 from worker.app import SYNC_TASK, create_app
@@ -96,18 +95,6 @@ def test_ready_refuses_a_database_behind_the_migrations(ops_settings: Settings, 
     assert ready.status_code == 503
     assert set(ready.json()["problems"]) == {"migrations"}
     assert web_probe.returncode == 1 and "503" in web_probe.stderr
-
-
-@pytest.fixture
-def live_sandbox() -> Iterator[SandboxServer]:
-    """On the real clock: the worker subprocess runs on it too."""
-    with SandboxServer(SandboxState(SandboxConfig(minutely_limit=None, daily_limit=None))) as server:
-        yield server
-
-
-@pytest.fixture
-def live_settings(settings: Settings, live_sandbox: SandboxServer, db: sessionmaker[Session]) -> Settings:
-    return aimed_at(settings, live_sandbox, beat_tick_seconds=0.2, serve_admin_token=SecretStr(ADMIN_TOKEN))
 
 
 def start(argv: list[str], settings: Settings) -> subprocess.Popen[bytes]:

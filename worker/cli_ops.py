@@ -1,7 +1,8 @@
-"""`exact-sync health worker|beat|web`: probes for compose and Kubernetes (exit 0 healthy, 1 not), one line each."""
+"""`exact-sync health worker|beat|web` (probes for compose and Kubernetes: exit 0 healthy, 1 not) and `doctor`."""
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 from typing import Annotated
@@ -9,6 +10,7 @@ from typing import Annotated
 import httpx
 import redis
 import typer
+from rich.markup import escape
 
 from worker.cli_support import console, current_settings, fail
 from worker.health import beat_lock_ttl, ping_worker, read_heartbeat, worker_node
@@ -77,3 +79,26 @@ def web_health(
     if response.status_code != 200:
         raise fail(f"{url} answered {response.status_code}: {response.text[:300]}")
     console.print(f"{url} ready")
+
+
+LEVEL_STYLE = {"OK": "green", "WARN": "yellow", "FAIL": "bold red"}
+
+
+def doctor(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the checks as JSON.")] = False,
+) -> None:
+    """Check configuration, Postgres, migrations, Redis, broker, worker, beat, Exact and every connection."""
+    from worker.doctor import FAIL, run_checks
+
+    checks = run_checks(current_settings())
+    failed = any(check.level == FAIL for check in checks)
+    if as_json:
+        print(json.dumps({"ok": not failed, "checks": [check.as_dict() for check in checks]}, indent=2))
+    else:
+        width = max(len(check.name) for check in checks)
+        for check in checks:
+            style = LEVEL_STYLE[check.level]
+            line = f"[{style}]{check.level:<4}[/] {check.name:<{width}}  {escape(check.detail)}"
+            console.print(line + (f"\n     [dim]-> {escape(check.fix)}[/]" if check.fix else ""), soft_wrap=True)
+    if failed:
+        raise typer.Exit(1)
