@@ -7,7 +7,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger, Integer, Numeric, String, Text, func
+from sqlalchemy import BigInteger, Index, Integer, Numeric, String, Text, func
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -21,8 +21,10 @@ class SyncedRecord(Base):
 
     __abstract__ = True
 
+    # Keyed by (division, id): Exact's GUIDs are only promised unique within a division, and one company's rows
+    # must never overwrite another's. The key's leading `division` also serves per-division queries.
+    division: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
-    division: Mapped[int] = mapped_column(Integer, index=True)
     modified: Mapped[datetime | None]
     timestamp: Mapped[int] = mapped_column(BigInteger)
     deleted_at: Mapped[datetime | None]
@@ -84,8 +86,9 @@ class SalesInvoice(SyncedRecord):
 
 class SalesInvoiceLine(SyncedRecord):
     __tablename__ = "sales_invoice_lines"
+    __table_args__ = (Index("ix_sales_invoice_lines_division_invoice_id", "division", "invoice_id"),)
 
-    invoice_id: Mapped[uuid.UUID] = mapped_column(index=True)
+    invoice_id: Mapped[uuid.UUID]
     line_number: Mapped[int | None] = mapped_column(Integer)
     item: Mapped[uuid.UUID | None]
     item_code: Mapped[str | None] = mapped_column(Text)

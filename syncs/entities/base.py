@@ -153,12 +153,12 @@ def _json_default(value: object) -> str:
 def _upsert_sql(table: Table, columns: tuple[str, ...], dialect: Dialect) -> TextClause:
     names = ", ".join(f'"{name}"' for name in columns)
     definitions = ", ".join(f'"{name}" {table.c[name].type.compile(dialect=dialect)}' for name in columns)
-    updates = "".join(f'"{name}" = excluded."{name}", ' for name in columns if name != "id")
+    updates = "".join(f'"{name}" = excluded."{name}", ' for name in columns if name not in ("division", "id"))
     return text(
         f"""
         INSERT INTO "{table.name}" AS t ({names}, deleted_at, synced_at)
         SELECT {names}, NULL, now() FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r({definitions})
-        ON CONFLICT (id) DO UPDATE SET {updates}deleted_at = NULL, synced_at = now()
+        ON CONFLICT (division, id) DO UPDATE SET {updates}deleted_at = NULL, synced_at = now()
         WHERE t.timestamp < excluded.timestamp
         RETURNING (xmax = 0) AS inserted
         """
@@ -208,7 +208,7 @@ DELETION_BINDS = (
 def mark_deleted_sql(table: str, match: str, returning: str) -> str:
     """An UPDATE that marks `table` rows matching a deletion, unless the row is newer than the deletion."""
     return f"""
-        UPDATE {table} AS t SET deleted_at = COALESCE(d.deleted_at, now())
+        UPDATE {table} AS t SET deleted_at = COALESCE(d.deleted_at, now()), synced_at = now()
         FROM unnest(:keys, :timestamps, :dates) AS d(key, ts, deleted_at)
         WHERE ({match}) AND t.division = :division AND t.timestamp <= d.ts AND t.deleted_at IS NULL
         RETURNING {returning}

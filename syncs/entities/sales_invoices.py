@@ -66,17 +66,17 @@ _RECOMPUTE_TOTALS = text(
         SELECT COALESCE(sum(l.amount_dc), 0), COALESCE(sum(l.amount_fc), 0), COALESCE(sum(l.vat_amount_dc), 0),
                COALESCE(sum(CAST(l.raw ->> 'VATAmountFC' AS numeric)), 0)
         FROM sales_invoice_lines AS l
-        WHERE l.invoice_id = si.id AND l.deleted_at IS NULL
+        WHERE l.division = si.division AND l.invoice_id = si.id AND l.deleted_at IS NULL
     )
-    WHERE si.id = ANY(:ids) AND si.deleted_at IS NULL
+    WHERE si.division = :division AND si.id = ANY(:ids) AND si.deleted_at IS NULL
     """
 ).bindparams(bindparam("ids", type_=ARRAY(Uuid())))
 
 
-def recompute_totals(session: Session, invoice_ids: Collection[UUID]) -> None:
+def recompute_totals(session: Session, division: int, invoice_ids: Collection[UUID]) -> None:
     """Set each live invoice's amounts to the sums over its live lines (0 when none is left)."""
     if invoice_ids:
-        session.execute(_RECOMPUTE_TOTALS, {"ids": sorted(invoice_ids)})
+        session.execute(_RECOMPUTE_TOTALS, {"division": division, "ids": sorted(invoice_ids)})
 
 
 def map_line(row: Row, division: int) -> Record:
@@ -148,7 +148,7 @@ def write_page(session: Session, division: int, rows: Sequence[Row]) -> PageResu
     headers, lines = map_page(rows, division)
     h_inserted, h_updated = upsert_newer(session, HEADERS, headers)
     l_inserted, l_updated = upsert_newer(session, LINES, lines)
-    recompute_totals(session, {header["id"] for header in headers})
+    recompute_totals(session, division, {header["id"] for header in headers})
     top = max((line["timestamp"] for line in lines), default=0)
     return PageResult(h_inserted + l_inserted, h_updated + l_updated, 0, top)
 
@@ -167,7 +167,7 @@ def apply_deletions(session: Session, division: int, deletions: Sequence[Deletio
     params = deletion_params(division, deletions)
     headers = session.execute(_MARK_HEADERS, params).all()
     lines = session.scalars(_MARK_LINES, params).all()
-    recompute_totals(session, set(lines))  # invoices that lost a line but live on
+    recompute_totals(session, division, set(lines))  # invoices that lost a line but live on
     return len(headers) + len(lines)
 
 

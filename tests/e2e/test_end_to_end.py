@@ -137,13 +137,13 @@ def test_sync_change_and_delete_in_the_source_then_sync_again(
     assert second["deleted"] >= 1 + 1 + len(deleted_invoice["Lines"]) + 1
     assert_tables_equal_source(db, state)
     with db() as session:
-        account = session.get(Account, uuid.UUID(gone["ID"]))
+        account = session.get(Account, (CURRENT, uuid.UUID(gone["ID"])))
         assert account is not None and account.deleted_at is not None  # marked, never hard-deleted
-        header = session.get(SalesInvoice, uuid.UUID(deleted_invoice["InvoiceID"]))
+        header = session.get(SalesInvoice, (CURRENT, uuid.UUID(deleted_invoice["InvoiceID"])))
         assert header is not None and header.deleted_at is not None
-        line = session.get(SalesInvoiceLine, uuid.UUID(several["Lines"][-1]["ID"]))
+        line = session.get(SalesInvoiceLine, (several["Division"], uuid.UUID(several["Lines"][-1]["ID"])))
         assert line is not None and line.deleted_at is not None
-        assert session.get(Account, uuid.UUID(added["ID"])) is not None
+        assert session.get(Account, (SECOND, uuid.UUID(added["ID"]))) is not None
 
     idle = sync(run_settings, connection, clock)
     assert (idle["inserted"], idle["updated"], idle["deleted"]) == (0, 0, 0)

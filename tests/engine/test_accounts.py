@@ -31,7 +31,7 @@ def test_recorded_accounts_are_mapped(db: sessionmaker[Session]) -> None:
     assert (result.inserted, result.updated) == (len(rows), 0)
     assert result.max_timestamp == max(r["Timestamp"] for r in rows)
     with db() as session:
-        account = session.get(Account, FRANCE)
+        account = session.get(Account, (DIVISION, FRANCE))
         assert account is not None
         assert account.code == "0000001"  # right-aligned in 18 chars by Exact
         assert account.name == "Exact Software France"
@@ -66,7 +66,7 @@ def test_older_timestamp_never_overwrites(db: sessionmaker[Session]) -> None:
         newer = write_page(session, DIVISION, [{**row, "Timestamp": 60, "Name": "newest"}])
     assert (newer.inserted, newer.updated) == (0, 1)
     with db() as session:
-        account = session.get(Account, FRANCE)
+        account = session.get(Account, (DIVISION, FRANCE))
         assert account is not None and (account.name, account.timestamp) == ("newest", 60)
 
 
@@ -84,11 +84,11 @@ def test_newer_row_clears_deleted_at(db: sessionmaker[Session]) -> None:
     row = recorded_accounts()[0]
     with db.begin() as session:
         write_page(session, DIVISION, [row])
-        session.get_one(Account, FRANCE).deleted_at = datetime(2024, 1, 1, tzinfo=UTC)
+        session.get_one(Account, (DIVISION, FRANCE)).deleted_at = datetime(2024, 1, 1, tzinfo=UTC)
     with db.begin() as session:
         write_page(session, DIVISION, [{**row, "Timestamp": row["Timestamp"] + 1}])
     with db() as session:
-        assert session.get_one(Account, FRANCE).deleted_at is None
+        assert session.get_one(Account, (DIVISION, FRANCE)).deleted_at is None
 
 
 def test_strings_for_numbers_and_booleans(db: sessionmaker[Session]) -> None:
@@ -102,7 +102,7 @@ def test_strings_for_numbers_and_booleans(db: sessionmaker[Session]) -> None:
     with db.begin() as session:
         write_page(session, DIVISION, [row])
     with db() as session:
-        account = session.get_one(Account, FRANCE)
+        account = session.get_one(Account, (DIVISION, FRANCE))
         assert (account.timestamp, account.is_sales, account.blocked) == (123, True, False)
 
 

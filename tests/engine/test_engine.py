@@ -293,7 +293,7 @@ def test_full_run_starts_at_zero_and_never_lowers_the_cursor(db: sessionmaker[Se
     exact.add(ACCOUNTS, *many_accounts(5))
     sync_division(db, exact, connection_id, DIVISION, ["accounts"])
     with db.begin() as session:  # a row lost locally comes back with a full run
-        session.delete(session.get_one(Account, "00000000-0000-0000-0000-000000000003"))
+        session.delete(session.get_one(Account, (DIVISION, "00000000-0000-0000-0000-000000000003")))
     exact.calls.clear()
     exact.fail_after[ACCOUNTS] = 1
     with pytest.raises(ExactServerError):
@@ -317,7 +317,7 @@ def test_an_incremental_run_continues_a_crashed_full_run(db: sessionmaker[Sessio
     exact.add(ACCOUNTS, *many_accounts(5))
     sync_division(db, exact, connection_id, DIVISION, ["accounts"])
     with db.begin() as session:
-        session.delete(session.get_one(Account, "00000000-0000-0000-0000-000000000003"))
+        session.delete(session.get_one(Account, (DIVISION, "00000000-0000-0000-0000-000000000003")))
     exact.fail_after[ACCOUNTS] = 1
     with pytest.raises(ExactServerError):
         sync_division(db, exact, connection_id, DIVISION, ["accounts"], full=True)

@@ -46,7 +46,7 @@ def line_row(invoice: str, line: int, timestamp: int, amount: str, vat: str, **e
 
 
 def totals(session: Session, invoice: str) -> tuple[Any, ...]:
-    header = session.get_one(SalesInvoice, uuid.UUID(invoice))
+    header = session.get_one(SalesInvoice, (DIVISION, uuid.UUID(invoice)))
     return header.amount_dc, header.amount_fc, header.vat_amount_dc, header.vat_amount_fc
 
 
@@ -63,7 +63,7 @@ def test_recorded_invoice_maps(db: sessionmaker[Session]) -> None:
         result = write_page(session, DIVISION, rows)
     assert (result.inserted, result.updated) == (1 + len(rows), 0)
     with db() as session:
-        header = session.get_one(SalesInvoice, uuid.UUID("a07b5588-4d7d-4872-88f9-30b2d256440d"))
+        header = session.get_one(SalesInvoice, (DIVISION, uuid.UUID("a07b5588-4d7d-4872-88f9-30b2d256440d")))
         assert header.invoice_date == date(2024, 8, 12)
         assert header.type == 8023 and header.status == 20 and header.journal == "70"
         assert header.amount_dc == Decimal(1) and header.vat_amount_dc == Decimal(0)
@@ -93,7 +93,7 @@ def test_page_is_split_into_headers_and_lines_with_totals(db: sessionmaker[Sessi
             Decimal("21.02"),
         )
         assert totals(session, INV_B) == (Decimal(5), Decimal(5), Decimal("1.05"), Decimal("1.05"))
-        header = session.get_one(SalesInvoice, uuid.UUID(INV_A))
+        header = session.get_one(SalesInvoice, (DIVISION, uuid.UUID(INV_A)))
         assert header.timestamp == 11 and header.your_ref == "newest header"
         assert header.amount_fc_excl_vat == Decimal(99)
 

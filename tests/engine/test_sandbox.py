@@ -65,7 +65,7 @@ def test_sync_through_client_and_sandbox(
         }
         assert len(session.scalars(select(SalesInvoiceLine)).all()) == len(lines)
         for invoice in state.invoices(DIV):
-            stored = session.get_one(SalesInvoice, uuid.UUID(str(invoice["InvoiceID"])))
+            stored = session.get_one(SalesInvoice, (DIV, uuid.UUID(str(invoice["InvoiceID"]))))
             expected = sum((Decimal(str(line["AmountDC"])) for line in invoice["Lines"]), Decimal(0))
             assert stored.amount_dc == expected
 
@@ -80,5 +80,5 @@ def test_sync_through_client_and_sandbox(
     third = sync_division(db, exact, connection_id, DIV, ["accounts", "sales_invoices"])
     assert third.deleted >= 2
     with db() as session:
-        assert session.get_one(Account, uuid.UUID(str(account["ID"]))).deleted_at is not None
-        assert session.get_one(SalesInvoice, uuid.UUID(str(invoice["InvoiceID"]))).deleted_at is not None
+        assert session.get_one(Account, (DIV, uuid.UUID(str(account["ID"])))).deleted_at is not None
+        assert session.get_one(SalesInvoice, (DIV, uuid.UUID(str(invoice["InvoiceID"])))).deleted_at is not None
