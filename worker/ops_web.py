@@ -4,6 +4,7 @@ GET /health    -> 200 while the process answers (liveness: restart it when this 
 GET /ready     -> 200 when Postgres, Redis and the broker answer and the schema is at the newest migration,
                   else 503 with each problem (readiness: send it no traffic meanwhile)
 GET /metrics   -> Prometheus exposition (worker.metrics), admin only
+GET /dashboard -> the status page (worker.dashboard), admin only
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ import structlog
 from celery import Celery
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from syncs.core.clock import Clock
 from syncs.core.db import engine_for
 from syncs.core.settings import Settings
 from worker.app import create_app
+from worker.dashboard import CONTENT_SECURITY_POLICY, render_dashboard
 from worker.health import broker_reachable, migration_level
 from worker.metrics import CONTENT_TYPE, ExactSyncCollector, metrics_renderer
 from worker.web_auth import require_admin
@@ -71,10 +73,17 @@ def ops_routes(
             return refused
         return Response(render_metrics(), media_type=CONTENT_TYPE, headers=NO_STORE)
 
+    def dashboard(request: Request) -> Response:
+        if (refused := require_admin(request)) is not None:
+            return refused
+        page = render_dashboard(settings, sessions, redis_client, clock)
+        return HTMLResponse(page, headers={**NO_STORE, "Content-Security-Policy": CONTENT_SECURITY_POLICY})
+
     return [
         Route("/health", health, methods=["GET"]),
         Route("/ready", ready, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
+        Route("/dashboard", dashboard, methods=["GET"]),
     ]
 
 

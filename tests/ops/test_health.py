@@ -7,15 +7,18 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import redis
 import yaml
 from alembic import command
+from celery import Celery
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.migrate import alembic_config, upgrade_to_head
@@ -97,6 +100,33 @@ def test_ready_refuses_a_database_behind_the_migrations(ops_settings: Settings, 
     assert web_probe.returncode == 1 and "503" in web_probe.stderr
 
 
+class TaskEvents:
+    """Celery task events as Flower receives them, captured on a thread."""
+
+    def __init__(self, app: Celery) -> None:
+        self.seen: list[dict[str, Any]] = []
+        self._connection = app.connection_for_read()
+        self._receiver = app.events.Receiver(self._connection, handlers={"*": self.seen.append})
+        self._thread = threading.Thread(target=self._receiver.capture, kwargs={"limit": None}, daemon=True)
+        self._thread.start()
+        # Events travel by broadcast: listening is proven by a worker's heartbeat (every 2 s), not before.
+        wait_for(lambda: any(event["type"] == "worker-heartbeat" for event in list(self.seen)), 30)
+
+    def kinds(self, task_id: str) -> set[str]:
+        return {event["type"] for event in list(self.seen) if event.get("uuid") == task_id}
+
+    def wait(self, task_id: str, kinds: set[str]) -> None:
+        wait_for(lambda: self.kinds(task_id) >= kinds, 30)
+
+    def first(self, task_id: str, kind: str) -> dict[str, Any]:
+        return next(e for e in list(self.seen) if e.get("uuid") == task_id and e["type"] == kind)
+
+    def stop(self) -> None:
+        self._receiver.should_stop = True
+        self._thread.join(5)
+        self._connection.release()
+
+
 def start(argv: list[str], settings: Settings) -> subprocess.Popen[bytes]:
     env = {**os.environ, **settings_env(settings, WORKER_NODE_NAME=node_name(settings))}
     return subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -118,11 +148,18 @@ def test_worker_probe_and_metrics_from_a_prefork_worker(
         for name in ("acme", "globex"):
             register(db, live_settings, live_sandbox.state, name)
         celery_app = create_app(live_settings)
+        events = TaskEvents(celery_app)
         results = [
             celery_app.send_task(SYNC_TASK, args=[n], queue=live_settings.celery_queue) for n in ("acme", "globex")
         ]
         outcomes = [result.get(timeout=60) for result in results]
         assert [o["status"] for o in outcomes] == ["succeeded", "succeeded"]
+        # What Flower shows: each task by its public name, with readable arguments, received and succeeded.
+        for result, name in zip(results, ("acme", "globex"), strict=True):
+            events.wait(result.id, {"task-sent", "task-received", "task-started", "task-succeeded"})
+            received = events.first(result.id, "task-received")
+            assert received["name"] == SYNC_TASK and received["args"] == repr([name])
+        events.stop()
         with ServerThread(create_web_app(live_settings), free_port()) as web:
             samples = scrape(web.base_url)
         # Written by two prefork children, read by one exporter.
