@@ -1,12 +1,14 @@
 """Tables (typed SQLAlchemy 2) and their Alembic migrations. No I/O to Exact, no Celery."""
 
 from models.base import Base
+from models.feed import Change
 from models.internal import Connection, ConnectionStatus, ConnectionToken, Division, SyncCursor, SyncRun
 from models.synced import Account, SalesInvoice, SalesInvoiceLine
 
 __all__ = [
     "Account",
     "Base",
+    "Change",
     "Connection",
     "ConnectionStatus",
     "ConnectionToken",

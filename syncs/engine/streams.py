@@ -46,6 +46,7 @@ from syncs.engine import deletions
 from syncs.entities import ENTITIES
 from syncs.entities.base import PageResult, PageWriter, Row
 from syncs.exact.odata import Page
+from syncs.feed.changes import record_change
 
 log = structlog.get_logger(__name__)
 
@@ -234,6 +235,8 @@ def sync_stream(
                 save_progress(session, connection_id, division, stream.name, page.next_url, pending)
             else:
                 save_cursor(session, connection_id, division, stream.name, pending or 0)
+            if rows:  # last: the feed's lock is held until this commit (see syncs.feed.changes)
+                record_change(session, connection_id, division, stream.name, result, pending or 0)
         unfinished = page.next_url is not None
         if progress is not None and rows:
             progress(stream.name, len(rows))
