@@ -3,6 +3,7 @@
 from models.base import Base
 from models.feed import Change
 from models.internal import Connection, ConnectionStatus, ConnectionToken, Division, SyncCursor, SyncRun
+from models.ops import SyncEntityTotal, SyncRunTotal
 from models.synced import Account, SalesInvoice, SalesInvoiceLine
 
 __all__ = [
@@ -16,5 +17,7 @@ __all__ = [
     "SalesInvoice",
     "SalesInvoiceLine",
     "SyncCursor",
+    "SyncEntityTotal",
     "SyncRun",
+    "SyncRunTotal",
 ]

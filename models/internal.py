@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Enum, ForeignKey, Integer, LargeBinary, String, Text, false, func, text
+from sqlalchemy import BigInteger, Enum, ForeignKey, Index, Integer, LargeBinary, String, Text, false, func, text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -96,6 +96,8 @@ class SyncCursor(Base):
 
 class SyncRun(Base):
     __tablename__ = "sync_runs"
+    # Finished runs add up in models.ops through a trigger (migration 0008); running ones are counted from here.
+    __table_args__ = (Index("ix_sync_runs_running", "connection_id", postgresql_where=text("status = 'running'")),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     connection_id: Mapped[int] = mapped_column(ForeignKey("connections.id", ondelete="CASCADE"), index=True)

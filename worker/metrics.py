@@ -40,6 +40,7 @@ from worker.ops_state import (
     queue_length,
     row_counts,
     run_counts,
+    running_runs,
 )
 
 log = structlog.get_logger(__name__)
@@ -121,12 +122,13 @@ class ExactSyncCollector(Collector):
             labels=["connection", "division"],
         )
         with self._sessions() as session:
+            calls_by_connection: dict[str, int] = {}
             for count in run_counts(session):
-                if count.status == "running":
-                    running.add_metric([count.connection], count.runs)
-                else:
-                    runs.add_metric([count.connection, count.status], count.runs)
-                run_calls.add_metric([count.connection], count.api_calls)
+                runs.add_metric([count.connection, count.status], count.runs)
+                calls_by_connection[count.connection] = calls_by_connection.get(count.connection, 0) + count.api_calls
+            for connection_name, calls in calls_by_connection.items():
+                run_calls.add_metric([connection_name], calls)
+            in_progress = running_runs(session)
             for row in row_counts(session):
                 rows.add_metric([row.connection, row.entity, row.action], row.rows)
             last_success = entity_last_success(session)
@@ -136,6 +138,7 @@ class ExactSyncCollector(Collector):
                 for status in ConnectionStatus:
                     state.add_metric([name, status.value], 1 if connection.status == status else 0)
                 paused.add_metric([name], 1 if connection.paused else 0)
+                running.add_metric([name], in_progress.get(name, 0))
                 if token is not None:
                     age = now - token.refresh_token_issued_at.timestamp()
                     token_age.add_metric([name], age)

@@ -1,6 +1,7 @@
 """What an operator looks at, read from the shared state: Postgres for runs and freshness, the broker for the queue.
 
-One set of reads behind `/metrics`, the dashboard and `doctor`, so the three never disagree. Entities come from
+One set of reads behind `/metrics`, the dashboard and `doctor`, so the three never disagree. Totals come from
+tables a trigger keeps (models.ops), so a scrape costs the same after a year of runs as after a day. Entities come from
 the registry (`syncs.entities.ENTITIES`) and rows from the tables, so a new entity or connection needs no code here.
 """
 
@@ -12,10 +13,10 @@ from typing import Any
 
 from amqp.exceptions import ChannelError
 from celery import Celery
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from models import Connection, SyncRun
+from models import Connection, SyncEntityTotal, SyncRun, SyncRunTotal
 
 REFRESH_TOKEN_LIFETIME_SECONDS = 30 * 86400  # Exact drops a refresh token 30 days after it was issued
 ROW_ACTIONS = ("inserted", "updated", "deleted")
@@ -38,48 +39,48 @@ class RowCount:
 
 
 def run_counts(session: Session) -> list[RunCount]:
-    """Finished runs (and their API calls) per connection and outcome since the connection was added."""
+    """Finished runs (and their API calls) per connection and outcome, from the trigger-kept totals."""
     rows = session.execute(
-        select(Connection.name, SyncRun.status, func.count(), func.coalesce(func.sum(SyncRun.api_calls), 0))
-        .join(SyncRun, SyncRun.connection_id == Connection.id)
-        .group_by(Connection.name, SyncRun.status)
-        .order_by(Connection.name, SyncRun.status)
+        select(Connection.name, SyncRunTotal.status, SyncRunTotal.runs, SyncRunTotal.api_calls)
+        .join(SyncRunTotal, SyncRunTotal.connection_id == Connection.id)
+        .order_by(Connection.name, SyncRunTotal.status)
     ).all()
     return [RunCount(name, status, int(runs), int(calls)) for name, status, runs, calls in rows]
 
 
-def row_counts(session: Session) -> list[RowCount]:
-    """Rows inserted, updated and deleted per connection and stream, summed over succeeded runs."""
+def running_runs(session: Session) -> dict[str, int]:
+    """Runs in progress per connection (a partial index keeps this cheap)."""
     rows = session.execute(
-        text(
-            """
-            SELECT c.name, s.key, a.action, sum((s.value ->> a.action)::bigint)
-            FROM sync_runs r
-            JOIN connections c ON c.id = r.connection_id
-            CROSS JOIN LATERAL jsonb_each(r.rows_by_entity) AS s(key, value)
-            CROSS JOIN unnest(CAST(:actions AS text[])) AS a(action)
-            WHERE r.status = 'succeeded' AND s.value ? a.action
-            GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
-            """
-        ),
-        {"actions": list(ROW_ACTIONS)},
+        select(Connection.name, func.count())
+        .join(SyncRun, SyncRun.connection_id == Connection.id)
+        .where(SyncRun.status == "running")
+        .group_by(Connection.name)
     ).all()
-    return [RowCount(name, entity, action, int(count)) for name, entity, action, count in rows]
+    return {name: int(count) for name, count in rows}
+
+
+def row_counts(session: Session) -> list[RowCount]:
+    """Rows inserted, updated and deleted per connection and stream by succeeded runs."""
+    rows = session.execute(
+        select(Connection.name, SyncEntityTotal)
+        .join(SyncEntityTotal, SyncEntityTotal.connection_id == Connection.id)
+        .order_by(Connection.name, SyncEntityTotal.entity)
+    ).all()
+    return [
+        RowCount(name, total.entity, action, int(getattr(total, action)))
+        for name, total in rows
+        for action in ROW_ACTIONS
+    ]
 
 
 def entity_last_success(session: Session) -> dict[tuple[int, str], datetime]:
     """(connection id, entity) -> when the newest succeeded run that synced that entity finished."""
     rows = session.execute(
-        text(
-            """
-            SELECT r.connection_id, e.entity, max(r.finished_at)
-            FROM sync_runs r CROSS JOIN LATERAL unnest(r.entities) AS e(entity)
-            WHERE r.status = 'succeeded' AND r.finished_at IS NOT NULL
-            GROUP BY 1, 2
-            """
+        select(SyncEntityTotal.connection_id, SyncEntityTotal.entity, SyncEntityTotal.last_success_at).where(
+            SyncEntityTotal.last_success_at.is_not(None)
         )
     ).all()
-    return {(int(connection_id), str(entity)): finished for connection_id, entity, finished in rows}
+    return {(int(connection_id), str(entity)): finished for connection_id, entity, finished in rows if finished}
 
 
 def recent_runs(session: Session, limit: int = 20) -> list[tuple[str, SyncRun]]:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from models import Account, SalesInvoice, SalesInvoiceLine
+from models import Account, Connection, SalesInvoice, SalesInvoiceLine, SyncRun
 from syncs.core.errors import ReauthRequiredError
 from syncs.core.settings import Settings
 from syncs.sandbox import SandboxServer
@@ -19,6 +20,7 @@ from tests.ops.conftest import ADMIN, scrape, value
 from tests.support.clock import FakeClock
 from tests.support.net import free_port
 from worker.app import SYNC_TASK, create_app
+from worker.ops_state import RunCount, entity_last_success, row_counts, run_counts, running_runs
 from worker.runs import execute_sync
 from worker.web import create_web_app
 
@@ -121,3 +123,37 @@ def test_reauth_required_shows_in_the_status_metric(
     assert not [key for key in samples if key[0] == "exact_sync_entity_last_success_age_seconds"]
 
 
+
+
+def test_totals_count_each_finished_run_once_whoever_writes_it(db: sessionmaker[Session]) -> None:
+    """The trigger behind the counters: a run counts when it is recorded finished, once, and leaves with its
+    connection; so scrapes read totals instead of every run ever recorded."""
+    finished = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    with db.begin() as session:
+        acme = Connection(name="acme", region="nl")
+        session.add(acme)
+        session.flush()
+        running = SyncRun(connection_id=acme.id, entities=["accounts"], trigger="beat", status="running")
+        session.add_all([running, SyncRun(connection_id=acme.id, entities=["accounts"], trigger="beat",
+                                          status="failed", api_calls=2, error="boom")])  # fmt: skip
+    with db.begin() as session:
+        assert running_runs(session) == {"acme": 1}
+        run = session.get_one(SyncRun, running.id)
+        run.status, run.finished_at, run.api_calls = "succeeded", finished, 5
+        run.rows_by_entity = {"accounts": {"inserted": 3, "updated": 1, "deleted": 0}, "deleted": {"deleted": 2}}
+    with db.begin() as session:
+        session.get_one(SyncRun, running.id).error = "edited afterwards"  # no status change: not counted again
+        session.execute(update(SyncRun).values(status="succeeded").where(SyncRun.id == running.id))
+    with db() as session:
+        assert running_runs(session) == {}
+        assert run_counts(session) == [RunCount("acme", "failed", 1, 2), RunCount("acme", "succeeded", 1, 5)]
+        rows = {(r.entity, r.action): r.rows for r in row_counts(session)}
+        assert rows == {
+            ("accounts", "inserted"): 3, ("accounts", "updated"): 1, ("accounts", "deleted"): 0,
+            ("deleted", "inserted"): 0, ("deleted", "updated"): 0, ("deleted", "deleted"): 2,
+        }  # fmt: skip
+        assert entity_last_success(session)[(acme.id, "accounts")] == finished
+    with db.begin() as session:
+        session.execute(delete(Connection))
+    with db() as session:
+        assert run_counts(session) == [] and row_counts(session) == []
