@@ -2,7 +2,15 @@
 
 from models.base import Base
 from models.feed import Change
-from models.internal import Connection, ConnectionStatus, ConnectionToken, Division, SyncCursor, SyncRun
+from models.internal import (
+    ConnectInvite,
+    Connection,
+    ConnectionStatus,
+    ConnectionToken,
+    Division,
+    SyncCursor,
+    SyncRun,
+)
 from models.ops import SyncEntityTotal, SyncRunTotal
 from models.synced import Account, SalesInvoice, SalesInvoiceLine
 
@@ -10,6 +18,7 @@ __all__ = [
     "Account",
     "Base",
     "Change",
+    "ConnectInvite",
     "Connection",
     "ConnectionStatus",
     "ConnectionToken",

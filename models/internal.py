@@ -96,7 +96,7 @@ class SyncCursor(Base):
 
 class SyncRun(Base):
     __tablename__ = "sync_runs"
-    # Finished runs add up in models.ops through a trigger (migration 0008); running ones are counted from here.
+    # Finished runs add up in models.ops through a trigger (migration 0009); running ones are counted from here.
     __table_args__ = (Index("ix_sync_runs_running", "connection_id", postgresql_where=text("status = 'running'")),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -117,3 +117,17 @@ class SyncRun(Base):
     rows_by_entity: Mapped[dict[str, dict[str, int]]] = mapped_column(
         JSONB, default=dict, server_default=text("'{}'::jsonb")
     )
+
+
+class ConnectInvite(Base):
+    """A single-use link for `serve`'s /connect, issued by the operator; only a keyed hash of its token is kept."""
+
+    __tablename__ = "connect_invites"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary, unique=True)
+    name: Mapped[str] = mapped_column(String(64))
+    region: Mapped[str] = mapped_column(String(10))
+    created_at: Mapped[datetime] = created_at_column()
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]

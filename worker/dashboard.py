@@ -101,7 +101,8 @@ def _connections(reports: list[ConnectionReport], now: float) -> str:
         level = {"active": "ok", "reauth_required": "fail", "disabled": "warn"}[connection.status.value]
         reason = f"<br><span class=dim>{escape(connection.status_reason)}</span>" if connection.status_reason else ""
         fixes = []
-        if connection.status != ConnectionStatus.ACTIVE:
+        if connection.status != ConnectionStatus.ACTIVE:  # a link for the company's user, or consent here
+            fixes.append(_command(f"exact-sync connections invite {shlex.quote(name)}"))
             fixes.append(_command(f"exact-sync connect {shlex.quote(name)} --region {shlex.quote(connection.region)}"))
         if connection.paused:
             fixes.append(_command(f"exact-sync connections set {shlex.quote(name)} --resume"))

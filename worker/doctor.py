@@ -259,7 +259,10 @@ def _connection(
 ) -> Iterator[Check]:
     connection, token = report.connection, report.token
     name = f"connection {connection.name}"
-    reconnect = f"exact-sync connect {connection.name} --region {connection.region}"
+    reconnect = (
+        f"exact-sync connections invite {connection.name} (send the link to the company's Exact user), or "
+        f"exact-sync connect {connection.name} --region {connection.region} (a terminal with a browser)"
+    )
     if connection.status == ConnectionStatus.REAUTH_REQUIRED:
         yield Check(name, FAIL, f"needs new consent: {connection.status_reason or 'refresh token refused'}", reconnect)
     elif connection.status == ConnectionStatus.DISABLED:

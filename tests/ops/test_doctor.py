@@ -143,7 +143,8 @@ def test_connection_needing_new_consent(
     assert code == 1
     found = check(report, "connection acme")
     assert found["level"] == "FAIL" and found["detail"].startswith("needs new consent")
-    assert found["fix"] == "exact-sync connect acme --region nl"
+    assert "exact-sync connections invite acme" in found["fix"]
+    assert "exact-sync connect acme --region nl" in found["fix"]
 
 
 @pytest.mark.parametrize(
