@@ -96,7 +96,7 @@ class SyncCursor(Base):
 
 class SyncRun(Base):
     __tablename__ = "sync_runs"
-    # Finished runs add up in models.ops through a trigger (migration 0009); running ones are counted from here.
+    # Finished runs add up in models.ops through a trigger (migration 0010); running ones are counted from here.
     __table_args__ = (Index("ix_sync_runs_running", "connection_id", postgresql_where=text("status = 'running'")),)
 
     id: Mapped[int] = mapped_column(primary_key=True)

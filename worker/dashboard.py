@@ -23,11 +23,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from models import ConnectionStatus, SyncRun
 from syncs.core.clock import Clock
 from syncs.core.settings import Settings
-from syncs.entities import ENTITIES
 from syncs.lifecycle.connections import ConnectionReport, connection_reports
 from syncs.limits.callstats import CallStats, HourlyCalls
 from syncs.limits.ratelimit import RateGate, RateState
-from worker.ops_state import REFRESH_TOKEN_LIFETIME_SECONDS, entity_last_success, recent_runs
+from worker.ops_state import REFRESH_TOKEN_LIFETIME_SECONDS, entity_last_success, recent_runs, watched_entities
 
 CHART_WIDTH, CHART_HEIGHT, BAR_GAP = 288, 64, 2
 BAR_COLOUR = "#2563eb"
@@ -142,20 +141,18 @@ def _freshness(reports: list[ConnectionReport], freshness: dict[tuple[int, str],
     for report in reports:
         connection = report.connection
         interval = connection.sync_interval_minutes * 60
-        cells = []
-        for entity in ENTITIES:
+        for entity in watched_entities(connection.id, freshness):
             finished = freshness.get((connection.id, entity))
             if finished is None:
-                cells.append("<span class=dim>never</span>")
-                continue
-            age = now - finished.timestamp()
-            level = "ok" if age <= 2 * interval else "warn" if age <= 4 * interval else "fail"
-            cells.append(f"<span class={level}>{_duration(age)} ago</span>")
-        resync = [_command(f"exact-sync sync {shlex.quote(connection.name)} -e {e} --full") for e in ENTITIES]
-        rows.append(_row(escape(connection.name), *cells, "<br>".join(resync)))
-    return _table(
-        "Freshness (last succeeded sync per entity)", ("connection", *ENTITIES, "resync an entity from scratch"), rows
-    )
+                age = "<span class=dim>never</span>"
+            else:
+                seconds = now - finished.timestamp()
+                level = "ok" if seconds <= 2 * interval else "warn" if seconds <= 4 * interval else "fail"
+                age = f"<span class={level}>{_duration(seconds)} ago</span>"
+            resync = _command(f"exact-sync sync {shlex.quote(connection.name)} -e {shlex.quote(entity)} --full")
+            rows.append(_row(escape(connection.name), escape(entity), age, resync))
+    header = ("connection", "entity", "last succeeded sync", "resync it from scratch")
+    return _table("Freshness (the default entities and any other synced)", header, rows)
 
 
 def _divisions(reports: list[ConnectionReport], now: float) -> str:

@@ -29,7 +29,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from models import ConnectionStatus
 from syncs.core.clock import SYSTEM_CLOCK, Clock
 from syncs.core.settings import Settings
-from syncs.entities import ENTITIES
 from syncs.lifecycle.connections import connection_reports
 from syncs.limits.budgets import synced_divisions
 from syncs.limits.callstats import CallStats
@@ -41,6 +40,7 @@ from worker.ops_state import (
     row_counts,
     run_counts,
     running_runs,
+    watched_entities,
 )
 
 log = structlog.get_logger(__name__)
@@ -112,8 +112,8 @@ class ExactSyncCollector(Collector):
         )
         stale = GaugeMetricFamily(
             f"{PREFIX}_entity_last_success_age_seconds",
-            "Seconds since the last succeeded sync of the entity (since the connection was added, if never); "
-            "active, unpaused connections only",
+            "Seconds since the last succeeded sync of the entity (since the connection was added, if never): "
+            "the default entities and any other it has synced; active, unpaused connections only",
             labels=["connection", "entity"],
         )
         division_age = GaugeMetricFamily(
@@ -152,7 +152,7 @@ class ExactSyncCollector(Collector):
                 divisions.update(str(code) for code in synced_divisions(session, connection))
                 if connection.status != ConnectionStatus.ACTIVE or connection.paused:
                     continue
-                for entity in ENTITIES:
+                for entity in watched_entities(connection.id, last_success):
                     finished = last_success.get((connection.id, entity), connection.created_at)
                     stale.add_metric([name, entity], now - finished.timestamp())
         return (runs, running, run_calls, rows, state, paused, token_age, token_left, access_left, failures, stale,

@@ -2,7 +2,7 @@
 
 One set of reads behind `/metrics`, the dashboard and `doctor`, so the three never disagree. Totals come from
 tables a trigger keeps (models.ops), so a scrape costs the same after a year of runs as after a day. Entities come from
-the registry (`syncs.entities.ENTITIES`) and rows from the tables, so a new entity or connection needs no code here.
+the registry (`syncs.entities.registry`) and rows from the tables, so a new entity or connection needs no code here.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from models import Connection, SyncEntityTotal, SyncRun, SyncRunTotal
+from syncs.entities.registry import DEFAULT_ENTITIES, ENTITIES
 
 REFRESH_TOKEN_LIFETIME_SECONDS = 30 * 86400  # Exact drops a refresh token 30 days after it was issued
 ROW_ACTIONS = ("inserted", "updated", "deleted")
@@ -81,6 +82,13 @@ def entity_last_success(session: Session) -> dict[tuple[int, str], datetime]:
         )
     ).all()
     return {(int(connection_id), str(entity)): finished for connection_id, entity, finished in rows if finished}
+
+
+def watched_entities(connection_id: int, last_success: dict[tuple[int, str], datetime]) -> list[str]:
+    """The entities whose freshness matters for a connection: what a default run syncs, and any entity of the
+    registry it has synced successfully (a catalog entity nobody asked for is not stale)."""
+    synced = [entity for (owner, entity) in last_success if owner == connection_id and entity in ENTITIES]
+    return list(dict.fromkeys([*DEFAULT_ENTITIES, *sorted(synced)]))
 
 
 def recent_runs(session: Session, limit: int = 20) -> list[tuple[str, SyncRun]]:
