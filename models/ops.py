@@ -1,4 +1,4 @@
-"""Running totals of finished runs, kept by a trigger on `sync_runs` (migration 0010) so `/metrics` reads a few
+"""Running totals of finished runs, kept by a trigger on `sync_runs` (migration 0011) so `/metrics` reads a few
 small rows per connection at each scrape, however many runs the table has accumulated.
 
 The trigger fires when a run is recorded finished (inserted finished, or updated from `running`), whatever code
