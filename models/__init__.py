@@ -11,6 +11,7 @@ from models.internal import (
     SyncCursor,
     SyncRun,
 )
+from models.ops import SyncEntityTotal, SyncRunTotal
 from models.synced import Account, SalesInvoice, SalesInvoiceLine
 from models.webhooks import WebhookEvent, WebhookSubscription
 
@@ -27,7 +28,9 @@ __all__ = [
     "SalesInvoice",
     "SalesInvoiceLine",
     "SyncCursor",
+    "SyncEntityTotal",
     "SyncRun",
+    "SyncRunTotal",
     "WebhookDelivery",
     "WebhookEvent",
     "WebhookSubscription",

@@ -86,6 +86,8 @@ class Settings(BaseSettings):
     outgoing_webhook_backoff_max_seconds: float = 3600.0
     redis_key_prefix: str = "exact-sync"
     celery_queue: str = "exact-sync"
+    # The node name `exact-sync worker` runs as and `exact-sync health worker` pings (%h: this host's name).
+    worker_node_name: str = "celery@%h"
     log_level: str = "INFO"
     log_json: bool = False
 
