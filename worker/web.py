@@ -29,6 +29,7 @@ from syncs.core.errors import ExactSyncError
 from syncs.core.settings import Settings
 from syncs.lifecycle.connect_flow import ConnectFlow
 from worker.callback import page
+from worker.web_proxy import proxy_route
 
 log = structlog.get_logger(__name__)
 
@@ -81,6 +82,7 @@ def create_web_app(
         Route("/health", health, methods=["GET"]),
         Route("/connect/{name}", connect, methods=["GET"]),
         Route(callback_path, callback, methods=["GET"]),
+        proxy_route(settings),
     ]
     app = Starlette(routes=routes)
     app.state.flow = flow
