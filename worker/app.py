@@ -24,10 +24,11 @@ SCHEDULER = "worker.scheduler:ConnectionScheduler"
 # Task names are public (any Celery client may send_task them); one place defines them.
 SYNC_TASK = "exact.sync_connection"
 KEEP_ALIVE_TASK = "exact.keep_alive"
+ACTION_TASK = "exact.action"
 
 
 def create_app(settings: Settings) -> Celery:
-    app = Celery("exact_sync", include=["worker.tasks", "worker.lifecycle_tasks"])
+    app = Celery("exact_sync", include=["worker.tasks", "worker.lifecycle_tasks", "worker.action_tasks"])
     app.conf.update(
         broker_url=settings.redis_url,
         result_backend=settings.redis_url,
