@@ -3,7 +3,15 @@
 from models.actions import ActionRecord, ActionState
 from models.base import Base
 from models.feed import Change
-from models.internal import Connection, ConnectionStatus, ConnectionToken, Division, SyncCursor, SyncRun
+from models.internal import (
+    ConnectInvite,
+    Connection,
+    ConnectionStatus,
+    ConnectionToken,
+    Division,
+    SyncCursor,
+    SyncRun,
+)
 from models.synced import Account, SalesInvoice, SalesInvoiceLine
 
 __all__ = [
@@ -12,6 +20,7 @@ __all__ = [
     "ActionState",
     "Base",
     "Change",
+    "ConnectInvite",
     "Connection",
     "ConnectionStatus",
     "ConnectionToken",

@@ -18,6 +18,8 @@ from models.migrate import upgrade_to_head
 from syncs.core.db import engine_for, session_factory
 from syncs.core.settings import Settings
 
+pytest_plugins = ["tests.support.no_skips"]
+
 ADMIN_URL = os.environ.get("TEST_DATABASE_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 SESSION_TAG = f"{os.getpid()}_{uuid.uuid4().hex[:6]}"

@@ -1,31 +1,18 @@
-"""OData envelope parsing, against real responses recorded from Exact Online (../shared/exact-recorded)."""
+"""OData envelope parsing, against real responses recorded from Exact Online (tests/fixtures/exact-recorded)."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
-from typing import Any
 
 import pytest
 
 from syncs.core.errors import MalformedResponseError
 from syncs.exact.odata import error_message, oauth_error, page_from_json, parse_page
-
-RECORDED = Path(__file__).resolve().parents[2].parent / "shared" / "exact-recorded"
-
-
-def recorded(name: str, path: str, index: int = 0) -> dict[str, Any]:
-    file = RECORDED / name
-    if not file.exists():
-        pytest.skip(f"recorded Exact responses not found at {RECORDED} (expected shared/ beside the repo)")
-    entry = json.loads(file.read_text())["api"]["get"][path]
-    entries = entry if isinstance(entry, list) else [entry]
-    body: dict[str, Any] = entries[index]["response"]
-    return body
+from tests.support.recorded import recorded_get
 
 
 def test_results_page_with_next_is_followed_verbatim() -> None:
-    body = recorded("gl-accounts.json", "/api/v1/124132/financial/GLAccounts", 0)
+    body = recorded_get("gl-accounts.json", "/api/v1/124132/financial/GLAccounts", 0)
     page = parse_page(json.dumps(body), "https://x/GLAccounts")
     assert len(page.rows) == 60
     assert page.rows[0]["__metadata"]["type"] == "Exact.Web.Api.Models.GLAccount"
@@ -34,20 +21,20 @@ def test_results_page_with_next_is_followed_verbatim() -> None:
 
 
 def test_last_page_has_no_next() -> None:
-    body = recorded("gl-accounts.json", "/api/v1/124132/financial/GLAccounts", 1)
+    body = recorded_get("gl-accounts.json", "/api/v1/124132/financial/GLAccounts", 1)
     page = page_from_json(body, "u")
     assert len(page.rows) == 40
     assert page.next_url is None
 
 
 def test_me_results() -> None:
-    page = page_from_json(recorded("get-current-user.json", "/api/v1/current/Me"), "u")
+    page = page_from_json(recorded_get("get-current-user.json", "/api/v1/current/Me"), "u")
     assert page.rows[0]["CurrentDivision"] == 124132
 
 
 def test_single_record_becomes_one_row() -> None:
     path = "/api/v1/124132/crm/Accounts(guid'40d4c49d-1790-4a13-b890-42909af24348')"
-    page = page_from_json(recorded("create-customer.json", path), "u")
+    page = page_from_json(recorded_get("create-customer.json", path), "u")
     assert [row["ID"] for row in page.rows] == ["40d4c49d-1790-4a13-b890-42909af24348"]
     assert page.next_url is None
 

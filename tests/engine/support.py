@@ -3,29 +3,22 @@
 from __future__ import annotations
 
 import copy
-import json
 import re
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-import pytest
-
 from syncs.core.errors import ExactRequestError, ExactServerError
 from syncs.exact.odata import Page
+from tests.support.recorded import recorded_get
 
-RECORDED = Path(__file__).resolve().parents[2].parent / "shared" / "exact-recorded"
 DIVISION = 124132
 FAKE_BASE = "https://start.exactonline.test"
 
 
 def recorded_response(name: str, path: str) -> Any:
-    """The `d` of a recorded GET response; skips the test when the recordings are not checked out."""
-    file = RECORDED / name
-    if not file.exists():
-        pytest.skip(f"recorded Exact responses not found at {RECORDED} (sibling checkout ../shared)")
-    return json.loads(file.read_text())["api"]["get"][path]["response"]["d"]
+    """The `d` of a recorded GET response (tests/fixtures/exact-recorded)."""
+    return recorded_get(name, path)["d"]
 
 
 def recorded_accounts() -> list[dict[str, Any]]:
