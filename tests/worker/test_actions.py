@@ -56,7 +56,7 @@ class Case:
     action: str
     table: str
     payload: Callable[[SandboxServer], dict[str, Any]]
-    check: Callable[[dict[str, Any]], None]  # on the synced row
+    check: Callable[[dict[str, Any]], bool]  # on the synced row
     creates: Callable[[SandboxServer], int]  # how many records of its kind the sandbox holds
 
 
@@ -141,7 +141,7 @@ def check_case(
     assert result["state"] == "succeeded" and result["idempotency_key"].startswith("derived-")
     row = content(db, case.table, result["key"])
     assert row is not None
-    case.check(row)  # read-your-writes: in the synced table before any sync
+    assert case.check(row), row  # read-your-writes: in the synced table before any sync
     expected = {"create": before + 1, "delete": before - 1}.get(case.action.split(".")[1], before)
     assert case.creates(sandbox) == expected
     if not case.action.endswith("delete"):
@@ -177,7 +177,7 @@ def test_python_timeout_after_store_then_retry_creates_nothing_twice(
         assert stored != before
     row = content(db, case.table, result["key"])
     assert row is not None
-    case.check(row)
+    assert case.check(row), row
     with db() as session:
         state, attempts = session.execute(text("SELECT state, attempts FROM actions")).one()
     assert state == "succeeded" and attempts == (2 if case.action.endswith("update") else 1)
@@ -197,7 +197,8 @@ def invalid_payloads(sandbox: SandboxServer) -> list[tuple[str, dict[str, Any], 
           "SalesInvoiceLines": "needs 1 to 500 lines, got 0"}),
         ("sales_invoices.create", {"Journal": "70", "OrderedBy": customer,
                                    "SalesInvoiceLines": [{"Quantity": "many"}]},
-         {"SalesInvoiceLines[0].Quantity": "must be a number", "SalesInvoiceLines[0].Item": "one of Item or GLAccount"}),
+         {"SalesInvoiceLines[0].Quantity": "must be a number",
+          "SalesInvoiceLines[0].Item": "one of Item or GLAccount"}),
     ]  # fmt: skip
 
 
