@@ -11,11 +11,14 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import text
+from sqlalchemy import bindparam, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
+from sqlalchemy.types import Uuid
 
 from syncs.actions.declaration import Action
-from syncs.entities import ENTITIES
+from syncs.entities.declaration import Strategy
+from syncs.entities.registry import ENTITIES, EntitySpec
 from syncs.exact.values import exact_datetime
 
 
@@ -44,26 +47,35 @@ def sync_rows(action: Action, record: dict[str, Any], fields: tuple[str, ...], t
     return [{**{name: row[name] for name in fields if name in row}, "Timestamp": timestamp} for row in merged]
 
 
-def stored_timestamp(session: Session, table: str, division: int, key: str) -> int | None:
-    found: int | None = session.scalar(
-        text(f'SELECT timestamp FROM "{table}" WHERE division = :d AND id = :k'), {"d": division, "k": UUID(key)}
-    )
-    return found
+def _stored_timestamp(session: Session, spec: EntitySpec, division: int, rows: list[dict[str, Any]]) -> int:
+    """The highest Timestamp any of the entity's tables holds for these rows (header and lines)."""
+    top = 0
+    for decl in spec.entity.tables:
+        keys = {str(row[decl.key[0]]) for row in rows if row.get(decl.key[0])} if not decl.composite else set()
+        if not keys:
+            continue
+        found = session.scalar(
+            text(f'SELECT max(timestamp) FROM "{decl.name}" WHERE division = :d AND id = ANY(:k)').bindparams(
+                bindparam("k", type_=ARRAY(Uuid()))
+            ),
+            {"d": division, "k": [UUID(key) for key in keys]},
+        )
+        top = max(top, int(found or 0))
+    return top
 
 
 def upsert_synced(session: Session, action: Action, division: int, key: str, record: dict[str, Any]) -> bool:
-    """Write the record into its synced table; False when that entity is not synced here."""
+    """Write the record into its synced table(s); False when that entity is not synced here."""
     spec = ENTITIES.get(action.table or "")
     if spec is None:
         return False
-    timestamp = (stored_timestamp(session, spec.name, division, key) or 0) + 1
-    if action.expand:  # line rows carry their own timestamps: take the highest of the header's lines
-        lines = session.scalar(
-            text(f'SELECT max(timestamp) FROM "{spec.name[:-1]}_lines" WHERE division = :d AND invoice_id = :k'),
-            {"d": division, "k": UUID(key)},
-        ) if spec.name == "sales_invoices" else None  # fmt: skip
-        timestamp = max(timestamp, (lines or 0) + 1)
-    spec.write_page(session, division, sync_rows(action, record, spec.fields, timestamp))
+    rows = sync_rows(action, record, spec.fields, 0)
+    if spec.strategy is Strategy.SYNC:
+        timestamp = _stored_timestamp(session, spec, division, rows) + 1
+        rows = [{**row, "Timestamp": timestamp} for row in rows]
+    else:
+        rows = [{k: v for k, v in row.items() if k != "Timestamp"} for row in rows]
+    spec.write_page(session, division, rows)
     return True
 
 

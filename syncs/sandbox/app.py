@@ -20,7 +20,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 def build_app(state: SandboxState) -> Starlette:
     app = Starlette(
-        routes=[*oauth.ROUTES, *api.ROUTES, *writes.ROUTES, *control.ROUTES],
+        routes=[*oauth.ROUTES, *writes.ROUTES, *api.ROUTES, *control.ROUTES],  # writes first: keyed paths
         exception_handlers={404: _http_error, 405: _http_error},
     )
     app.state.sandbox = state

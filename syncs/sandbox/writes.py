@@ -20,10 +20,10 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Match, Route
 
 from syncs.sandbox import api
-from syncs.sandbox.responses import Answer, ApiError
+from syncs.sandbox.responses import Answer, ApiError, exact_error
 from syncs.sandbox.state import SandboxState
 
 Record = dict[str, Any]
@@ -152,7 +152,27 @@ def _handler(request: Request, state: SandboxState, division: int, body: Any) ->
     return Answer(None, 204)
 
 
+def _ours(request: Request) -> bool:
+    """Writes, reads by key and `$filter eq` lookups of writable resources; other GETs are the API's."""
+    if request.method != "GET":
+        return True
+    service, entity = request.path_params["service"], request.path_params["entity"]
+    return _KEYED.match(entity) is not None or f"{service}/{entity}".lower() in WRITABLE
+
+
+async def _api_route(request: Request) -> Response:
+    """The read route of syncs.sandbox.api this path would reach without us (standard endpoints, Divisions)."""
+    for route in api.ROUTES:
+        match, child = route.matches(request.scope)
+        if match is Match.FULL:
+            response: Response = await route.endpoint(Request({**request.scope, **child}, request.receive))
+            return response
+    return exact_error(404, "Resource not found")
+
+
 async def _endpoint(request: Request) -> Response:
+    if not _ours(request):
+        return await _api_route(request)
     division = int(request.path_params["division"])
     body: Any = None
     if request.method in ("POST", "PUT"):
