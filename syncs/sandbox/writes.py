@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Match, Route
 
+from syncs.entities.catalog import CATALOG
 from syncs.sandbox import api
 from syncs.sandbox.responses import Answer, ApiError, exact_error
 from syncs.sandbox.state import SandboxState
@@ -77,6 +78,31 @@ WRITABLE: dict[str, Writable] = {
         lambda s, d: [_invoice_view(r) for r in s.invoices(d)],
     ),
 }
+
+
+def _catalog(entity: str, key: str, required: tuple[str, ...]) -> Writable:
+    """A writable entity the catalog store serves: a create gets every declared field (null unless given)."""
+    fields = tuple(name for name in CATALOG[entity].select_fields if name != "Timestamp")
+
+    def create(state: SandboxState, division: int, body: Record) -> Record:
+        return state.create_record(division, entity, **{**dict.fromkeys(fields), **body})
+
+    return Writable(
+        key,
+        required,
+        create,
+        lambda s, d, k, b: s.update_record(d, entity, k, **b),
+        lambda s, d, k: s.delete_record(d, entity, k),
+        lambda s, d: s.records(d, entity),
+    )
+
+
+WRITABLE.update(
+    {
+        "crm/contacts": _catalog("contacts", "ID", ("Account", "FirstName", "LastName")),
+        "logistics/items": _catalog("items", "ID", ("Code", "Description")),
+    }
+)
 
 
 def _resource(request: Request) -> tuple[Writable, str, str | None]:

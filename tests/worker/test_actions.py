@@ -27,7 +27,7 @@ from tests.worker.conftest import CELERY, CURRENT, ROOT, stop
 from worker.app import ACTION_TASK, create_app
 from worker.runs import execute_sync
 
-SYNCED = ["accounts", "sales_invoices", "gl_accounts"]  # what the actions tested here refer to
+SYNCED = ["accounts", "sales_invoices", "gl_accounts", "contacts", "items"]  # what the actions tested here refer to
 VOLATILE = {"timestamp", "synced_at"}  # what a later sync may change without the row's content changing
 
 
@@ -86,6 +86,14 @@ def _invoice_payload(sandbox: SandboxServer) -> dict[str, Any]:
     }
 
 
+def _first(entity: str) -> Callable[[SandboxServer], str]:
+    return lambda sandbox: str(sandbox.state.records(CURRENT, entity)[0]["ID"])
+
+
+def _count(entity: str) -> Callable[[SandboxServer], int]:
+    return lambda sandbox: len(sandbox.state.records(CURRENT, entity))
+
+
 def _accounts(sandbox: SandboxServer) -> int:
     return len(sandbox.state.accounts(CURRENT))
 
@@ -110,6 +118,30 @@ CASES = [
     Case(
         "sales_invoices.create", "sales_invoices", _invoice_payload,
         lambda row: (row["your_ref"], float(row["amount_fc_excl_vat"])) == ("PO-1", 125.0), _invoices,
+    ),
+    Case(
+        "contacts.create", "contacts", lambda s: {"Account": _customer(s), "FirstName": "Ada", "LastName": "Lovelace"},
+        lambda row: (row["first_name"], row["last_name"]) == ("Ada", "Lovelace"), _count("contacts"),
+    ),
+    Case(
+        "contacts.update", "contacts", lambda s: {"ID": _first("contacts")(s), "Email": "ada@example.com"},
+        lambda row: row["email"] == "ada@example.com", _count("contacts"),
+    ),
+    Case(
+        "contacts.delete", "contacts", lambda s: {"ID": _first("contacts")(s)},
+        lambda row: row["deleted_at"] is not None, _count("contacts"),
+    ),
+    Case(
+        "items.create", "items", lambda s: {"Code": "WIDGET-9", "Description": "Widget", "IsSalesItem": True},
+        lambda row: (row["code"], row["description"]) == ("WIDGET-9", "Widget"), _count("items"),
+    ),
+    Case(
+        "items.update", "items", lambda s: {"ID": _first("items")(s), "Description": "Renamed"},
+        lambda row: row["description"] == "Renamed", _count("items"),
+    ),
+    Case(
+        "items.delete", "items", lambda s: {"ID": _first("items")(s)},
+        lambda row: row["deleted_at"] is not None, _count("items"),
     ),
     Case(
         "sales_invoices.update", "sales_invoices", lambda s: {"InvoiceID": _open_invoice(s), "YourRef": "changed"},
