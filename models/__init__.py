@@ -12,6 +12,7 @@ from models.internal import (
     SyncCursor,
     SyncRun,
 )
+from models.ops import SyncEntityTotal, SyncRunTotal
 from models.synced import Account, SalesInvoice, SalesInvoiceLine
 
 __all__ = [
@@ -28,5 +29,7 @@ __all__ = [
     "SalesInvoice",
     "SalesInvoiceLine",
     "SyncCursor",
+    "SyncEntityTotal",
     "SyncRun",
+    "SyncRunTotal",
 ]
