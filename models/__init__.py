@@ -1,5 +1,6 @@
 """Tables (typed SQLAlchemy 2) and their Alembic migrations. No I/O to Exact, no Celery."""
 
+from models.actions import ActionRecord, ActionState
 from models.base import Base
 from models.feed import Change, OutgoingWebhook, WebhookDelivery
 from models.internal import (
@@ -17,6 +18,8 @@ from models.webhooks import WebhookEvent, WebhookSubscription
 
 __all__ = [
     "Account",
+    "ActionRecord",
+    "ActionState",
     "Base",
     "Change",
     "ConnectInvite",

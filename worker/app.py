@@ -28,10 +28,11 @@ KEEP_ALIVE_TASK = "exact.keep_alive"
 WEBHOOK_SYNC_TASK = "exact.webhook_sync"
 WEBHOOK_SWEEP_TASK = "exact.webhook_sweep"
 DELIVER_WEBHOOK_TASK = "exact.deliver_webhook"
+ACTION_TASK = "exact.action"
 
 
 def create_app(settings: Settings) -> Celery:
-    tasks = ["worker.tasks", "worker.lifecycle_tasks", "worker.webhook_tasks", "worker.outgoing"]
+    tasks = ["worker.tasks", "worker.lifecycle_tasks", "worker.action_tasks", "worker.webhook_tasks", "worker.outgoing"]
     app = Celery("exact_sync", include=tasks)
     app.conf.update(
         broker_url=settings.redis_url,
@@ -70,7 +71,7 @@ def create_app(settings: Settings) -> Celery:
                 "schedule": max(60.0, settings.token_keepalive_check_minutes * 60),
                 # A missed check is superseded by the next one.
                 "options": {"expires": max(60.0, settings.token_keepalive_check_minutes * 60)},
-            }
+            },
         },
     )
     return app

@@ -18,6 +18,7 @@ from syncs.lifecycle.connections import connection_reports, get_connection_by_na
 from worker import cli_lifecycle  # noqa: F401  (registers connections divisions/export/import)
 from worker.app import SYNC_TASK
 from worker.budget_view import budget_status, low_budget_warning
+from worker.cli_actions import action_command, proxy_command
 from worker.cli_connect import connect, serve
 from worker.cli_connections import connections_app
 from worker.cli_keys import keys_app, rotate_with
@@ -43,6 +44,8 @@ app.command("doctor")(doctor)
 app.add_typer(webhooks_app, name="webhooks")
 app.command("connect")(connect)
 app.command("serve")(serve)
+app.command("proxy")(proxy_command)
+app.command("action")(action_command)
 
 EntityOption = Annotated[
     list[str] | None, typer.Option("--entity", "-e", help="Entity to sync (repeatable); default: all.")

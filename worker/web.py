@@ -45,6 +45,7 @@ from worker.app import create_app
 from worker.callback import page
 from worker.ops_web import ops_routes
 from worker.web_auth import require_admin
+from worker.web_proxy import proxy_route
 from worker.webhook_dispatch import Dispatcher, redis_for_webhooks
 from worker.webhook_web import webhook_route
 
@@ -184,6 +185,7 @@ def create_web_app(
         Route("/connect/{name}", connect_start, methods=["POST"]),
         Route(callback_path, callback, methods=["GET"]),
         Route("/admin/invites", admin_invite, methods=["POST"]),
+        proxy_route(settings),
         webhook_route(settings, sessions, Dispatcher(settings, create_app(settings), redis_for_webhooks(settings))),
     ]
     app = Starlette(routes=routes)

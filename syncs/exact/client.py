@@ -20,10 +20,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from syncs.core.clock import SYSTEM_CLOCK, Clock
 from syncs.core.crypto import TokenCipher
 from syncs.core.errors import (
+    AmbiguousWriteError,
     ConfigurationError,
     ExactRequestError,
     ExactServerError,
     ExactUnavailableError,
+    ForeignHostError,
     MalformedResponseError,
     PaginationLoopError,
     RateLimitedError,
@@ -75,15 +77,6 @@ class ExactClient:
         response = self._get(url, params, division)
         return decode_json(response.content, url)
 
-    def post_json(self, path: str, body: Mapping[str, Any], division: int) -> Any:
-        """POST a JSON body (not retried on timeouts or 5xx: Exact may have acted on it); the decoded answer."""
-        url = self._url(path, division)
-        response = self._send("POST", url, None, division, body)
-        return decode_json(response.content, url) if response.content else None
-
-    def delete(self, path: str, division: int) -> None:
-        self._send("DELETE", self._url(path, division), None, division)
-
     def pages(
         self, division: int, endpoint: str, params: Mapping[str, str], *, resume_url: str | None = None
     ) -> Iterator[Page]:
@@ -109,6 +102,21 @@ class ExactClient:
             seen.add(page.next_url)
             url = self._url(page.next_url, division)
             response = self._get(url, None, division)
+
+    def request(
+        self,
+        method: str,
+        path_or_url: str,
+        *,
+        division: int | None,
+        params: Mapping[str, str] | None = None,
+        body: Any = None,
+    ) -> httpx.Response:
+        """Any call (GET, POST, PUT, DELETE) through the same auth, budgets and retry rules; a 2xx response.
+
+        A 4xx raises ExactRequestError carrying Exact's body; a write that may have reached Exact without an
+        answer raises AmbiguousWriteError and is never re-sent here."""
+        return self._send(method.upper(), self._url(path_or_url, division), params, division, body)
 
     def current_me(self) -> dict[str, Any]:
         url = self._url("current/Me", None)
@@ -137,7 +145,7 @@ class ExactClient:
             ours, theirs = urlsplit(self.base_url), urlsplit(path_or_url)
             if (ours.scheme, ours.netloc.lower()) != (theirs.scheme, theirs.netloc.lower()):
                 # Never send our bearer token to another host.
-                raise MalformedResponseError(f"URL {path_or_url} is not on {self.base_url}")
+                raise ForeignHostError(f"URL {path_or_url} is not on {self.base_url}")
             return path_or_url
         path = path_or_url.lstrip("/")
         return f"{self.base_url}/api/v1/{division}/{path}" if division is not None else f"{self.base_url}/api/v1/{path}"
@@ -151,31 +159,33 @@ class ExactClient:
         url: str,
         params: Mapping[str, str] | None,
         division: int | None,
-        body: Mapping[str, Any] | None = None,
+        body: Any = None,
     ) -> httpx.Response:
-        """One call through the budgets; a GET is retried on timeouts, connection errors and 5xx, a write only
-        after a 429 (Exact did not act on it)."""
+        """One call with the retry rules. A GET is retried after a timeout, a lost connection or a 5xx; a write
+        only when it never left (connect error): otherwise Exact may have stored it, so AmbiguousWriteError."""
         extensions = {DIVISION_KEY: str(division) if division is not None else "current"}
+        write = method != "GET"
         failures = rate_limited = 0
-        attempts = self._max_attempts if method == "GET" else 1
         while True:
             request = self._http.build_request(
-                method, url, params=dict(params) if params else None, json=dict(body) if body is not None else None
+                method, url, params=dict(params) if params else None, json=body if write else None
             )
             request.extensions.update(extensions)
             try:
                 response = self._http.send(request)
             except httpx.TimeoutException as exc:
                 failures += 1
+                if write and not isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
+                    raise AmbiguousWriteError(f"{method} {url} timed out ({type(exc).__name__})") from exc
                 self._retry_or_raise(
-                    failures, ExactUnavailableError(f"{method} {url} timed out ({type(exc).__name__})"), attempts
+                    failures, ExactUnavailableError(f"{method} {url} timed out ({type(exc).__name__})")
                 )
                 continue
             except httpx.TransportError as exc:
                 failures += 1
-                self._retry_or_raise(
-                    failures, ExactUnavailableError(f"{method} {url} failed: {type(exc).__name__}"), attempts
-                )
+                if write and not isinstance(exc, httpx.ConnectError):
+                    raise AmbiguousWriteError(f"{method} {url} failed: {type(exc).__name__}") from exc
+                self._retry_or_raise(failures, ExactUnavailableError(f"{method} {url} failed: {type(exc).__name__}"))
                 continue
             status = response.status_code
             if status == 429:
@@ -183,20 +193,21 @@ class ExactClient:
                 if rate_limited >= self._max_rate_limited:
                     retry_at = self._gate.status(extensions[DIVISION_KEY]).blocked_until or self._clock.now() + 60
                     raise RateLimitedError(f"{method} {url}: {rate_limited} consecutive 429 answers", retry_at)
-                continue  # the gate recorded the block; the next send waits for it
+                continue  # the gate recorded the block; the next send waits for it (a 429 stored nothing)
             rate_limited = 0
             if status >= 500:
                 failures += 1
                 message = error_message(response.content) or response.reason_phrase
-                error = ExactServerError(f"{method} {url} answered {status}: {message}", status)
-                self._retry_or_raise(failures, error, attempts)
+                if write:
+                    raise AmbiguousWriteError(f"{method} {url} answered {status}: {message}")
+                self._retry_or_raise(failures, ExactServerError(f"{method} {url} answered {status}: {message}", status))
                 continue
             if 200 <= status < 300:
                 return response
             raise _request_error(method, url, response)
 
-    def _retry_or_raise(self, failures: int, error: Exception, attempts: int) -> None:
-        if failures >= attempts:
+    def _retry_or_raise(self, failures: int, error: Exception) -> None:
+        if failures >= self._max_attempts:
             raise error
         delay = min(self._backoff_max, self._backoff_base * 2 ** (failures - 1))
         delay = random.uniform(delay / 2, delay)  # jitter so workers do not retry in step
@@ -214,7 +225,10 @@ def _request_error(method: str, url: str, response: httpx.Response) -> ExactRequ
     reason = response.headers.get("Reason")
     detail = f" (Reason: {reason})" if reason else ""
     return ExactRequestError(
-        f"{method} {url} answered {response.status_code}: {message}{detail}", response.status_code, reason
+        f"{method} {url} answered {response.status_code}: {message}{detail}",
+        response.status_code,
+        reason,
+        response.content,
     )
 
 

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from syncs.sandbox.api import _guarded
+from syncs.sandbox.api import guarded
 from syncs.sandbox.control import action
 from syncs.sandbox.responses import ApiError
 from syncs.sandbox.state import SandboxState
@@ -52,7 +52,7 @@ async def subscriptions(request: Request) -> Response:
             raise ApiError(400, str(refused)) from None
         return {"d": _record(request, division, created)}
 
-    return await _guarded(request, division, handle)
+    return await guarded(request, division, handle)
 
 
 async def subscription(request: Request) -> Response:
@@ -68,7 +68,7 @@ async def subscription(request: Request) -> Response:
             raise ApiError(404, "Resource not found") from None
         return {}
 
-    return await _guarded(request, division, handle)
+    return await guarded(request, division, handle)
 
 
 def _burst(state: SandboxState, request: Request, body: dict[str, Any]) -> Any:

@@ -8,15 +8,17 @@ which must answer 200. Topic strings: syncs/webhooks/topics.py.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import httpx
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
 from models import WebhookSubscription
 from syncs.core.errors import MalformedResponseError
+from syncs.exact.odata import decode_json
 
 ENDPOINT = "webhooks/WebhookSubscriptions"
 
@@ -26,9 +28,15 @@ class SubscriptionApi(Protocol):
 
     def get_json(self, path_or_url: str, params: Any = None, division: int | None = None) -> Any: ...
 
-    def post_json(self, path: str, body: dict[str, Any], division: int) -> Any: ...
-
-    def delete(self, path: str, division: int) -> None: ...
+    def request(
+        self,
+        method: str,
+        path_or_url: str,
+        *,
+        division: int | None,
+        params: Mapping[str, str] | None = None,
+        body: Any = None,
+    ) -> httpx.Response: ...
 
 
 @dataclass(frozen=True)
@@ -63,7 +71,10 @@ def subscribe(
     for topic in dict.fromkeys(topics):
         if (topic, callback_url) in existing:
             continue
-        body = client.post_json(ENDPOINT, {"CallbackURL": callback_url, "Topic": topic}, division)
+        response = client.request(
+            "POST", ENDPOINT, division=division, body={"CallbackURL": callback_url, "Topic": topic}
+        )
+        body = decode_json(response.content, ENDPOINT)
         made.append(_subscription(body.get("d") if isinstance(body, dict) else None))
     return now + made, made
 
@@ -75,7 +86,7 @@ def unsubscribe(
     now = listed(client, division)
     gone = [s for s in now if topics is None or s.topic in topics]
     for subscription in gone:
-        client.delete(f"{ENDPOINT}(guid'{subscription.id}')", division)
+        client.request("DELETE", f"{ENDPOINT}(guid'{subscription.id}')", division=division)
     return [s for s in now if s not in gone], gone
 
 
