@@ -1,5 +1,6 @@
 """Tables (typed SQLAlchemy 2) and their Alembic migrations. No I/O to Exact, no Celery."""
 
+from models.actions import ActionRecord, ActionState
 from models.base import Base
 from models.feed import Change
 from models.internal import (
@@ -11,10 +12,13 @@ from models.internal import (
     SyncCursor,
     SyncRun,
 )
+from models.ops import SyncEntityTotal, SyncRunTotal
 from models.synced import Account, SalesInvoice, SalesInvoiceLine
 
 __all__ = [
     "Account",
+    "ActionRecord",
+    "ActionState",
     "Base",
     "Change",
     "ConnectInvite",
@@ -25,5 +29,7 @@ __all__ = [
     "SalesInvoice",
     "SalesInvoiceLine",
     "SyncCursor",
+    "SyncEntityTotal",
     "SyncRun",
+    "SyncRunTotal",
 ]

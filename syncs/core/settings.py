@@ -47,6 +47,7 @@ class Settings(BaseSettings):
     web_host: str = "127.0.0.1"
     web_port: int = 8000
     http_timeout_seconds: float = 30.0
+    action_retry_seconds: float = 10.0  # first retry of an `exact.action` task (doubling, at most 5 retries)
     default_sync_interval_minutes: int = 15
     beat_tick_seconds: float = 5.0
     celery_visibility_timeout_seconds: int = 3600
@@ -65,6 +66,8 @@ class Settings(BaseSettings):
     daily_budget_defer_margin_seconds: float = 120.0
     redis_key_prefix: str = "exact-sync"
     celery_queue: str = "exact-sync"
+    # The node name `exact-sync worker` runs as and `exact-sync health worker` pings (%h: this host's name).
+    worker_node_name: str = "celery@%h"
     log_level: str = "INFO"
     log_json: bool = False
 
