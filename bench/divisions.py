@@ -19,18 +19,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from cryptography.fernet import Fernet
 from redis import Redis
 from sqlalchemy.engine import make_url
 
-from bench.environment import delete_redis_keys, drop_database
+from bench.environment import delete_redis_keys, drop_database, register_divisions, worker_values
 from models.migrate import upgrade_to_head
 from syncs.core.crypto import TokenCipher
 from syncs.core.db import session_factory
 from syncs.core.settings import Settings
-from syncs.lifecycle.connections import add_connection, ensure_division
 from syncs.sandbox import SandboxConfig, SandboxServer, SandboxState
-from syncs.tokens.pair import TokenPair
 from syncs.tokens.store import TokenStore
 from worker.app import SYNC_TASK, create_app
 
@@ -41,15 +38,6 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _divisions(first: int) -> list[int]:
     return [first + n for n in range(4)]
-
-
-def _register(sessions: Any, store: TokenStore, state: SandboxState, name: str, divisions: list[int]) -> None:
-    tokens = state.issue_tokens()
-    pair = TokenPair(tokens["access_token"], tokens["refresh_token"], time.time(), float(tokens["expires_in"]))
-    with sessions.begin() as session:
-        connection = add_connection(session, store, name, "nl", pair, divisions[0])
-        for division in divisions[1:]:
-            ensure_division(session, connection.id, division, is_current=False)
 
 
 def _timed_run(values: dict[str, Any], name: str, processes: int) -> tuple[float, dict[str, Any]]:
@@ -90,22 +78,13 @@ def run(minutely_limit: int, calls_per_division: int) -> str:
     prefix = f"exact-sync-divisions-bench-{uuid.uuid4().hex[:6]}"
     timings: dict[int, tuple[float, dict[str, Any]]] = {}
     with SandboxServer(state) as sandbox:
-        values: dict[str, Any] = {
-            "database_url": database_url,
-            "redis_url": base.redis_url,
-            "redis_key_prefix": prefix,
-            "celery_queue": prefix,
-            "exact_base_url": sandbox.base_url,
-            "exact_client_id": config.client_id,
-            "exact_client_secret": config.client_secret,
-            "token_encryption_key": Fernet.generate_key().decode(),
-        }
+        values = worker_values(base, database_url, prefix, sandbox.base_url, config)
         upgrade_to_head(database_url)
         try:
             sessions = session_factory(database_url)
             store = TokenStore(sessions, TokenCipher(values["token_encryption_key"]))
-            _register(sessions, store, state, "one-process", one)
-            _register(sessions, store, state, "two-processes", two)
+            register_divisions(sessions, store, state, "one-process", one)
+            register_divisions(sessions, store, state, "two-processes", two)
             timings[1] = _timed_run(values, "one-process", 1)
             timings[2] = _timed_run(values, "two-processes", 2)
         finally:
@@ -130,9 +109,7 @@ def run(minutely_limit: int, calls_per_division: int) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
     parser.add_argument("--minutely-limit", type=int, default=20, help="calls per minute and division (default 20)")
-    parser.add_argument(
-        "--calls-per-division", type=int, default=30, help="API calls each division needs (default 30)"
-    )
+    parser.add_argument("--calls-per-division", type=int, default=30, help="API calls each division needs (default 30)")
     parser.add_argument("--output", type=Path, help="also write the report here")
     options = parser.parse_args(argv)
     report = run(options.minutely_limit, options.calls_per_division)

@@ -4,7 +4,9 @@ connections registered in it, plus the row counts every phase is checked with.""
 from __future__ import annotations
 
 import re
+import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +21,7 @@ from syncs.core.clock import SYSTEM_CLOCK
 from syncs.core.crypto import TokenCipher
 from syncs.core.db import engine_for
 from syncs.core.settings import Settings
-from syncs.lifecycle.connections import add_connection
+from syncs.lifecycle.connections import add_connection, ensure_division
 from syncs.sandbox.seed import FIRST_DIVISION, SECOND_DIVISION
 from syncs.sandbox.state import SandboxConfig, SandboxState
 from syncs.tokens.pair import TokenPair
@@ -134,6 +136,34 @@ def register(sessions: sessionmaker[Session], settings: Settings, state: Sandbox
     )
     with sessions.begin() as session:
         return add_connection(session, TokenStore(sessions, TokenCipher(key)), name, REGION, pair, division).id
+
+
+def worker_values(
+    base: Settings, database_url: str, prefix: str, sandbox_url: str, config: SandboxConfig
+) -> dict[str, Any]:
+    """Settings (as field values, for other processes) aimed at a benchmark database and sandbox."""
+    return {
+        "database_url": database_url,
+        "redis_url": base.redis_url,
+        "redis_key_prefix": prefix,
+        "celery_queue": prefix,
+        "exact_base_url": sandbox_url,
+        "exact_client_id": config.client_id,
+        "exact_client_secret": config.client_secret,
+        "token_encryption_key": Fernet.generate_key().decode(),
+    }
+
+
+def register_divisions(
+    sessions: sessionmaker[Session], store: TokenStore, state: SandboxState, name: str, divisions: Sequence[int]
+) -> None:
+    """A connection syncing `divisions` (the first is its current one), with a pair the sandbox just issued."""
+    tokens = state.issue_tokens()
+    pair = TokenPair(tokens["access_token"], tokens["refresh_token"], time.time(), float(tokens["expires_in"]))
+    with sessions.begin() as session:
+        connection = add_connection(session, store, name, REGION, pair, divisions[0])
+        for division in divisions[1:]:
+            ensure_division(session, connection.id, division, is_current=False)
 
 
 # -- row counts ----------------------------------------------------------------------------------------------

@@ -3,7 +3,6 @@ commit, and divisions of one connection sync in parallel on a real prefork worke
 
 from __future__ import annotations
 
-import os
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
@@ -18,8 +17,7 @@ from syncs.core.errors import LockLostError
 from syncs.core.settings import Settings
 from syncs.sandbox.server import SandboxServer
 from tests.faults.conftest import assert_equal_to_source
-from tests.support.cli import settings_env
-from tests.worker.conftest import CELERY, CURRENT, ROOT, stop, wait_for
+from tests.worker.conftest import CURRENT, start_celery_worker, stop, wait_for
 from worker.app import create_app
 from worker.locks import division_namespace
 from worker.runs import RunOutcome, execute_sync
@@ -92,16 +90,7 @@ def test_a_run_whose_lock_backend_is_killed_stops_before_its_next_page_commit(
 @pytest.fixture
 def prefork_worker(sandbox_settings: Settings) -> Iterator[subprocess.Popen[bytes]]:
     """A real `celery worker` with the prefork pool users run, two processes."""
-    env = {**os.environ, **settings_env(sandbox_settings)}
-    process = subprocess.Popen(
-        [
-            CELERY, "-A", "worker.app", "worker", "-Q", sandbox_settings.celery_queue,
-            "--pool", "prefork", "--concurrency", "2", "--loglevel", "INFO",
-            "--without-gossip", "--without-mingle", "--without-heartbeat",
-            "-n", f"{sandbox_settings.celery_queue}@%h",
-        ],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    process = start_celery_worker(sandbox_settings, pool="prefork", concurrency=2)
     yield process
     stop(process)
 
