@@ -30,6 +30,8 @@ from syncs.tokens.store import TokenStore
 DIVISION = FIRST_DIVISION  # the full data set
 HALF_DIVISION = SECOND_DIVISION  # half of it, for the second memory point
 WARMUP_DIVISION = SECOND_DIVISION + 1  # a little data to warm every cache up before anything is measured
+MEMORY_DIVISION = SECOND_DIVISION + 2  # --memory-records: a large data set, synced once for its memory use
+MEMORY_CONNECTION = "bench-memory"
 MAIN_CONNECTION = "bench"
 HALF_CONNECTION = "bench-half"
 WARMUP_CONNECTION = "bench-warmup"
@@ -51,6 +53,7 @@ class BenchOptions:
     page_latency: float = 0.3  # seconds the sandbox waits before each answer in the latency phases
     database: str = "exact_sync_bench"
     keep_database: bool = False
+    memory_records: int = 0  # > 0: also sync about this many records once and report the memory growth
 
     @property
     def records(self) -> int:
@@ -75,7 +78,7 @@ def sandbox_config(options: BenchOptions) -> SandboxConfig:
         daily_limit=None,
         seed=False,
         page_size=options.page_size,
-        extra_divisions=((WARMUP_DIVISION, "Warm-up"),),
+        extra_divisions=((WARMUP_DIVISION, "Warm-up"), (MEMORY_DIVISION, "Memory")),
     )
 
 
@@ -84,6 +87,15 @@ def generate_data(state: SandboxState, options: BenchOptions) -> None:
     state.generate(DIVISION, options.accounts, options.invoices, options.lines_per_invoice)
     state.generate(HALF_DIVISION, options.accounts // 2, options.invoices // 2, options.lines_per_invoice)
     state.generate(WARMUP_DIVISION, min(options.accounts, 500), min(options.invoices, 250), options.lines_per_invoice)
+    if options.memory_records > 0:
+        accounts, invoices, lines = memory_sizes(options.memory_records)
+        state.generate(MEMORY_DIVISION, accounts, invoices, lines)
+
+
+def memory_sizes(records: int) -> tuple[int, int, int]:
+    """Accounts, invoices and lines per invoice of the memory data set: a fifth accounts, the rest invoice lines."""
+    accounts = max(2, records // 5)
+    return accounts, max(2, (records - accounts) // 4), 4
 
 
 # -- database and connections --------------------------------------------------------------------------------
