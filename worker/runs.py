@@ -14,7 +14,7 @@ A run is `skipped` when the connection is being planned or one of its divisions 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import redis
@@ -65,6 +65,8 @@ class RunOutcome:
     error: str | None = None
     # Divisions Exact refused (403 NoDivisionAccess, DivisionBlocked): marked unavailable, the run went on.
     skipped_divisions: tuple[int, ...] = ()
+    # Per stream: {"accounts": {"inserted": .., "updated": .., "deleted": ..}, ..., "deleted": {...}}
+    rows_by_entity: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -106,6 +108,7 @@ class DivisionOutcome:
     deleted: int = 0
     api_calls: int = 0
     error: str | None = None
+    rows_by_entity: dict[str, dict[str, int]] = field(default_factory=dict)  # as in RunOutcome
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -244,7 +247,13 @@ def sync_one_division(
         finally:
             redis_client.close()
         mark_synced(sessions, plan.connection_id, division, clock)
-        return DivisionOutcome(division, "succeeded", counts.inserted, counts.updated, counts.deleted, client.api_calls)
+        by_entity = {
+            name: {"inserted": inserted, "updated": updated, "deleted": deleted}
+            for name, (inserted, updated, deleted) in counts.by_stream.items()
+        }
+        return DivisionOutcome(
+            division, "succeeded", counts.inserted, counts.updated, counts.deleted, client.api_calls, None, by_entity
+        )
 
 
 def division_failure(
@@ -283,10 +292,21 @@ def finish_run(
         divisions=tuple(o.division for o in done if o.status == "succeeded"),
         error=error,
         skipped_divisions=tuple(o.division for o in done if o.status == "unavailable"),
+        rows_by_entity=_sum_by_entity(done),
     )
     _finish_run(session_factory(settings.database_url), plan.run_id, plan.connection_id, outcome, clock)
     log.info("sync.finished", **outcome.as_dict())
     return outcome
+
+
+def _sum_by_entity(outcomes: Iterable[DivisionOutcome]) -> dict[str, dict[str, int]]:
+    total: dict[str, dict[str, int]] = {}
+    for outcome in outcomes:
+        for name, counts in outcome.rows_by_entity.items():
+            into = total.setdefault(name, {"inserted": 0, "updated": 0, "deleted": 0})
+            for key, value in counts.items():
+                into[key] = into.get(key, 0) + value
+    return total
 
 
 def skipped_outcome(connection_name: str) -> RunOutcome:
@@ -336,6 +356,7 @@ def _finish_run(
         run.rows_deleted = outcome.deleted
         run.api_calls = outcome.api_calls
         run.error = outcome.error[:MAX_ERROR_LENGTH] if outcome.error else None
+        run.rows_by_entity = outcome.rows_by_entity
         if outcome.status == "succeeded":
             session.get_one(Connection, connection_id).last_sync_at = finished
 
