@@ -27,10 +27,11 @@ SYNC_TASK = "exact.sync_connection"
 DIVISION_TASK = "exact.sync_division"  # one division of a run (sent by SYNC_TASK, not meant to be sent by hand)
 FINISH_TASK = "exact.finish_run"  # adds a run's division outcomes up
 KEEP_ALIVE_TASK = "exact.keep_alive"
+ACTION_TASK = "exact.action"
 
 
 def create_app(settings: Settings) -> Celery:
-    app = Celery("exact_sync", include=["worker.tasks", "worker.lifecycle_tasks"])
+    app = Celery("exact_sync", include=["worker.tasks", "worker.lifecycle_tasks", "worker.action_tasks"])
     app.conf.update(
         broker_url=settings.redis_url,
         result_backend=settings.redis_url,

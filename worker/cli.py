@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from syncs.core.settings import Settings
 
 from worker import cli_lifecycle  # noqa: F401  (registers connections divisions/export/import)
+from worker.cli_actions import action_command, proxy_command
 from worker.cli_connect import connect, serve
 from worker.cli_connections import connections_app
 from worker.cli_keys import keys_app
@@ -35,6 +36,8 @@ app.add_typer(health_app, name="health")
 app.command("doctor")(doctor)
 app.command("connect")(connect)
 app.command("serve")(serve)
+app.command("proxy")(proxy_command)
+app.command("action")(action_command)
 
 EntityOption = Annotated[
     list[str] | None, typer.Option("--entity", "-e", help="Entity to sync (repeatable); default: all.")
