@@ -24,6 +24,8 @@ from syncs.core.settings import Settings, get_settings
 SCHEDULER = "worker.scheduler:ConnectionScheduler"
 # Task names are public (any Celery client may send_task them); one place defines them.
 SYNC_TASK = "exact.sync_connection"
+DIVISION_TASK = "exact.sync_division"  # one division of a run (sent by SYNC_TASK, not meant to be sent by hand)
+FINISH_TASK = "exact.finish_run"  # adds a run's division outcomes up
 KEEP_ALIVE_TASK = "exact.keep_alive"
 ACTION_TASK = "exact.action"
 

@@ -7,7 +7,9 @@ from functools import lru_cache
 from pydantic import SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-REGIONS = ("nl", "be", "de", "fr", "es", "co.uk", "com")
+from syncs.core.regions import REGIONS
+
+__all__ = ["REGIONS", "Settings", "get_settings"]
 
 
 class Settings(BaseSettings):
