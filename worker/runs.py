@@ -32,9 +32,10 @@ from syncs.core.errors import (
     ReauthRequiredError,
 )
 from syncs.core.settings import Settings
+from syncs.engine.cadence import schedule_for
 from syncs.engine.prefetch import PrefetchingSource
 from syncs.engine.streams import SyncCounts, sync_division
-from syncs.entities.registry import DEFAULT_ENTITIES, ENTITIES
+from syncs.entities.registry import ENTITIES
 from syncs.exact.client import open_client
 from syncs.lifecycle.connections import get_connection_by_name
 from syncs.lifecycle.divisions import division_unavailable, divisions_to_sync, mark_synced, mark_unavailable
@@ -73,7 +74,7 @@ class RunOutcome:
 
 def resolve_entities(entities: Sequence[str] | None) -> list[str]:
     if not entities:
-        return list(DEFAULT_ENTITIES)
+        return list(ENTITIES)
     unknown = [name for name in entities if name not in ENTITIES]
     if unknown:
         raise ConfigurationError(
@@ -125,7 +126,10 @@ def execute_sync(
     progress: Progress | None = None,
     clock: Clock = SYSTEM_CLOCK,
 ) -> RunOutcome:
-    """Sync one connection's enabled divisions; errors are recorded on the run, then re-raised."""
+    """Sync one connection's enabled divisions; errors are recorded on the run, then re-raised.
+
+    Without `entities` (and without `full`) a run follows per-entity cadence: the connection's enabled entities,
+    each when it is due (syncs.engine.cadence). Named entities and full runs are read regardless."""
     names = resolve_entities(entities)
     sessions = session_factory(settings.database_url)
     with sessions() as session:
@@ -134,6 +138,10 @@ def execute_sync(
             reason = f": {connection.status_reason}" if connection.status_reason else ""
             raise ConnectionInactiveError(f"connection {connection_name!r} is {connection.status.value}{reason}")
         connection_id, region = connection.id, connection.region
+        schedule = None
+        if not entities and not full:
+            schedule = schedule_for(session, connection_id, to_datetime(clock.now()))
+            names = [name for name in names if name in schedule.intervals]
 
     with connection_lock(settings, connection_id) as acquired:
         if not acquired:
@@ -164,6 +172,7 @@ def execute_sync(
                                     names,
                                     full=full,
                                     progress=progress,
+                                    schedule=schedule,
                                 )
                             except ExactRequestError as exc:
                                 if not division_unavailable(exc):

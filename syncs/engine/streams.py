@@ -42,7 +42,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models.internal import SyncCursor
 from syncs.core.errors import ConfigurationError, ExactRequestError, MalformedResponseError
-from syncs.engine import deletions, strategies
+from syncs.engine import cadence, deletions, strategies
 from syncs.entities.base import PageResult, PageWriter, Row
 from syncs.entities.declaration import Strategy
 from syncs.entities.registry import ENTITIES, EntitySpec
@@ -119,10 +119,20 @@ def sync_division(
     *,
     full: bool = False,
     progress: Progress | None = None,
+    schedule: cadence.Schedule | None = None,
 ) -> SyncCounts:
+    """Sync the entities asked for (with a `schedule`: only those due), then the deletions stream. Each stream
+    read to its end is marked checked (at the schedule's start, else the database's now)."""
+    names = list(entities)
+    if schedule is not None:
+        with sessions() as session:
+            due = set(schedule.due(cadence.last_checked(session, connection_id, division)))
+        names = [name for name in names if name in due]
     total = SyncCounts()
-    for stream in streams_for(entities):
+    for stream in streams_for(names):
         total += sync_stream(sessions, client, connection_id, division, stream, full=full, progress=progress)
+        with sessions.begin() as session:
+            cadence.mark_checked(session, connection_id, division, [stream.name], schedule.now if schedule else None)
     return total
 
 

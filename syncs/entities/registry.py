@@ -71,6 +71,3 @@ class EntitySpec:
 
 
 ENTITIES: dict[str, EntitySpec] = {name: EntitySpec(entity) for name, entity in CATALOG.items()}
-# What a run without `--entity` syncs. Every entity is a step away (`--entity NAME`, `demo`); the default set
-# grows to the whole catalog with per-entity cadence, which keeps idle runs within the API budget.
-DEFAULT_ENTITIES: tuple[str, ...] = ("accounts", "sales_invoices")
