@@ -30,6 +30,7 @@ CADENCE_INTERVALS: dict[Cadence, timedelta | None] = {
     Cadence.REFERENCE: timedelta(days=1),
 }
 SLACK = timedelta(minutes=2)
+DELETIONS_KEPT = timedelta(days=60)
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,20 @@ def schedule_for(session: Session, connection_id: int, now: datetime) -> Schedul
         else:
             intervals[name] = CADENCE_INTERVALS[spec.cadence]
     return Schedule(now, intervals)
+
+
+def deletions_stale(session: Session, connection_id: int, division: int) -> bool:
+    """Whether sync/Deleted can no longer be trusted for this division: its stream was last read more than
+    DELETIONS_KEPT ago (Exact keeps deletions for about two months), so deletions may have been dropped unseen."""
+    found = session.execute(
+        select(
+            SyncCursor.timestamp,
+            func.coalesce(SyncCursor.checked_at, SyncCursor.updated_at) < func.now() - DELETIONS_KEPT,
+        ).where(
+            SyncCursor.connection_id == connection_id, SyncCursor.division == division, SyncCursor.entity == "deleted"
+        )
+    ).one_or_none()
+    return found is not None and bool(found[0]) and bool(found[1])
 
 
 def last_checked(session: Session, connection_id: int, division: int) -> dict[str, datetime | None]:

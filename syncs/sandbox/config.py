@@ -36,6 +36,8 @@ class SandboxConfig:
     burst_429_headers: bool = True  # burst 429s carry minutely headers; False: no rate headers at all
     latency: float = 0.0  # real seconds added before each API response
     fault_seed: int = 0
+    # Where issued tokens are kept across restarts (a file; None: in memory only, lost when the process ends).
+    token_file: str | None = None
 
 
 def _division_spec(value: Any) -> DivisionSpec:
