@@ -8,6 +8,7 @@ Reliability settings, and why:
   longest sync and the longest retry countdown (see `worker.tasks`), or a message would run twice (harmlessly,
   thanks to the lock, but wastefully).
 - `worker_prefetch_multiplier=1`: a long sync never holds other connections' messages hostage.
+- task events on: Flower shows each task by its public name (`exact.sync_connection`) and JSON arguments.
 """
 
 from __future__ import annotations
@@ -41,6 +42,10 @@ def create_app(settings: Settings) -> Celery:
         broker_transport_options={"visibility_timeout": settings.celery_visibility_timeout_seconds},
         broker_connection_retry_on_startup=True,
         worker_prefetch_multiplier=1,
+        # Task events for Flower (`docker compose --profile flower up`): a few small messages per sync, which the
+        # broker drops when nobody listens.
+        worker_send_task_events=True,
+        task_send_sent_event=True,
         task_serializer="json",
         result_serializer="json",
         accept_content=["json"],

@@ -21,6 +21,7 @@ from worker.budget_view import budget_status, low_budget_warning
 from worker.cli_connect import connect, serve
 from worker.cli_connections import connections_app
 from worker.cli_keys import keys_app, rotate_with
+from worker.cli_ops import doctor, health_app
 from worker.cli_support import check_broker, console, current_settings, err_console, expected_errors, fail
 from worker.runs import execute_sync, resolve_entities
 from worker.views import counts_table, outcome_table, status_view
@@ -34,6 +35,8 @@ app = typer.Typer(
 )
 app.add_typer(connections_app, name="connections")
 app.add_typer(keys_app, name="keys")
+app.add_typer(health_app, name="health")
+app.command("doctor")(doctor)
 app.command("connect")(connect)
 app.command("serve")(serve)
 
@@ -160,8 +163,9 @@ def _exec_celery(arguments: Sequence[str]) -> NoReturn:
 @app.command(context_settings=PASS_THROUGH)
 def worker(ctx: typer.Context, loglevel: Annotated[str, typer.Option("--loglevel")] = "INFO") -> None:
     """Run a Celery worker on the configured queue (extra options go to `celery worker`)."""
-    queue = current_settings().celery_queue
-    _exec_celery(["worker", "-Q", queue, "--loglevel", loglevel, *ctx.args])
+    settings = current_settings()
+    node = ["-n", settings.worker_node_name]  # what `exact-sync health worker` pings
+    _exec_celery(["worker", "-Q", settings.celery_queue, *node, "--loglevel", loglevel, *ctx.args])
 
 
 @app.command(context_settings=PASS_THROUGH)

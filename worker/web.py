@@ -4,8 +4,9 @@ Public routes (no admin token; see README "Security model of serve"):
 GET  /connect/{name}?invite=T -> a page with a "continue" button, if T is a valid invite for `name` (else 403)
 POST /connect/{name}?invite=T -> uses the invite up, sets the flow cookie, 303 to Exact's consent page
 GET  {path of EXACT_REDIRECT_URI} (default /oauth/callback) -> finishes the flow, shows the outcome
-GET  /health -> 200 {"status": "ok"} when Postgres and Redis answer, else 503
+GET  /health, /ready -> liveness and readiness (worker.ops_web)
 Any other route is an admin route (worker.web_auth.require_admin), off unless SERVE_ADMIN_TOKEN is set:
+GET  /metrics, /dashboard -> Prometheus metrics and the status page (worker.ops_web)
 POST /admin/invites {"name": N, "region": R?, "expires": "24h"?} -> 201 {"url": ..., ...}: an invite, from code
 
 The GET shows a button instead of redirecting at once so that link scanners (mail, chat previews) that fetch
@@ -26,7 +27,6 @@ from urllib.parse import urlencode, urlsplit
 import httpx
 import redis
 import structlog
-from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -41,6 +41,7 @@ from syncs.lifecycle.connect_flow import ConnectFlow
 from syncs.lifecycle.connections import validate_name
 from syncs.lifecycle.invites import check_invite, consume_invite, create_invite, parse_duration
 from worker.callback import page
+from worker.ops_web import ops_routes
 from worker.web_auth import require_admin
 
 log = structlog.get_logger(__name__)
@@ -68,21 +69,6 @@ def create_web_app(
 
     def html_page(title: str, message: str, status: int = 200) -> HTMLResponse:
         return HTMLResponse(page(title, message), status_code=status, headers=NO_STORE)
-
-    def health(request: Request) -> Response:
-        problems = {}
-        try:
-            with sessions() as session:
-                session.execute(text("SELECT 1"))
-        except Exception as exc:
-            problems["postgres"] = type(exc).__name__
-        try:
-            redis_client.ping()
-        except Exception as exc:
-            problems["redis"] = type(exc).__name__
-        if problems:
-            return JSONResponse({"status": "unavailable", "problems": problems}, status_code=503)
-        return JSONResponse({"status": "ok"})
 
     def invited(request: Request) -> tuple[str, str, str] | None:
         """(name, invite token, region) when the request carries a valid invite for the path's name."""
@@ -189,7 +175,7 @@ def create_web_app(
         return JSONResponse(result, 201, headers=NO_STORE)
 
     routes = [
-        Route("/health", health, methods=["GET"]),
+        *ops_routes(settings, sessions, redis_client, clock),
         Route("/connect/{name}", connect_page, methods=["GET"]),
         Route("/connect/{name}", connect_start, methods=["POST"]),
         Route(callback_path, callback, methods=["GET"]),

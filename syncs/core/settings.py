@@ -65,6 +65,8 @@ class Settings(BaseSettings):
     daily_budget_defer_margin_seconds: float = 120.0
     redis_key_prefix: str = "exact-sync"
     celery_queue: str = "exact-sync"
+    # The node name `exact-sync worker` runs as and `exact-sync health worker` pings (%h: this host's name).
+    worker_node_name: str = "celery@%h"
     log_level: str = "INFO"
     log_json: bool = False
 
