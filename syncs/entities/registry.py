@@ -71,3 +71,5 @@ class EntitySpec:
 
 
 ENTITIES: dict[str, EntitySpec] = {name: EntitySpec(entity) for name, entity in CATALOG.items()}
+# What a run without `--entity` syncs: every entity (per-entity cadence decides when each is read).
+DEFAULT_ENTITIES: tuple[str, ...] = tuple(ENTITIES)
