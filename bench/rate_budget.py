@@ -57,7 +57,7 @@ def _worker(values: dict[str, Any], name: str, out: Any) -> None:
     from worker.runs import execute_sync
 
     started = time.time()
-    outcome = execute_sync(Settings(_env_file=None, **values), name, trigger="bench")
+    outcome = execute_sync(Settings(_env_file=None, **values), name, entities=["accounts"], trigger="bench")
     out.put((name, outcome.status, outcome.api_calls, round(time.time() - started, 1)))
 
 

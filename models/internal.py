@@ -101,6 +101,20 @@ class SyncCursor(Base):
     resume_url: Mapped[str | None] = mapped_column(Text)
     pending_timestamp: Mapped[int | None] = mapped_column(BigInteger)
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+    # When a run (that started then) last read this stream to its end, rows or not: the entity's freshness, and
+    # what per-entity cadence compares with.
+    checked_at: Mapped[datetime | None]
+
+
+class ConnectionEntity(Base):
+    """A connection's choice for one entity: off, or read at its own interval (default: the cadence's)."""
+
+    __tablename__ = "connection_entities"
+
+    connection_id: Mapped[int] = mapped_column(ForeignKey("connections.id", ondelete="CASCADE"), primary_key=True)
+    entity: Mapped[str] = mapped_column(String(64), primary_key=True)
+    enabled: Mapped[bool] = mapped_column(default=True, server_default="true")
+    every_minutes: Mapped[int | None] = mapped_column(Integer)
 
 
 class SyncRun(Base):

@@ -210,12 +210,16 @@ def beat(ctx: typer.Context, loglevel: Annotated[str, typer.Option("--loglevel")
 def sandbox(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8765,
     host: Annotated[str, typer.Option(help="Interface to bind (0.0.0.0 in a container).")] = "127.0.0.1",
+    token_file: Annotated[
+        str | None, typer.Option(help="Keep issued tokens in this file, so a restart strands no connection.")
+    ] = None,
 ) -> None:
     """Run the Exact Online sandbox in the foreground (control API under /sandbox/)."""
     from syncs.sandbox.server import serve
+    from syncs.sandbox.state import SandboxConfig
 
     console.print(f"sandbox on http://{host}:{port} (client id sandbox-client, secret sandbox-secret)")
-    serve(host, port)
+    serve(host, port, SandboxConfig(token_file=token_file))
 
 
 @app.command(context_settings=PASS_THROUGH, add_help_option=False)

@@ -134,12 +134,29 @@ def set_schedule(
         bool | None,
         typer.Option("--pause/--resume", help="Stop or restart scheduled syncs (the tokens are kept alive)."),
     ] = None,
+    entity: Annotated[
+        list[str] | None,
+        typer.Option("--entity", "-e", help="The entity that --every/--on/--off apply to (repeatable)."),
+    ] = None,
+    every: Annotated[
+        str | None, typer.Option(help="How often scheduled runs read --entity: 30m, 4h, 1d (default: its cadence).")
+    ] = None,
+    enabled: Annotated[
+        bool | None, typer.Option("--on/--off", help="Switch --entity on or off for scheduled runs.")
+    ] = None,
 ) -> None:
-    """Change a connection's sync interval, or pause and resume its scheduled syncs."""
-    if interval is None and pause is None:
-        raise fail("nothing to change: give --interval, --pause or --resume", 2)
+    """Change a connection's sync interval, pause and resume it, or set an entity's interval or switch."""
+    if interval is None and pause is None and not entity:
+        raise fail("nothing to change: give --interval, --pause, --resume or --entity with --every/--on/--off", 2)
+    if entity and every is None and enabled is None:
+        raise fail("--entity needs --every, --on or --off", 2)
+    if not entity and (every is not None or enabled is not None):
+        raise fail("--every, --on and --off need --entity", 2)
+    minutes = parse_every(every) if every is not None else None
     from syncs.core.clock import SYSTEM_CLOCK, to_datetime
     from syncs.core.db import session_factory
+    from syncs.engine.cadence import set_entity
+    from syncs.entities.registry import ENTITIES
     from syncs.lifecycle.connections import change_schedule
     from worker.views import connections_table
 
@@ -147,5 +164,20 @@ def set_schedule(
         connection = change_schedule(
             session, name, now=to_datetime(SYSTEM_CLOCK.now()), interval=interval, paused=pause
         )
+        for each in entity or []:
+            try:
+                set_entity(session, connection.id, each, enabled=enabled, every_minutes=minutes)
+            except KeyError:
+                raise fail(f"unknown entity {each!r}; valid: {', '.join(ENTITIES)}", 2) from None
         table = connections_table([connection])
     console.print(table)
+
+
+def parse_every(text: str) -> int:
+    """Minutes from `30m`, `4h`, `1d` or a bare number of minutes."""
+    units = {"m": 1, "h": 60, "d": 1440}
+    value = text.strip().lower()
+    number, unit = (value[:-1], value[-1]) if value and value[-1] in units else (value, "m")
+    if not number.isdigit() or int(number) < 1:
+        raise fail(f"--every {text!r}: give minutes or a number with m, h or d (30m, 4h, 1d)", 2)
+    return int(number) * units[unit]

@@ -35,6 +35,7 @@ from syncs.core.errors import (
     ReauthRequiredError,
 )
 from syncs.core.settings import Settings
+from syncs.engine.cadence import schedule_for
 from syncs.engine.prefetch import PrefetchingSource
 from syncs.engine.streams import sync_division
 from syncs.entities.registry import DEFAULT_ENTITIES, ENTITIES
@@ -87,6 +88,8 @@ class RunPlan:
     full: bool
     divisions: list[int]
     api_calls: int = 0  # spent while planning (the division check)
+    # True for a run without named entities or `full`: each division reads only the entities due by their cadence.
+    scheduled: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -164,7 +167,7 @@ def execute_sync(
     with connection_lock(settings.database_url, connection_id) as lock:
         if lock is None or any_division_locked(sessions, connection_id):
             return skipped_outcome(connection_name)
-        plan = plan_run(settings, connection_name, names, full, trigger, clock)
+        plan = plan_run(settings, connection_name, names, full, trigger, clock, scheduled=not entities and not full)
         outcomes = []
         calls = plan.api_calls
         try:
@@ -180,11 +183,23 @@ def execute_sync(
 
 
 def plan_run(
-    settings: Settings, connection_name: str, entities: list[str], full: bool, trigger: str, clock: Clock
+    settings: Settings,
+    connection_name: str,
+    entities: list[str],
+    full: bool,
+    trigger: str,
+    clock: Clock,
+    *,
+    scheduled: bool = False,
 ) -> RunPlan:
-    """Record the run and list the divisions to sync; call it holding the connection's lock."""
+    """Record the run and list the divisions to sync; call it holding the connection's lock. A `scheduled` run
+    keeps only the connection's enabled entities (syncs.engine.cadence); each division then reads those due."""
     sessions = session_factory(settings.database_url)
     connection_id, region = active_connection(sessions, connection_name)
+    if scheduled:
+        with sessions() as session:
+            enabled = schedule_for(session, connection_id, to_datetime(clock.now())).intervals
+        entities = [name for name in entities if name in enabled]
     run_id = _start_run(sessions, connection_id, entities, full, trigger, clock)
     log.info("sync.started", connection=connection_name, run_id=run_id, entities=entities, full=full)
     client, redis_client = _client(settings, connection_id, region, clock)
@@ -197,7 +212,9 @@ def plan_run(
         raise
     finally:
         redis_client.close()
-    return RunPlan(connection_name, connection_id, region, run_id, entities, full, divisions, client.api_calls)
+    return RunPlan(
+        connection_name, connection_id, region, run_id, entities, full, divisions, client.api_calls, scheduled
+    )
 
 
 class DivisionFailed(Exception):
@@ -225,6 +242,10 @@ def sync_one_division(
             log.info("sync.division_skipped", connection=plan.connection, division=division, reason="already running")
             return DivisionOutcome(division, "skipped", error="already running")
         guarded = guard_commits(settings.database_url, lock)
+        schedule = None
+        if plan.scheduled:
+            with sessions() as session:
+                schedule = schedule_for(session, plan.connection_id, to_datetime(clock.now()))
         client, redis_client = _client(settings, plan.connection_id, plan.region, clock)
         try:
             with client:
@@ -236,6 +257,7 @@ def sync_one_division(
                     plan.entities,
                     full=plan.full,
                     progress=progress,
+                    schedule=schedule,
                 )
         except ExactRequestError as exc:
             if not division_unavailable(exc):

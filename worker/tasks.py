@@ -98,7 +98,8 @@ def sync_connection(
         with connection_lock(settings.database_url, connection_id) as lock:
             if lock is None or any_division_locked(session_factory(settings.database_url), connection_id):
                 return skipped_outcome(connection_name).as_dict()
-            plan = plan_run(settings, connection_name, names, full, trigger, SYSTEM_CLOCK)
+            scheduled = not entities and not full
+            plan = plan_run(settings, connection_name, names, full, trigger, SYSTEM_CLOCK, scheduled=scheduled)
     except RateLimitedError as exc:
         countdown = rate_limit_countdown(exc.retry_at, SYSTEM_CLOCK.now(), settings.celery_visibility_timeout_seconds)
         if countdown is None:

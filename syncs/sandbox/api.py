@@ -132,6 +132,8 @@ def divisions(request: Request, state: SandboxState, division: int) -> dict[str,
         if only is not None and code != int(only.group(1)):
             continue
         record = division_record(code, data.description)
+        if data.move_date is not None:
+            record["DivisionMoveDate"] = data.move_date
         record["Current"] = code == current
         records.append(record)
     fields = frozenset(records[0]) | DIVISION_FIELDS if records else DIVISION_FIELDS

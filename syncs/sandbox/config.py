@@ -40,6 +40,8 @@ class SandboxConfig:
     store_then_timeout: int = 0
     write_timeout_delay: float = 2.0
     fault_seed: int = 0
+    # Where issued tokens are kept across restarts (a file; None: in memory only, lost when the process ends).
+    token_file: str | None = None
 
 
 def _division_spec(value: Any) -> DivisionSpec:
