@@ -65,6 +65,15 @@ class Settings(BaseSettings):
     daily_budget_defer_margin_seconds: float = 120.0
     redis_key_prefix: str = "exact-sync"
     celery_queue: str = "exact-sync"
+    # The worker also consumes Celery's default queue ("celery"), where a client with no routing of ours sends
+    # `send_task('exact.sync_connection', ...)`. Turn off when another Celery app shares this Redis database.
+    celery_consume_default_queue: bool = True
+    # Prefix of Celery's own Redis keys (queues, unacknowledged messages, results). Empty: Celery's standard
+    # names, which a plain client knows. Set it to share one Redis database between installations (clients then
+    # need the same prefix in broker and result transport options: `global_keyprefix`).
+    celery_key_prefix: str = ""
+    # `exact-sync sync --wait` gives up after this long (a worker that is down or a broker that is gone).
+    sync_wait_timeout_seconds: float = 900.0
     log_level: str = "INFO"
     log_json: bool = False
 

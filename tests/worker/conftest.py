@@ -75,7 +75,7 @@ def add_sandbox_connection(cli: CliInvoke, sandbox: SandboxServer) -> Callable[.
 @pytest.fixture
 def queue_length(settings: Settings, redis_client: redis.Redis[bytes]) -> Callable[[], int]:
     """Messages waiting in this test's Celery queue (kombu keeps a Redis list named after the queue)."""
-    return lambda: int(redis_client.llen(settings.celery_queue))
+    return lambda: int(redis_client.llen(f"{settings.celery_key_prefix}{settings.celery_queue}"))
 
 
 @pytest.fixture
