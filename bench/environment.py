@@ -46,6 +46,7 @@ class BenchOptions:
     lines_per_invoice: int = 4
     naive_records: int = 20_000  # records for the naive loader; 0 = all
     page_size: int = 1000  # sandbox page size (Exact's is 1000)
+    page_latency: float = 0.3  # seconds the sandbox waits before each answer in the latency phases
     database: str = "exact_sync_bench"
     keep_database: bool = False
 
@@ -59,7 +60,7 @@ class BenchOptions:
         return self.accounts // 2 + self.invoices // 2 * self.lines_per_invoice
 
 
-QUICK = BenchOptions(accounts=2_000, invoices=2_500, lines_per_invoice=4, naive_records=2_000)
+QUICK = BenchOptions(accounts=2_000, invoices=2_500, lines_per_invoice=4, naive_records=2_000, page_latency=0.05)
 
 
 # -- sandbox -------------------------------------------------------------------------------------------------

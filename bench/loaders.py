@@ -1,7 +1,12 @@
-"""The comparison loaders: fetch only, a naive ORM loader and a raw COPY, all reading through ExactClient.
+"""The comparison loaders, all reading through ExactClient the same sync endpoints with the same
+`$filter`/`$select` as the engine:
 
-Each reads the same sync endpoints with the same `$filter`/`$select` as the engine and maps rows with the
-entity modules' own `map_row`, so only the way rows reach Postgres differs from exact-sync's path.
+- fetch only: every page read and decoded, nothing written;
+- the physical-limit ceiling: each page's rows COPYed as fetched (one text column per selected field, plus the
+  row as jsonb) into tables without keys or indexes: no mapping, no upsert;
+- mapped COPY: the entity modules' own `map_row`, then COPY into unindexed twins of the synced tables (the ceiling
+  plus exact-sync's mapping: what the mapping costs);
+- a naive ORM loader: `session.merge` per mapped object.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from syncs.exact.client import ExactClient
 
 STREAMS: tuple[EntitySpec, ...] = (ENTITIES[accounts.NAME], ENTITIES[sales_invoices.NAME])
 COPY_PREFIX = "bench_copy_"
+RAW_PREFIX = "bench_raw_"
 COPY_SOURCES = ("accounts", "sales_invoices", "sales_invoice_lines")
 
 
@@ -153,6 +159,48 @@ def create_copy_tables(database_url: str) -> None:
         for source in COPY_SOURCES:
             conn.execute(f'DROP TABLE IF EXISTS "{COPY_PREFIX}{source}"')
             conn.execute(f'CREATE TABLE "{COPY_PREFIX}{source}" (LIKE "{source}" INCLUDING DEFAULTS)')
+
+
+def _raw_table(spec: EntitySpec) -> str:
+    return f"{RAW_PREFIX}{spec.name}"
+
+
+def create_raw_tables(database_url: str) -> None:
+    """One table per stream: a text column per selected field and the row as jsonb; no key, no index."""
+    with psycopg.connect(psycopg_conninfo(database_url), autocommit=True) as conn:
+        for spec in STREAMS:
+            columns = ", ".join(f'"{field}" text' for field in spec.select.split(","))
+            conn.execute(f'DROP TABLE IF EXISTS "{_raw_table(spec)}"')
+            conn.execute(f'CREATE TABLE "{_raw_table(spec)}" ({columns}, raw jsonb)')
+
+
+def raw_copy_load(client: ExactClient, database_url: str, division: int) -> LoadResult:
+    """The physical limit: fetch each page, then COPY its rows as fetched, one transaction per page."""
+    calls, records, clock = client.api_calls, 0, StreamClock()
+    with psycopg.connect(psycopg_conninfo(database_url)) as conn:
+        started = time.perf_counter()
+        clock.restart()
+        for spec in STREAMS:
+            fields = spec.select.split(",")
+            names = ", ".join(f'"{field}"' for field in fields)
+            for rows in stream_pages(client, division, spec):
+                statement = f'COPY "{_raw_table(spec)}" ({names}, raw) FROM STDIN'
+                with conn.transaction(), conn.cursor() as cursor, cursor.copy(statement) as copy:
+                    for row in rows:
+                        copy.write_row([*(row.get(field) for field in fields), Jsonb(row)])
+                records += len(rows)
+                clock.page_done(spec.name, len(rows))
+        seconds = time.perf_counter() - started
+    return LoadResult(records, records, seconds, client.api_calls - calls, clock.timings())
+
+
+def raw_records(database_url: str) -> int:
+    total = 0
+    with psycopg.connect(psycopg_conninfo(database_url)) as conn:
+        for spec in STREAMS:
+            found = conn.execute(f'SELECT count(*) FROM "{_raw_table(spec)}"').fetchone()
+            total += int(found[0]) if found else 0
+    return total
 
 
 def _copy_value(value: Any) -> Any:

@@ -1,5 +1,7 @@
 """The throughput benchmark's run: warm-up, fetch only, exact-sync on the half and the full data set, the naive
-loader and the raw COPY, each checked against the rows it left in the database (see bench.throughput)."""
+loader, the mapped COPY and the physical-limit ceiling, then fetch only and exact-sync again with the sandbox
+answering each page after a realistic latency; each checked against the rows it left in the database (see
+bench.throughput)."""
 
 from __future__ import annotations
 
@@ -41,8 +43,11 @@ from bench.loaders import (
     StreamClock,
     copy_load,
     create_copy_tables,
+    create_raw_tables,
     fetch_only,
     naive_load,
+    raw_copy_load,
+    raw_records,
     stream_quotas,
 )
 from bench.memory import MemoryUse, PeakRss
@@ -55,6 +60,7 @@ from syncs.sandbox.state import SandboxState
 from worker.runs import execute_sync
 
 Log = Callable[[str], None]
+CEILING = "physical limit: fetch + raw COPY"
 
 
 @dataclass(frozen=True)
@@ -84,19 +90,43 @@ class BenchReport:
     exact_half: Phase
     exact: Phase
     naive: Phase
-    copy: Phase
+    copy: Phase  # map_row + COPY into unindexed twins
+    ceiling: Phase  # the physical limit: fetch + COPY of the rows as fetched
+    fetch_slow: Phase  # fetch only, the sandbox answering each page after options.page_latency
+    exact_slow: Phase  # exact-sync on the same pages at that latency
 
     @property
     def naive_ratio(self) -> float:
         return self.exact.rate / self.naive.rate if self.naive.rate else 0.0
 
     @property
-    def copy_share(self) -> float:
-        return self.exact.rate / self.copy.rate if self.copy.rate else 0.0
+    def ceiling_share(self) -> float:
+        """exact-sync's records/s as a share of the physical limit's, at zero latency."""
+        return self.exact.rate / self.ceiling.rate if self.ceiling.rate else 0.0
+
+    @property
+    def latency_share(self) -> float:
+        """exact-sync's records/s as a share of fetch-only's, both at the page latency."""
+        return self.exact_slow.rate / self.fetch_slow.rate if self.fetch_slow.rate else 0.0
 
     def fetch_seconds_for(self, records: int) -> float:
         """What fetching `records` costs at the fetch-only rate."""
         return self.fetch.load.seconds * records / self.fetch.load.records if self.fetch.load.records else 0.0
+
+    def load_cost(self, phase: Phase) -> float:
+        """Seconds per record beyond fetching (mapping + writing), at zero latency."""
+        rest = phase.load.seconds - self.fetch_seconds_for(phase.load.records)
+        return max(rest, 1e-9) / phase.load.records if phase.load.records else 0.0
+
+    @property
+    def cost_vs_ceiling(self) -> float:
+        """exact-sync's load cost beyond fetching over the ceiling's (lower is better)."""
+        return self.load_cost(self.exact) / self.load_cost(self.ceiling)
+
+    @property
+    def naive_cost_ratio(self) -> float:
+        """The naive loader's load cost beyond fetching over exact-sync's (higher is better)."""
+        return self.load_cost(self.naive) / self.load_cost(self.exact)
 
 
 def _load_average() -> tuple[float, float, float] | None:
@@ -157,7 +187,7 @@ def run_benchmark(options: BenchOptions, base: Settings | None = None, log: Log 
             with sessions() as session:
                 postgres = str(session.scalar(text("SHOW server_version")))
             main_id = register(sessions, settings, state, MAIN_CONNECTION, DIVISION)
-            register(sessions, settings, state, HALF_CONNECTION, HALF_DIVISION)
+            half_id = register(sessions, settings, state, HALF_CONNECTION, HALF_DIVISION)
             register(sessions, settings, state, WARMUP_CONNECTION, WARMUP_DIVISION)
 
             log("warm-up sync (not measured)")
@@ -194,8 +224,27 @@ def run_benchmark(options: BenchOptions, base: Settings | None = None, log: Log 
             create_copy_tables(settings.database_url)
             with open_client(settings, main_id, REGION, sessions=sessions, redis=redis_client) as client:
                 copied = copy_load(client, settings.database_url, DIVISION)
-            copy = Phase("raw COPY, unindexed tables", copied, records_in(sessions, COPY_PREFIX))
-            expect("raw COPY", copy.db_records, options.records)
+            copy = Phase("map_row + COPY, unindexed tables", copied, records_in(sessions, COPY_PREFIX))
+            expect("mapped COPY", copy.db_records, options.records)
+
+            log("physical limit: fetch + COPY of the rows as fetched")
+            create_raw_tables(settings.database_url)
+            with open_client(settings, main_id, REGION, sessions=sessions, redis=redis_client) as client:
+                raw = raw_copy_load(client, settings.database_url, DIVISION)
+            ceiling = Phase(CEILING, raw, raw_records(settings.database_url))
+            expect("physical limit", ceiling.db_records, options.records)
+
+            state.config.latency = options.page_latency
+            log(f"fetch only, {options.page_latency * 1000:.0f} ms per page ({half_records:,} records)")
+            with open_client(settings, half_id, REGION, sessions=sessions, redis=redis_client) as client:
+                slow = fetch_only(client, HALF_DIVISION)
+            expect("fetch only (latency)", slow.records, half_records)
+            fetch_slow = Phase(f"fetch only, {options.page_latency * 1000:.0f} ms/page", slow, 0)
+            log(f"exact-sync, {options.page_latency * 1000:.0f} ms per page ({half_records:,} records)")
+            exact_slow = _exact_sync(
+                settings, sessions, HALF_CONNECTION, f"exact-sync, {options.page_latency * 1000:.0f} ms/page"
+            )
+            expect("exact-sync (latency)", exact_slow.db_records, half_records)
         finally:
             delete_redis_keys(redis_client, settings.redis_key_prefix)
             redis_client.close()
@@ -205,5 +254,17 @@ def run_benchmark(options: BenchOptions, base: Settings | None = None, log: Log 
                 drop_database(settings.database_url)
 
     return BenchReport(
-        options, generate_seconds, postgres, load_before, _load_average(), fetch, exact_half, exact, naive, copy
+        options,
+        generate_seconds,
+        postgres,
+        load_before,
+        _load_average(),
+        fetch,
+        exact_half,
+        exact,
+        naive,
+        copy,
+        ceiling,
+        fetch_slow,
+        exact_slow,
     )

@@ -1,6 +1,7 @@
-"""Throughput of exact-sync's sync path against a naive ORM loader and a raw COPY, in one run.
+"""Throughput of exact-sync's sync path against the physical limit, fetch only and a naive ORM loader, in one run.
 
-`python -m bench.throughput [--quick] [--accounts N] [--invoices N] [--lines-per-invoice N] [--output FILE]`
+`python -m bench.throughput [--quick] [--accounts N] [--invoices N] [--lines-per-invoice N] [--page-latency S]
+[--output FILE]`
 (also `exact-sync bench ...`). Steps:
 
 1. An in-process sandbox (rate limits off, no seed data) gets the data set in division 124132, half of it in
@@ -11,7 +12,10 @@
 4. exact-sync on the half data set, then on the full one (`worker.runs.execute_sync`, empty tables each time):
    time, API calls and peak RSS growth.
 5. Naive loader on a subset: `session.merge` per mapped object, commit per page.
-6. Raw COPY of the same mapped records into unindexed twins of the tables.
+6. map_row + COPY of the same mapped records into unindexed twins of the tables.
+7. The physical limit: fetch, then COPY each page's rows as fetched (no mapping, no keys).
+8. With the sandbox waiting `--page-latency` seconds (default 0.3) before each answer: fetch only and exact-sync
+   on the half data set.
 
 A "record" is a row read from the API: an account or an invoice line (the engine also writes one header per
 invoice, counted under "rows written"). Every phase is checked against row counts in the database.
@@ -51,6 +55,11 @@ def parse_options(argv: Sequence[str] | None = None) -> tuple[BenchOptions, Path
         help=f"records for the naive loader, 0 = all (default {BenchOptions.naive_records:,})",
     )
     parser.add_argument("--page-size", type=int, help=f"sandbox page size (default {BenchOptions.page_size})")
+    parser.add_argument(
+        "--page-latency",
+        type=float,
+        help=f"seconds per page in the latency phases (default {BenchOptions.page_latency})",
+    )
     parser.add_argument("--quick", action="store_true", help="small sizes for a smoke run")
     parser.add_argument("--database", default=BenchOptions.database, help="benchmark database (dropped first)")
     parser.add_argument("--keep-database", action="store_true", help="keep the benchmark database afterwards")
@@ -63,10 +72,13 @@ def parse_options(argv: Sequence[str] | None = None) -> tuple[BenchOptions, Path
         "lines_per_invoice": args.lines_per_invoice,
         "naive_records": args.naive_records,
         "page_size": args.page_size,
+        "page_latency": args.page_latency,
     }
     options = replace(options, **{name: value for name, value in given.items() if value is not None})
     if options.accounts < 2 or options.invoices < 2 or options.lines_per_invoice < 1 or options.page_size < 1:
         parser.error("need at least 2 accounts, 2 invoices, 1 line per invoice and a page size of 1")
+    if options.page_latency < 0:
+        parser.error("--page-latency must be 0 or more")
     if options.naive_records < 0:
         parser.error("--naive-records must be 0 (all) or more")
     return options, args.output

@@ -2,13 +2,22 @@
 
 from models.base import Base
 from models.feed import Change
-from models.internal import Connection, ConnectionStatus, ConnectionToken, Division, SyncCursor, SyncRun
+from models.internal import (
+    ConnectInvite,
+    Connection,
+    ConnectionStatus,
+    ConnectionToken,
+    Division,
+    SyncCursor,
+    SyncRun,
+)
 from models.synced import Account, SalesInvoice, SalesInvoiceLine
 
 __all__ = [
     "Account",
     "Base",
     "Change",
+    "ConnectInvite",
     "Connection",
     "ConnectionStatus",
     "ConnectionToken",

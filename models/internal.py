@@ -110,3 +110,17 @@ class SyncRun(Base):
     rows_deleted: Mapped[int] = mapped_column(default=0)
     api_calls: Mapped[int] = mapped_column(default=0)
     error: Mapped[str | None] = mapped_column(Text)
+
+
+class ConnectInvite(Base):
+    """A single-use link for `serve`'s /connect, issued by the operator; only a keyed hash of its token is kept."""
+
+    __tablename__ = "connect_invites"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary, unique=True)
+    name: Mapped[str] = mapped_column(String(64))
+    region: Mapped[str] = mapped_column(String(10))
+    created_at: Mapped[datetime] = created_at_column()
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]

@@ -1,11 +1,14 @@
 """A one-shot local HTTP server for `exact-sync connect`: receives Exact's redirect on EXACT_REDIRECT_URI.
 
 The standard library's HTTPServer is enough: it serves one request at a time in the calling thread, so the
-code exchange happens while the browser waits and the page it gets says whether connecting worked.
+code exchange happens while the browser waits and the page it gets says whether connecting worked. Each socket
+gets a timeout (a client that connects and sends nothing cannot hold the single thread), and only a request
+carrying the state this flow sent ends it: anything else gets a 400 and the server keeps waiting.
 """
 
 from __future__ import annotations
 
+import hmac
 import html
 import time
 from collections.abc import Callable
@@ -16,6 +19,7 @@ from urllib.parse import parse_qsl, urlsplit
 from syncs.core.errors import ConfigurationError, ExactSyncError
 
 T = TypeVar("T")
+SOCKET_TIMEOUT_SECONDS = 10.0
 
 
 def page(title: str, message: str) -> bytes:
@@ -28,7 +32,7 @@ def page(title: str, message: str) -> bytes:
 class CallbackReceiver(Generic[T]):
     """Listens on the redirect URI's host and port; `wait` hands the callback's query to `finish`."""
 
-    def __init__(self, redirect_uri: str) -> None:
+    def __init__(self, redirect_uri: str, socket_timeout: float = SOCKET_TIMEOUT_SECONDS) -> None:
         parts = urlsplit(redirect_uri)
         if parts.scheme != "http" or not parts.hostname:
             raise ConfigurationError(
@@ -39,6 +43,8 @@ class CallbackReceiver(Generic[T]):
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
+            timeout = socket_timeout  # applied to each accepted socket
+
             def do_GET(self) -> None:
                 receiver._handle(self)
 
@@ -53,6 +59,7 @@ class CallbackReceiver(Generic[T]):
                 "is `exact-sync serve` running there? Then open its /connect/NAME page instead"
             ) from None
         self._finish: Callable[[dict[str, str]], T] | None = None
+        self._state = ""
         self._result: T | None = None
         self._error: ExactSyncError | None = None
         self._done = False
@@ -63,6 +70,9 @@ class CallbackReceiver(Generic[T]):
             self._respond(request, 404, page("Not found", "This address only receives Exact Online's redirect."))
             return
         params = dict(parse_qsl(parts.query, keep_blank_values=True))  # URL-decodes the code
+        if not hmac.compare_digest(params.get("state", "").encode(), self._state.encode()):
+            self._respond(request, 400, page("Not this consent", "This callback does not belong to this connect."))
+            return
         self._done = True
         try:
             self._result = self._finish(params)
@@ -81,8 +91,15 @@ class CallbackReceiver(Generic[T]):
         request.end_headers()
         request.wfile.write(body)
 
-    def wait(self, finish: Callable[[dict[str, str]], T], timeout: float, on_timeout: Callable[[], Exception]) -> T:
-        """Serve requests until the callback arrived (then return `finish`'s result or raise its error)."""
+    def wait(
+        self,
+        state: str,
+        finish: Callable[[dict[str, str]], T],
+        timeout: float,
+        on_timeout: Callable[[], Exception],
+    ) -> T:
+        """Serve requests until the callback carrying `state` arrived (then return `finish`'s result or raise)."""
+        self._state = state
         self._finish = finish
         deadline = time.monotonic() + timeout
         self._server.timeout = 0.5

@@ -1,4 +1,5 @@
-"""`exact-sync connect NAME` (OAuth in the terminal and a browser) and `exact-sync serve` (the same over HTTP)."""
+"""`exact-sync connect NAME` (OAuth in the terminal and a browser), `exact-sync serve` (the same over HTTP, for
+invited users) and `exact-sync connections invite NAME` (the single-use links `serve` answers to)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,13 @@ import redis
 import typer
 from rich.table import Table
 
+from syncs.core.crypto import TokenCipher
 from syncs.core.db import session_factory
 from syncs.core.settings import REGIONS
 from syncs.lifecycle.connect_flow import Connected, ConnectError, ConnectFlow
+from syncs.lifecycle.invites import create_invite, parse_duration
 from worker.callback import CallbackReceiver
+from worker.cli_connections import connections_app
 from worker.cli_support import console, current_settings, expected_errors
 
 
@@ -65,7 +69,7 @@ def connect(
                 flow.abandon(state)
                 return ConnectError(f"no consent within {timeout:g} s; nothing was stored")
 
-            done = receiver.wait(finish, timeout, expired)
+            done = receiver.wait(state, finish, timeout, expired)
         finally:
             receiver.close()
     finally:
@@ -88,16 +92,54 @@ def print_connected(done: Connected) -> None:
     console.print("choose which are synced with `exact-sync connections divisions NAME --include/--exclude`")
 
 
+@connections_app.command("invite")
+@expected_errors
+def invite(
+    name: Annotated[str, typer.Argument(help="Connection to create (or an existing one to reconnect).")],
+    region: Annotated[
+        str | None,
+        typer.Option(help=f"Exact Online region: {', '.join(REGIONS)}; an existing connection keeps its own."),
+    ] = None,
+    expires: Annotated[str, typer.Option(help="How long the link is valid: 30m, 24h, 7d (at most 30d).")] = "24h",
+) -> None:
+    """Print a single-use link to `serve`'s connect page for NAME (send it to whoever gives consent)."""
+    settings = current_settings()
+    key = settings.token_encryption_key
+    made = create_invite(
+        settings,
+        session_factory(settings.database_url),
+        TokenCipher(key.get_secret_value() if key else None),
+        name,
+        region,
+        parse_duration(expires),
+    )
+    what = "reconnects" if made.reconnect else "connects"
+    console.print(f"{made.url}", soft_wrap=True)
+    console.print(
+        f"single use; {what} [bold]{made.name}[/] ({made.region}); valid until {made.expires_at:%Y-%m-%d %H:%M} UTC",
+        soft_wrap=True,
+    )
+
+
 @expected_errors
 def serve(
     host: Annotated[str | None, typer.Option(help="Interface to bind (default WEB_HOST, 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default WEB_PORT).")] = None,
 ) -> None:
-    """Serve /connect/NAME, the OAuth callback and /health (put it behind an authenticating proxy)."""
+    """Serve invite-based /connect/NAME, the OAuth callback and /health (put it behind TLS)."""
     import uvicorn
 
+    from syncs.core.logging import configure_logging
     from worker.web import create_web_app
 
     settings = current_settings()
+    configure_logging(settings)
     app = create_web_app(settings)  # builds the connect flow: a missing TOKEN_ENCRYPTION_KEY fails here, at startup
-    uvicorn.run(app, host=host or settings.web_host, port=port or settings.web_port, lifespan="off")
+    # No access log: request lines carry invites, codes and states in their query strings.
+    uvicorn.run(
+        app,
+        host=host or settings.web_host,
+        port=port or settings.web_port,
+        lifespan="off",
+        access_log=False,
+    )

@@ -32,6 +32,7 @@ from syncs.core.errors import (
     ReauthRequiredError,
 )
 from syncs.core.settings import Settings
+from syncs.engine.prefetch import PrefetchingSource
 from syncs.engine.streams import SyncCounts, sync_division
 from syncs.entities import ENTITIES
 from syncs.exact.client import open_client
@@ -156,7 +157,13 @@ def execute_sync(
                         for division in divisions:
                             try:
                                 counts = sync_division(
-                                    sessions, client, connection_id, division, names, full=full, progress=progress
+                                    sessions,
+                                    PrefetchingSource(client),
+                                    connection_id,
+                                    division,
+                                    names,
+                                    full=full,
+                                    progress=progress,
                                 )
                             except ExactRequestError as exc:
                                 if not division_unavailable(exc):

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from rich.console import Group, RenderableType
+from rich.markup import escape
 from rich.table import Table
 
 from models import Connection, ConnectionStatus, ConnectionToken, Division, SyncCursor, SyncRun
@@ -23,6 +24,11 @@ STATUS_STYLE = {
 RUN_STYLE = {"succeeded": "green", "failed": "red", "running": "cyan", "skipped": "yellow"}
 
 
+def shown(text: str) -> str:
+    """Text from the database as the terminal may show it: control characters escaped, rich markup inert."""
+    return escape("".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text))
+
+
 def when(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S %Z").strip() if value else "-"
 
@@ -33,7 +39,7 @@ def connections_table(connections: Iterable[Connection]) -> Table:
         table.add_column(column)
     for c in connections:
         table.add_row(
-            c.name,
+            shown(c.name),
             c.region,
             f"[{STATUS_STYLE[c.status]}]{c.status.value}[/]",
             str(c.current_division) if c.current_division is not None else "(ask Exact)",
@@ -61,7 +67,7 @@ def run_summary(run: SyncRun | None) -> str:
         f", +{run.rows_inserted} ~{run.rows_updated} -{run.rows_deleted} rows, {run.api_calls} API calls"
     )
     if run.error:
-        text += f"\n[red]{run.error}[/]"
+        text += f"\n[red]{shown(run.error)}[/]"
     return text
 
 
@@ -92,19 +98,19 @@ def token_summary(token: ConnectionToken | None, settings: Settings | None, now:
 
 def division_state(d: Division) -> str:
     if not d.available:
-        return f"[red]unavailable[/]: {d.unavailable_reason or 'refused by Exact'}"
+        return f"[red]unavailable[/]: {shown(d.unavailable_reason or 'refused by Exact')}"
     return "[green]synced[/]" if d.sync_enabled else "[yellow]not synced[/]"
 
 
 def divisions_table(name: str, divisions: Iterable[Division]) -> Table:
-    table = Table(title=f"Divisions of {name}")
+    table = Table(title=f"Divisions of {shown(name)}")
     for column in ("code", "description", "Exact status", "current", "state", "last synced"):
         table.add_column(column, overflow="fold")
     for d in divisions:
         status = {0: "inactive", 1: "active", 2: "archived"}.get(d.status, "-") if d.status is not None else "-"
         table.add_row(
             str(d.code),
-            d.description or "-",
+            shown(d.description or "-"),
             status,
             "*" if d.is_current else "",
             division_state(d),
@@ -127,9 +133,9 @@ def status_view(
         c = report.connection
         state = f"[{STATUS_STYLE[c.status]}]{c.status.value}[/]"
         if c.status_reason:
-            state += f"\n{c.status_reason}"
+            state += f"\n{shown(c.status_reason)}"
         overview.add_row(
-            c.name,
+            shown(c.name),
             state,
             _next_sync(c),
             when(c.last_sync_at),
@@ -148,7 +154,7 @@ def status_view(
             if division is not None and not (division.sync_enabled and division.available):
                 label += " (off)"
             cursors.add_row(
-                c.name, label, cursor.entity, str(cursor.timestamp), _unfinished(cursor), when(cursor.updated_at)
+                shown(c.name), label, cursor.entity, str(cursor.timestamp), _unfinished(cursor), when(cursor.updated_at)
             )
     return Group(overview, cursors) if reports else "no connections; add one with `exact-sync connections add`"
 

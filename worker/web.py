@@ -1,18 +1,26 @@
 """`exact-sync serve`: the connect flow over HTTP for deployments (Starlette, run by uvicorn).
 
-GET /connect/{name}?region=R  -> 302 to Exact's consent page (region defaults to an existing connection's)
-GET {path of EXACT_REDIRECT_URI} (default /oauth/callback) -> finishes the flow, shows the outcome
-GET /health -> 200 {"status": "ok"} when Postgres and Redis answer, else 503
+Public routes (no admin token; see README "Security model of serve"):
+GET  /connect/{name}?invite=T -> a page with a "continue" button, if T is a valid invite for `name` (else 403)
+POST /connect/{name}?invite=T -> uses the invite up, sets the flow cookie, 303 to Exact's consent page
+GET  {path of EXACT_REDIRECT_URI} (default /oauth/callback) -> finishes the flow, shows the outcome
+GET  /health -> 200 {"status": "ok"} when Postgres and Redis answer, else 503
+Any other route is an admin route (worker.web_auth.require_admin), off unless SERVE_ADMIN_TOKEN is set.
 
-No login of its own: bind it to localhost (the default) or put it behind an authenticating proxy, since whoever
-reaches /connect can point a connection at the Exact account they consent with.
+The GET shows a button instead of redirecting at once so that link scanners (mail, chat previews) that fetch
+the link do not use the invite up. A request without a valid invite costs one Postgres read: no Redis key, no
+call to Exact. The consent is bound to the browser that pressed the button: the state's hash and a random
+nonce in an HttpOnly, SameSite=Lax cookie scoped to the callback path must both come back to the callback.
 Handlers are plain functions: Starlette runs them in its thread pool, as the flow does blocking I/O.
 """
 
 from __future__ import annotations
 
+import hashlib
+import html
+import secrets
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import httpx
 import redis
@@ -23,14 +31,27 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from syncs.core.clock import SYSTEM_CLOCK, Clock
+from syncs.core.clock import SYSTEM_CLOCK, Clock, to_datetime
 from syncs.core.db import session_factory
-from syncs.core.errors import ExactSyncError
+from syncs.core.errors import ConfigurationError, ExactSyncError
 from syncs.core.settings import Settings
 from syncs.lifecycle.connect_flow import ConnectFlow
+from syncs.lifecycle.connections import validate_name
+from syncs.lifecycle.invites import check_invite, consume_invite
 from worker.callback import page
 
 log = structlog.get_logger(__name__)
+
+NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+INVALID_INVITE = (
+    "This connect link is not valid: it is unknown, expired or already used, or belongs to another connection. "
+    "Ask whoever sent it for a new one (they run `exact-sync connections invite NAME`)."
+)
+
+
+def flow_cookie_name(state: str) -> str:
+    """One cookie per pending consent, so several consents can be under way in one browser."""
+    return f"exact_sync_flow_{hashlib.sha256(state.encode()).hexdigest()[:16]}"
 
 
 def create_web_app(
@@ -39,6 +60,11 @@ def create_web_app(
     sessions = session_factory(settings.database_url)
     redis_client: redis.Redis[Any] = redis.Redis.from_url(settings.redis_url)
     flow = ConnectFlow(settings, sessions, redis_client, clock, transport)
+    callback_path = urlsplit(settings.exact_redirect_uri).path or "/oauth/callback"
+    secure_cookie = urlsplit(settings.exact_redirect_uri).scheme == "https"
+
+    def html_page(title: str, message: str, status: int = 200) -> HTMLResponse:
+        return HTMLResponse(page(title, message), status_code=status, headers=NO_STORE)
 
     def health(request: Request) -> Response:
         problems = {}
@@ -55,31 +81,87 @@ def create_web_app(
             return JSONResponse({"status": "unavailable", "problems": problems}, status_code=503)
         return JSONResponse({"status": "ok"})
 
-    def connect(request: Request) -> Response:
-        name = request.path_params["name"]
+    def invited(request: Request) -> tuple[str, str, str] | None:
+        """(name, invite token, region) when the request carries a valid invite for the path's name."""
+        name, token = request.path_params["name"], request.query_params.get("invite", "")
         try:
-            url, _ = flow.begin(name, request.query_params.get("region"))
+            validate_name(name)
+        except ConfigurationError:
+            return None
+        if not token or len(token) > 256:
+            return None
+        with sessions() as session:
+            region = check_invite(session, flow.cipher, token, name, to_datetime(clock.now()))
+        return (name, token, region) if region is not None else None
+
+    def connect_page(request: Request) -> Response:
+        found = invited(request)
+        if found is None:
+            return html_page("Invalid connect link", INVALID_INVITE, 403)
+        name, token, region = found
+        action = html.escape(f"/connect/{name}?{urlencode({'invite': token})}")
+        body = (
+            "<!DOCTYPE html><html><head><meta charset='utf-8'><title>Connect to Exact Online</title></head><body>"
+            f"<h1>Connect {html.escape(name)} to Exact Online</h1>"
+            f"<p>You will be sent to Exact Online ({html.escape(region)}) to allow access to your company's data. "
+            "This link works once.</p>"
+            f"<form method='post' action='{action}'><button type='submit'>Continue to Exact Online</button></form>"
+            "</body></html>"
+        )
+        return HTMLResponse(body, headers=NO_STORE)
+
+    def connect_start(request: Request) -> Response:
+        found = invited(request)
+        if found is None:
+            return html_page("Invalid connect link", INVALID_INVITE, 403)
+        name, token, region = found
+        try:
+            flow.check_client(region)  # before the invite is used up: a misconfigured app keeps the invite
+            with sessions.begin() as session:
+                if consume_invite(session, flow.cipher, token, name, to_datetime(clock.now())) is None:
+                    return html_page("Invalid connect link", INVALID_INVITE, 403)
+            nonce = secrets.token_urlsafe(32)
+            url, state = flow.begin(name, region, browser=nonce, check_client=False)
         except ExactSyncError as exc:
-            return HTMLResponse(page("Cannot connect", str(exc)), status_code=400)
-        return RedirectResponse(url, status_code=302, headers={"Cache-Control": "no-store"})
+            return html_page("Cannot connect", str(exc), 400)
+        response = RedirectResponse(url, status_code=303, headers=NO_STORE)
+        response.set_cookie(
+            flow_cookie_name(state),
+            nonce,
+            max_age=settings.oauth_state_ttl_seconds,
+            path=callback_path,
+            secure=secure_cookie,
+            httponly=True,
+            samesite="lax",
+        )
+        return response
 
     def callback(request: Request) -> Response:
         query = request.query_params  # URL-decoded
+        state = query.get("state")
+        cookie = flow_cookie_name(state) if state else None
         try:
             done = flow.complete(
-                query.get("state"), query.get("code"), query.get("error"), query.get("error_description")
+                state,
+                query.get("code"),
+                query.get("error"),
+                query.get("error_description"),
+                browser=request.cookies.get(cookie) if cookie else None,
             )
         except ExactSyncError as exc:
-            return HTMLResponse(page("Not connected", str(exc)), status_code=400)
+            return html_page("Not connected", str(exc), 400)
         codes = ", ".join(str(d.code) for d in done.divisions) or "none found yet (the first sync looks again)"
         verb = "reconnected" if done.reconnected else "connected"
         message = f"Connection {done.name} ({done.region}) {verb}. Divisions: {codes}. You can close this window."
-        return HTMLResponse(page("Connected", message))
+        response = html_page("Connected", message)
+        if cookie:
+            response.delete_cookie(cookie, path=callback_path, secure=secure_cookie, httponly=True, samesite="lax")
+        return response
 
-    callback_path = urlsplit(settings.exact_redirect_uri).path or "/oauth/callback"
     routes = [
         Route("/health", health, methods=["GET"]),
-        Route("/connect/{name}", connect, methods=["GET"]),
+        Route("/connect/{name}", connect_page, methods=["GET"]),
+        Route("/connect/{name}", connect_start, methods=["POST"]),
         Route(callback_path, callback, methods=["GET"]),
     ]
     app = Starlette(routes=routes)

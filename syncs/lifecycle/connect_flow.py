@@ -14,12 +14,20 @@ thin layers over `ConnectFlow`.
   once, `serve` at startup), so a missing key never wastes a consent.
 - Nothing is stored before the exchange succeeded; the connection row and its tokens are then written in one
   transaction. Connecting an existing name (e.g. one in reauth_required) replaces its tokens, keeps its
-  cursors, divisions and data, and makes it active again.
+  cursors, divisions and data, and makes it active again. Its region never changes: a flow for another region
+  is refused before any consent URL exists, and again before the code is exchanged.
+- A flow is bound to whoever started it: `serve` passes a random browser nonce (kept in an HttpOnly cookie) whose
+  hash is stored with the state, and the callback must present it; `connect` passes the state it sent (its
+  local server only hands over a callback carrying that state). A callback failing that check changes nothing:
+  the state stays pending for its rightful owner and no code is exchanged.
+- Everything is checked before the code is exchanged (state, binding, name, region, the code's shape), since
+  the code is single use and a failure afterwards wastes the user's consent.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import secrets
 from dataclasses import dataclass
@@ -54,6 +62,7 @@ from syncs.tokens.store import TokenStore
 log = structlog.get_logger(__name__)
 
 NOTHING_STORED = "nothing was stored"
+MAX_CODE_LENGTH = 4096
 
 
 class ConnectError(FatalError):
@@ -101,26 +110,43 @@ class ConnectFlow:
         self._clock = clock
         self._transport = transport
 
+    @property
+    def cipher(self) -> TokenCipher:
+        return self._cipher
+
     # -- begin -----------------------------------------------------------------------------------------------
 
-    def begin(self, name: str, region: str | None = None, *, check_client: bool = True) -> tuple[str, str]:
-        """(authorization URL, state). Region defaults to an existing connection's region."""
+    def begin(
+        self, name: str, region: str | None = None, *, browser: str | None = None, check_client: bool = True
+    ) -> tuple[str, str]:
+        """(authorization URL, state). Region defaults to an existing connection's region (and may not differ).
+
+        `browser`: the nonce of the browser that starts the flow (`serve`); its callback must present it again.
+        """
         name = validate_name(name)
         region = self._region_for(name, region)
         if check_client:
             self.check_client(region)
         state = secrets.token_urlsafe(32)
-        pending = json.dumps({"name": name, "region": region, "redirect_uri": self.redirect_uri})
-        self._redis.set(self._key(state), pending, ex=self.settings.oauth_state_ttl_seconds)
+        pending = {"name": name, "region": region, "redirect_uri": self.redirect_uri}
+        if browser is not None:
+            pending["browser"] = _digest(browser)
+        self._redis.set(self._key(state), json.dumps(pending), ex=self.settings.oauth_state_ttl_seconds)
         url = authorization_url(self.settings.base_url_for(region), self._client_id, self.redirect_uri, state)
         log.info("connect.begun", connection=name, region=region)
         return url, state
 
     def _region_for(self, name: str, region: str | None) -> str:
-        if region is not None:
-            return validate_region(region)
         with self._sessions() as session:
             existing = session.scalar(select(Connection.region).where(Connection.name == name))
+        if region is not None:
+            region = validate_region(region)
+            if existing is not None and region != existing:
+                raise ConfigurationError(
+                    f"connection {name!r} is in region {existing!r}; reconnecting keeps its region (remove the "
+                    "connection first to connect it in another region)"
+                )
+            return region
         if existing is None:
             raise ConfigurationError(f"connection {name!r} does not exist yet: give its region with --region")
         return existing
@@ -152,21 +178,35 @@ class ConnectFlow:
         error_description: str | None = None,
         *,
         expected_state: str | None = None,
+        browser: str | None = None,
     ) -> Connected:
-        """Finish a consent: check and use up `state`, exchange `code`, store connection and tokens."""
-        if expected_state is not None and state != expected_state:
-            self.abandon(expected_state)
+        """Finish a consent: check `state` and who presents it, use it up, exchange `code`, store the tokens.
+
+        `expected_state` (the CLI's own flow) or `browser` (the nonce `serve` gave the starting browser) must
+        match what `begin` recorded; otherwise nothing changes and the state stays pending.
+        """
+        if expected_state is not None and not _same(state, expected_state):
             raise ConnectError(
                 f"the callback's state does not match the one this connect sent; {NOTHING_STORED} "
                 "(start again with `exact-sync connect NAME`)"
             )
-        pending = self._take(state) if state else None
-        if pending is None:
+        unknown = f"unknown, expired or already used state; {NOTHING_STORED} (ask for a new connect link)"
+        pending = self._peek(state) if state else None
+        if pending is None or state is None:
+            raise ConnectError(unknown)
+        bound = pending.get("browser")
+        if (bound is None and expected_state is None) or (
+            bound is not None and (browser is None or not _same(_digest(browser), bound))
+        ):
+            log.warning("connect.callback_unbound", connection=pending.get("name"))
             raise ConnectError(
-                f"unknown, expired or already used state; {NOTHING_STORED} (start again with `exact-sync connect NAME`)"
+                "this consent was not started in this browser (the cookie set when it started is missing); "
+                f"{NOTHING_STORED}: open the connect link in the browser you give consent with"
             )
-        name, region = pending["name"], pending["region"]
-        again = f"run `exact-sync connect {name}` again"
+        if self._take(state) is None:  # taken by a concurrent callback since we looked
+            raise ConnectError(unknown)
+        name, region, redirect_uri = self._checked(pending)
+        again = f"ask for a new connect link for {name} (or run `exact-sync connect {name}`)"
         if error:
             if error == "access_denied":
                 raise ConnectError(f"consent was denied in Exact Online; {NOTHING_STORED}: {again} and allow access")
@@ -174,7 +214,10 @@ class ConnectFlow:
             raise ConnectError(f"Exact Online answered {error}{detail}; {NOTHING_STORED}: {again}")
         if not code:
             raise ConnectError(f"the callback carried neither a code nor an error; {NOTHING_STORED}: {again}")
-        pair = self._exchange(region, pending["redirect_uri"], unquote(code) if "%" in code else code, again)
+        if len(code) > MAX_CODE_LENGTH or not code.isprintable():
+            raise ConnectError(f"the callback's code is malformed; {NOTHING_STORED}: {again}")
+        self._check_region_unchanged(name, region)
+        pair = self._exchange(region, redirect_uri, unquote(code) if "%" in code else code, again)
         connection_id, reconnected = self._store(name, region, pair)
         log.info("connect.completed", connection=name, region=region, reconnected=reconnected)
         listed, problem = self._discover(connection_id, region)
@@ -183,13 +226,32 @@ class ConnectFlow:
     def abandon(self, state: str) -> None:
         self._redis.delete(self._key(state))
 
+    def _peek(self, state: str) -> dict[str, str] | None:
+        raw = self._redis.get(self._key(state))
+        return json.loads(raw) if raw else None
+
     def _take(self, state: str) -> dict[str, str] | None:
         raw = self._redis.getdel(self._key(state))
         return json.loads(raw) if raw else None
 
+    def _checked(self, pending: dict[str, str]) -> tuple[str, str, str]:
+        """The pending flow's name, region and redirect URI, validated again (Redis is not our database)."""
+        try:
+            return validate_name(pending["name"]), validate_region(pending["region"]), pending["redirect_uri"]
+        except (KeyError, ConfigurationError) as exc:
+            raise ConnectError(f"the pending consent is unreadable ({exc}); {NOTHING_STORED}") from None
+
+    def _check_region_unchanged(self, name: str, region: str) -> None:
+        with self._sessions() as session:
+            existing = session.scalar(select(Connection.region).where(Connection.name == name))
+        if existing is not None and existing != region:
+            raise ConnectError(
+                f"connection {name!r} is in region {existing!r}, this consent was for {region!r}; {NOTHING_STORED} "
+                "(a connection's region never changes)"
+            )
+
     def _key(self, state: str) -> str:
-        digest = hashlib.sha256(state.encode()).hexdigest()
-        return f"{self.settings.redis_key_prefix}:oauth-state:{digest}"
+        return f"{self.settings.redis_key_prefix}:oauth-state:{_digest(state)}"
 
     def _exchange(self, region: str, redirect_uri: str, code: str, again: str) -> TokenPair:
         oauth = OAuthClient(
@@ -225,7 +287,8 @@ class ConnectFlow:
                 interval = self.settings.default_sync_interval_minutes
                 created = add_connection(session, store, name, region, pair, interval=interval)
                 return created.id, False
-            existing.region = region
+            if existing.region != region:  # checked before the exchange; a concurrent change lands here
+                raise ConnectError(f"connection {name!r} moved to region {existing.region!r} meanwhile")
             existing.status = ConnectionStatus.ACTIVE
             existing.status_reason = None
             existing.next_sync_at = None  # due at the next beat tick
@@ -248,3 +311,11 @@ class ConnectFlow:
         except ExactSyncError as exc:
             log.warning("connect.divisions_failed", connection_id=connection_id, error=str(exc))
             return [], f"{type(exc).__name__}: {exc}"
+
+
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def _same(given: str | None, expected: str) -> bool:
+    return given is not None and hmac.compare_digest(given.encode(), expected.encode())

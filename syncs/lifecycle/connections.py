@@ -5,6 +5,7 @@ Every function works inside the caller's session; the caller commits (the house 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -26,10 +27,14 @@ def validate_region(region: str) -> str:
     return region
 
 
+NAME_RULE = re.compile(r"[A-Za-z0-9._-]{1,64}")
+NAME_RULE_TEXT = "1 to 64 characters from A-Z, a-z, 0-9, '.', '_' and '-'"
+
+
 def validate_name(name: str) -> str:
-    name = name.strip()
-    if not name or len(name) > 200:
-        raise ConfigurationError("a connection name must be 1 to 200 characters")
+    """The one rule for connection names (CLI, `serve`, import): safe in URLs, file names and terminals."""
+    if not NAME_RULE.fullmatch(name):
+        raise ConfigurationError(f"invalid connection name {name[:80]!r}: a name is {NAME_RULE_TEXT}")
     return name
 
 

@@ -20,7 +20,13 @@ from syncs.core.settings import Settings
 from tests.conftest import ADMIN_URL, REDIS_URL
 
 OPTIONS = BenchOptions(
-    accounts=130, invoices=55, lines_per_invoice=3, naive_records=120, page_size=40, database="unused"
+    accounts=130,
+    invoices=55,
+    lines_per_invoice=3,
+    naive_records=120,
+    page_size=40,
+    database="unused",
+    page_latency=0.01,
 )
 
 
@@ -56,6 +62,9 @@ def test_tiny_benchmark_counts_every_record_and_prints_the_table() -> None:
     assert report.exact_half.db_records == half
     assert report.copy.load.records == records
     assert report.copy.db_records == records
+    assert report.ceiling.load.records == report.ceiling.db_records == records
+    assert report.fetch_slow.load.records == half
+    assert report.exact_slow.load.records == report.exact_slow.db_records == half
     # The naive loader stops after the pages holding its share of 120 records, so it read a subset.
     assert 120 <= report.naive.load.records < records
     assert report.naive.db_records == report.naive.load.records
@@ -63,24 +72,32 @@ def test_tiny_benchmark_counts_every_record_and_prints_the_table() -> None:
     pages = math.ceil(130 / 40) + math.ceil(55 * 3 / 40)
     assert report.fetch.load.api_calls == pages
     assert report.copy.load.api_calls == pages
+    assert report.ceiling.load.api_calls == pages
     # Every page once, plus the deletions stream and a few bookkeeping calls (divisions, Me).
     assert pages + 1 <= report.exact.load.api_calls <= pages + 5
-    for phase in (report.fetch, report.exact, report.exact_half, report.naive, report.copy):
+    phases = (report.fetch, report.exact, report.exact_half, report.naive, report.copy, report.ceiling)
+    for phase in (*phases, report.fetch_slow, report.exact_slow):
         assert phase.load.seconds > 0
         assert phase.rate > 0
     for phase in (report.exact, report.exact_half):
         assert phase.memory is not None
         assert phase.memory.peak >= phase.memory.baseline > 0
     assert report.naive_ratio > 0
-    assert report.copy_share > 0
+    assert report.ceiling_share > 0 and report.latency_share > 0
+    assert report.cost_vs_ceiling > 0 and report.naive_cost_ratio > 0
+    # The latency phase waited for every page: fetching alone took at least pages x latency.
+    half_pages = math.ceil(65 / 40) + math.ceil(27 * 3 / 40)
+    assert report.fetch_slow.load.seconds >= half_pages * 0.01
 
     table = render_report(report)
     for expected in (
         "exact-sync (execute_sync)",
         "naive ORM merge per record",
-        "raw COPY, unindexed tables",
-        "exact-sync / naive ORM merge",
-        "exact-sync / raw COPY",
+        "map_row + COPY, unindexed tables",
+        "physical limit: fetch + raw COPY",
+        "exact-sync / physical limit",
+        "exact-sync / fetch only",
+        "naive ORM merge / exact-sync",
         "API calls per 1,000 records",
         "peak growth",
         f"{records:,}",

@@ -65,9 +65,9 @@ def callback_params(location: str) -> dict[str, str]:
 
 
 def connect_via_flow(flow: ConnectFlow, name: str = "acme", region: str | None = "nl") -> Connected:
-    url, _ = flow.begin(name, region)
+    url, state = flow.begin(name, region)
     params = callback_params(consent(url))
-    return flow.complete(params.get("state"), params.get("code"), params.get("error"))
+    return flow.complete(params.get("state"), params.get("code"), params.get("error"), expected_state=state)
 
 
 def stored(db: sessionmaker[Session]) -> tuple[int, int]:

@@ -55,7 +55,7 @@ def test_add_list_get_remove(db: sessionmaker[Session], store: TokenStore) -> No
     ("name", "region", "interval", "message"),
     [
         ("acme", "nz", 15, "unknown Exact Online region 'nz'"),
-        ("  ", "nl", 15, "1 to 200 characters"),
+        ("  ", "nl", 15, "1 to 64 characters"),
         ("acme", "nl", 0, "at least 1 minute"),
     ],
 )

@@ -1,0 +1,138 @@
+"""Page prefetch (syncs.engine.prefetch): the next page is fetched while the current one is written, one page
+ahead at most, and a failed fetch or write loses nothing that was committed."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from models import Account
+from syncs.core.errors import ExactServerError, MalformedResponseError
+from syncs.engine.prefetch import PrefetchingSource, prefetched
+from syncs.engine.streams import Stream, SyncCounts, streams_for, sync_division, sync_stream
+from syncs.entities.base import PageResult, Row
+from syncs.exact.odata import Page
+from tests.engine.support import DIVISION, FakeExact
+from tests.engine.test_engine import ACCOUNTS, count, cursor, many_accounts, progress_state
+
+
+def accounts_stream(write_page: object) -> Stream:
+    base = streams_for(["accounts"])[0]
+    return Stream(base.name, base.endpoint, base.select, write_page)  # type: ignore[arg-type]
+
+
+def test_the_next_page_is_fetched_while_the_current_one_is_written(
+    db: sessionmaker[Session], connection_id: int
+) -> None:
+    exact = FakeExact(page_size=3)
+    exact.add(ACCOUNTS, *many_accounts(9))  # three pages
+    plain = streams_for(["accounts"])[0]
+    fetched_while_writing: list[int] = []
+
+    def write_page(session: Session, division: int, rows: Sequence[Row]) -> PageResult:
+        written = len(fetched_while_writing)  # pages written before this one
+        if written < 2:
+            # Page written+2 is fetched during this write, or never (without prefetch this waits in vain).
+            deadline = threading.Event()
+            for _ in range(500):
+                if len(exact.served) >= written + 2:
+                    break
+                deadline.wait(0.01)
+        fetched_while_writing.append(len(exact.served))
+        return plain.write_page(session, division, rows)
+
+    counts = sync_stream(db, PrefetchingSource(exact), connection_id, DIVISION, accounts_stream(write_page))
+
+    assert counts == SyncCounts(inserted=9)
+    # While page 1 was written page 2 was fetched, while page 2 was written page 3, and never more than one ahead.
+    assert fetched_while_writing == [2, 3, 3]
+    assert count(db, Account) == 9
+
+
+def test_a_failure_in_the_prefetched_fetch_keeps_the_pages_before_it(
+    db: sessionmaker[Session], connection_id: int
+) -> None:
+    exact = FakeExact(page_size=3)
+    exact.add(ACCOUNTS, *many_accounts(10))  # Timestamps 100..109 -> pages of 3
+    exact.fail_after[ACCOUNTS] = 2  # page 3's fetch fails, while page 2 is being written
+    with pytest.raises(ExactServerError):
+        sync_division(db, PrefetchingSource(exact), connection_id, DIVISION, ["accounts"])
+    assert count(db, Account) == 6  # pages 1 and 2 committed, with their resume point
+    assert cursor(db, connection_id, "accounts") == 0
+    resume_url, pending = progress_state(db, connection_id, "accounts")
+    assert resume_url is not None and resume_url.endswith("skiptoken=6") and pending == 105
+
+    del exact.fail_after[ACCOUNTS]
+    counts = sync_division(db, PrefetchingSource(exact), connection_id, DIVISION, ["accounts"])
+    assert counts == SyncCounts(inserted=4)
+    assert count(db, Account) == 10
+    assert cursor(db, connection_id, "accounts") == 109
+    assert progress_state(db, connection_id, "accounts") == (None, None)
+
+
+def test_a_failed_write_commits_nothing_of_its_page_and_stops_the_fetches(
+    db: sessionmaker[Session], connection_id: int
+) -> None:
+    exact = FakeExact(page_size=3)
+    exact.add(ACCOUNTS, *many_accounts(12))  # four pages
+    plain = streams_for(["accounts"])[0]
+    pages_written = 0
+
+    def write_page(session: Session, division: int, rows: Sequence[Row]) -> PageResult:
+        nonlocal pages_written
+        pages_written += 1
+        result = plain.write_page(session, division, rows)
+        if pages_written == 2:
+            raise MalformedResponseError("bad value (test)")
+        return result
+
+    with pytest.raises(MalformedResponseError, match="page 2"):
+        sync_stream(db, PrefetchingSource(exact), connection_id, DIVISION, accounts_stream(write_page))
+    assert count(db, Account) == 3  # page 1 only: page 2's transaction rolled back
+    assert progress_state(db, connection_id, "accounts")[1] == 102
+    assert len(exact.served) <= 3  # page 3 at most was fetched ahead; page 4 never
+
+
+class ClosableSource:
+    """A page iterator that records where it was closed."""
+
+    def __init__(self) -> None:
+        self.closed_in: str | None = None
+        self.fetched = 0
+
+    def pages(self) -> Iterator[Page]:
+        try:
+            for number in range(100):
+                self.fetched += 1
+                yield Page([{"n": number}], "next")
+        finally:
+            self.closed_in = threading.current_thread().name
+
+
+def test_stopping_early_closes_the_source_on_its_own_thread() -> None:
+    source = ClosableSource()
+    pages = prefetched(source.pages(), "test")
+    assert next(pages).rows == [{"n": 0}]
+    pages.close()
+    for _ in range(500):
+        if source.closed_in is not None:
+            break
+        threading.Event().wait(0.01)
+    assert source.closed_in == "prefetch-test"
+    assert source.fetched <= 2
+
+
+def test_an_empty_source_and_a_failing_first_fetch() -> None:
+    class Failing:
+        def pages(
+            self, division: int, endpoint: str, params: Mapping[str, str], *, resume_url: str | None = None
+        ) -> Iterator[Page]:
+            raise ExactServerError("down (test)", 502)
+            yield  # pragma: no cover
+
+    assert list(prefetched(iter([]))) == []
+    with pytest.raises(ExactServerError, match="down"):
+        next(PrefetchingSource(Failing()).pages(DIVISION, ACCOUNTS, {}))
