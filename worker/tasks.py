@@ -33,8 +33,6 @@ log = structlog.get_logger(__name__)
 
 MAX_RETRIES = 5
 RATE_LIMIT_MAX_RETRIES = 20
-RETRY_BACKOFF_SECONDS = 30
-RETRY_BACKOFF_MAX_SECONDS = 900
 
 
 def failure_summary(connection_name: str, error: str) -> dict[str, Any]:
@@ -59,8 +57,8 @@ def rate_limit_countdown(retry_at: float, now: float, visibility_timeout: float)
     autoretry_for=(RetriableError, OperationalError),
     dont_autoretry_for=(RateLimitedError,),
     max_retries=MAX_RETRIES,
-    retry_backoff=RETRY_BACKOFF_SECONDS,
-    retry_backoff_max=RETRY_BACKOFF_MAX_SECONDS,
+    retry_backoff=get_settings().task_retry_backoff_seconds,
+    retry_backoff_max=get_settings().task_retry_backoff_max_seconds,
     retry_jitter=True,
 )
 def sync_connection(

@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     default_sync_interval_minutes: int = 15
     beat_tick_seconds: float = 5.0
     celery_visibility_timeout_seconds: int = 3600
+    # The sync task's automatic retries of retriable failures: up to 2**n times this (with full jitter), capped.
+    task_retry_backoff_seconds: int = 30
+    task_retry_backoff_max_seconds: int = 900
     # Rate budget per division (issue 4, see syncs/ratelimit.py): requests in flight at once per division
     # (a Redis semaphore whose slots expire after rate_in_flight_ttl_seconds, so a killed worker frees its slot),
     # the longest wait for budget before the task is handed back, and a margin after each reset for clock skew.

@@ -81,8 +81,14 @@ def queue_length(settings: Settings, redis_client: redis.Redis[bytes]) -> Callab
 @pytest.fixture
 def celery_worker(sandbox_settings: Settings) -> Iterator[subprocess.Popen[bytes]]:
     """A real `celery worker` subprocess consuming this test's queue."""
-    env = {**os.environ, **settings_env(sandbox_settings)}
-    process = subprocess.Popen(
+    process = start_celery_worker(sandbox_settings)
+    yield process
+    stop(process)
+
+
+def start_celery_worker(sandbox_settings: Settings, **extra_env: str) -> subprocess.Popen[bytes]:
+    env = {**os.environ, **settings_env(sandbox_settings, **extra_env)}
+    return subprocess.Popen(
         [
             CELERY, "-A", "worker.app", "worker", "-Q", sandbox_settings.celery_queue,
             "--pool", "solo", "--loglevel", "INFO",
@@ -91,8 +97,6 @@ def celery_worker(sandbox_settings: Settings) -> Iterator[subprocess.Popen[bytes
         ],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )  # fmt: skip
-    yield process
-    stop(process)
 
 
 def stop(process: subprocess.Popen[bytes]) -> str:
