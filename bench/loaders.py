@@ -22,12 +22,12 @@ from psycopg.types.json import Jsonb
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.synced import Account, SalesInvoice, SalesInvoiceLine, SyncedRecord
-from syncs.entities import ENTITIES, accounts, sales_invoices
-from syncs.entities.base import EntitySpec, Record, Row
+from models.synced import SYNCED_MODELS, SyncedRecord
+from syncs.entities.base import Record, Row
+from syncs.entities.registry import ENTITIES, EntitySpec
 from syncs.exact.client import ExactClient
 
-STREAMS: tuple[EntitySpec, ...] = (ENTITIES[accounts.NAME], ENTITIES[sales_invoices.NAME])
+STREAMS: tuple[EntitySpec, ...] = (ENTITIES["accounts"], ENTITIES["sales_invoices"])
 COPY_PREFIX = "bench_copy_"
 RAW_PREFIX = "bench_raw_"
 COPY_SOURCES = ("accounts", "sales_invoices", "sales_invoice_lines")
@@ -112,10 +112,9 @@ def fetch_only(client: ExactClient, division: int) -> LoadResult:
 
 
 def _orm_objects(spec: EntitySpec, row: Row, division: int) -> list[SyncedRecord]:
-    if spec.name == accounts.NAME:
-        return [Account(**accounts.map_row(row, division))]
-    (header,), (line,) = sales_invoices.map_page([row], division)
-    return [SalesInvoice(**header), SalesInvoiceLine(**line)]
+    return [
+        SYNCED_MODELS[table](**record) for table, found in spec.records([row], division).items() for record in found
+    ]
 
 
 def naive_load(
@@ -143,10 +142,7 @@ def naive_load(
 
 def _page_records(spec: EntitySpec, rows: Sequence[Row], division: int) -> dict[str, list[Record]]:
     """The records the engine's page writer would send, per target table."""
-    if spec.name == accounts.NAME:
-        return {"accounts": [accounts.map_row(row, division) for row in rows]}
-    headers, lines = sales_invoices.map_page(rows, division)
-    return {"sales_invoices": headers, "sales_invoice_lines": lines}
+    return spec.records(rows, division)
 
 
 def psycopg_conninfo(database_url: str) -> str:

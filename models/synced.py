@@ -1,104 +1,110 @@
-"""Tables holding Exact Online records. Rows are never hard-deleted: Exact's deletions set `deleted_at`."""
+"""Tables holding Exact Online records, built from the entity declarations (`syncs.entities.catalog`).
+
+Rows are never hard-deleted: Exact's deletions set `deleted_at`. Every table is keyed by `(division, id)` and has
+the entity's typed columns (each with a Postgres comment naming its Exact field) plus `modified`, `timestamp`,
+`deleted_at`, `raw` and `synced_at`. The catalog is pure data, so `models` depends on nothing else of ours.
+"""
 
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime
-from decimal import Decimal
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import BigInteger, Index, Integer, Numeric, String, Text, func
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Index,
+    Integer,
+    Numeric,
+    Table,
+    Text,
+    func,
+)
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped
+from sqlalchemy.types import TypeEngine, Uuid
 
 from models.base import Base
+from syncs.entities.catalog import TABLES
+from syncs.entities.declaration import Field, Kind, TableDecl
 
-Money = Numeric(20, 6)
+COLUMN_TYPES: dict[Kind, TypeEngine[Any]] = {
+    Kind.GUID: Uuid(),
+    Kind.TEXT: Text(),
+    Kind.INT: Integer(),
+    Kind.BIGINT: BigInteger(),
+    Kind.NUMBER: Numeric(),
+    Kind.BOOL: Boolean(),
+    Kind.DATETIME: DateTime(timezone=True),
+    Kind.DATE: Date(),
+}
+
+
+def _common_columns(decl: TableDecl) -> list[Column[Any]]:
+    key = " + ".join(decl.key)
+    id_comment = f"Exact {key}" if not decl.composite and decl.key[0] != "Code" else f"UUIDv5 of Exact {key}"
+    columns: list[Column[Any]] = [
+        Column("division", Integer, primary_key=True, autoincrement=False, comment="Exact division (company) code"),
+        Column("id", Uuid, primary_key=True, comment=id_comment),
+    ]
+    if decl.composite:
+        columns.append(Column("exact_id", Uuid, comment=f"Exact {decl.key[0]} (not unique on its own)"))
+    columns += [
+        Column("modified", DateTime(timezone=True), comment="Exact Modified (UTC)"),
+        Column("timestamp", BigInteger, comment="Exact Timestamp (row version) where the feed has one"),
+        Column("deleted_at", DateTime(timezone=True), comment="when Exact reported the record deleted"),
+        Column("raw", JSONB, nullable=False, comment="the record as Exact sent it, without __metadata"),
+        Column("synced_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    ]
+    return columns
+
+
+def _column(field: Field) -> Column[Any]:
+    return Column(field.column, COLUMN_TYPES[field.kind], comment=f"Exact {field.exact}")
+
+
+def _derived(field: Field) -> Column[Any]:
+    return Column(field.column, COLUMN_TYPES[field.kind], comment=f"sum of the live lines' {field.exact}")
+
+
+def build_table(decl: TableDecl) -> Table:
+    own = [_column(f) for f in decl.fields if f.column != "modified"] + [_derived(f) for f in decl.derived]
+    indexes = [Index(f"ix_{decl.name}_{f.column}", "division", f.column) for f in decl.fields if f.index]
+    return Table(decl.name, Base.metadata, *_common_columns(decl), *own, *indexes, comment=decl.doc)
+
+
+SYNCED_TABLES: dict[str, Table] = {name: build_table(decl) for name, decl in sorted(TABLES.items())}
 
 
 class SyncedRecord(Base):
-    """Columns every synced table has: Exact's key, division, row version, deletion mark and the raw record."""
+    """An ORM view of a synced table: the common columns typed, the entity's own columns reached by name."""
 
     __abstract__ = True
 
-    # Keyed by (division, id): Exact's GUIDs are only promised unique within a division, and one company's rows
-    # must never overwrite another's. The key's leading `division` also serves per-division queries.
-    division: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    division: Mapped[int]
+    id: Mapped[uuid.UUID]
     modified: Mapped[datetime | None]
-    timestamp: Mapped[int] = mapped_column(BigInteger)
+    timestamp: Mapped[int | None]
     deleted_at: Mapped[datetime | None]
-    raw: Mapped[dict[str, Any]] = mapped_column(JSONB)
-    synced_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    raw: Mapped[dict[str, Any]]
+    synced_at: Mapped[datetime]
+
+    if TYPE_CHECKING:
+
+        def __getattr__(self, name: str) -> Any: ...
 
 
-class Account(SyncedRecord):
-    __tablename__ = "accounts"
-
-    code: Mapped[str | None] = mapped_column(String(40))
-    name: Mapped[str | None] = mapped_column(Text)
-    status: Mapped[str | None] = mapped_column(String(8))
-    email: Mapped[str | None] = mapped_column(Text)
-    phone: Mapped[str | None] = mapped_column(Text)
-    website: Mapped[str | None] = mapped_column(Text)
-    address_line1: Mapped[str | None] = mapped_column(Text)
-    postcode: Mapped[str | None] = mapped_column(Text)
-    city: Mapped[str | None] = mapped_column(Text)
-    country: Mapped[str | None] = mapped_column(String(8))
-    vat_number: Mapped[str | None] = mapped_column(Text)
-    chamber_of_commerce: Mapped[str | None] = mapped_column(Text)
-    is_sales: Mapped[bool | None]
-    is_supplier: Mapped[bool | None]
-    is_purchase: Mapped[bool | None]
-    blocked: Mapped[bool | None]
-    created: Mapped[datetime | None]
+def _model_name(table: str) -> str:
+    return "".join(part.title() for part in table.split("_")) + "Record"
 
 
-class SalesInvoice(SyncedRecord):
-    """One row per invoice (Exact's InvoiceID).
-
-    The sync API sends one row per invoice line, each carrying its line's amounts; `amount_dc`, `amount_fc`,
-    `vat_amount_dc` and `vat_amount_fc` here are the sums over the invoice's live lines, recomputed on every page.
-    """
-
-    __tablename__ = "sales_invoices"
-
-    invoice_number: Mapped[int | None] = mapped_column(BigInteger)
-    invoice_date: Mapped[date | None]
-    due_date: Mapped[date | None]
-    order_date: Mapped[date | None]
-    invoice_to: Mapped[uuid.UUID | None]
-    ordered_by: Mapped[uuid.UUID | None]
-    deliver_to: Mapped[uuid.UUID | None]
-    journal: Mapped[str | None] = mapped_column(String(40))
-    currency: Mapped[str | None] = mapped_column(String(8))
-    description: Mapped[str | None] = mapped_column(Text)
-    your_ref: Mapped[str | None] = mapped_column(Text)
-    payment_condition: Mapped[str | None] = mapped_column(String(40))
-    amount_dc: Mapped[Decimal | None] = mapped_column(Money)
-    amount_fc: Mapped[Decimal | None] = mapped_column(Money)
-    amount_fc_excl_vat: Mapped[Decimal | None] = mapped_column(Money)
-    vat_amount_dc: Mapped[Decimal | None] = mapped_column(Money)
-    vat_amount_fc: Mapped[Decimal | None] = mapped_column(Money)
-    status: Mapped[int | None] = mapped_column(Integer)
-    type: Mapped[int | None] = mapped_column(Integer)
-
-
-class SalesInvoiceLine(SyncedRecord):
-    __tablename__ = "sales_invoice_lines"
-    __table_args__ = (Index("ix_sales_invoice_lines_division_invoice_id", "division", "invoice_id"),)
-
-    invoice_id: Mapped[uuid.UUID]
-    line_number: Mapped[int | None] = mapped_column(Integer)
-    item: Mapped[uuid.UUID | None]
-    item_code: Mapped[str | None] = mapped_column(Text)
-    description: Mapped[str | None] = mapped_column(Text)
-    quantity: Mapped[Decimal | None] = mapped_column(Money)
-    unit_price: Mapped[Decimal | None] = mapped_column(Money)
-    net_price: Mapped[Decimal | None] = mapped_column(Money)
-    amount_dc: Mapped[Decimal | None] = mapped_column(Money)
-    amount_fc: Mapped[Decimal | None] = mapped_column(Money)
-    vat_amount_dc: Mapped[Decimal | None] = mapped_column(Money)
-    vat_code: Mapped[str | None] = mapped_column(String(16))
-    vat_percentage: Mapped[Decimal | None] = mapped_column(Numeric(9, 6))
-    gl_account: Mapped[uuid.UUID | None]
+SYNCED_MODELS: dict[str, type[SyncedRecord]] = {
+    name: type(_model_name(name), (SyncedRecord,), {"__table__": table}) for name, table in SYNCED_TABLES.items()
+}
+Account = SYNCED_MODELS["accounts"]
+SalesInvoice = SYNCED_MODELS["sales_invoices"]
+SalesInvoiceLine = SYNCED_MODELS["sales_invoice_lines"]

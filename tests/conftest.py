@@ -46,11 +46,37 @@ def database_url() -> Iterator[str]:
 
 @pytest.fixture
 def db(database_url: str) -> sessionmaker[Session]:
-    """A session factory on an emptied database."""
-    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    """A session factory on an emptied database (only tables holding rows are truncated: with 40-odd synced
+    tables, truncating every one costs about a second per test)."""
     with engine_for(database_url).begin() as conn:
-        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        names = ",".join(t.name for t in Base.metadata.sorted_tables)
+        conn.execute(text("SELECT set_config('exact_sync.test_tables', :names, true)"), {"names": f"{{{names}}}"})
+        conn.execute(_EMPTY_TABLES)
     return session_factory(database_url)
+
+
+_EMPTY_TABLES = text(
+    """
+    DO $$
+    DECLARE
+        name text;
+        found boolean;
+        used text[] := '{}';
+        seq text;
+    BEGIN
+        FOREACH name IN ARRAY current_setting('exact_sync.test_tables')::text[] LOOP
+            EXECUTE format('SELECT EXISTS (SELECT 1 FROM %I)', name) INTO found;
+            IF found THEN used := used || quote_ident(name); END IF;
+        END LOOP;
+        IF cardinality(used) > 0 THEN
+            EXECUTE 'TRUNCATE ' || array_to_string(used, ', ') || ' CASCADE';
+        END IF;
+        FOR seq IN SELECT quote_ident(sequencename) FROM pg_sequences WHERE schemaname = 'public' LOOP
+            EXECUTE 'ALTER SEQUENCE ' || seq || ' RESTART';
+        END LOOP;
+    END $$
+    """
+)
 
 
 @pytest.fixture

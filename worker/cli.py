@@ -243,7 +243,9 @@ def _sync_demo(settings: Settings) -> None:
     from worker.demo import DEMO_CONNECTION, row_counts
 
     _configure_logging(settings)
-    outcome = execute_sync(settings, DEMO_CONNECTION, trigger="demo")
+    from syncs.entities.registry import ENTITIES
+
+    outcome = execute_sync(settings, DEMO_CONNECTION, entities=list(ENTITIES), trigger="demo")
     console.print(outcome_table(outcome.as_dict()))
     with session_factory(settings.database_url)() as session:
         console.print(counts_table(row_counts(session)))

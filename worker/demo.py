@@ -16,8 +16,9 @@ from pydantic import SecretStr
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from models import Account, ConnectionStatus, SalesInvoice, SalesInvoiceLine
+from models import ConnectionStatus
 from models.migrate import upgrade_to_head
+from models.synced import SYNCED_MODELS
 from syncs.core.db import session_factory
 from syncs.core.errors import ConfigurationError
 from syncs.core.settings import Settings
@@ -25,7 +26,6 @@ from syncs.lifecycle.connections import get_connection_by_name, remove_connectio
 from worker.cli_connections import register
 
 DEMO_CONNECTION = "demo"
-SYNCED_TABLES = (Account, SalesInvoice, SalesInvoiceLine)
 
 
 def sandbox_settings(settings: Settings, base_url: str) -> tuple[Settings, bool]:
@@ -107,8 +107,8 @@ def retire_demo(settings: Settings) -> None:
 
 def row_counts(session: Session) -> dict[str, tuple[int, int]]:
     counts = {}
-    for model in SYNCED_TABLES:
+    for name, model in SYNCED_MODELS.items():
         total = session.scalar(select(func.count()).select_from(model)) or 0
         deleted = session.scalar(select(func.count()).select_from(model).where(model.deleted_at.is_not(None))) or 0
-        counts[model.__tablename__] = (total, deleted)
+        counts[name] = (total, deleted)
     return counts

@@ -34,7 +34,7 @@ from syncs.core.errors import (
 from syncs.core.settings import Settings
 from syncs.engine.prefetch import PrefetchingSource
 from syncs.engine.streams import SyncCounts, sync_division
-from syncs.entities import ENTITIES
+from syncs.entities.registry import DEFAULT_ENTITIES, ENTITIES
 from syncs.exact.client import open_client
 from syncs.lifecycle.connections import get_connection_by_name
 from syncs.lifecycle.divisions import division_unavailable, divisions_to_sync, mark_synced, mark_unavailable
@@ -73,7 +73,7 @@ class RunOutcome:
 
 def resolve_entities(entities: Sequence[str] | None) -> list[str]:
     if not entities:
-        return list(ENTITIES)
+        return list(DEFAULT_ENTITIES)
     unknown = [name for name in entities if name not in ENTITIES]
     if unknown:
         raise ConfigurationError(

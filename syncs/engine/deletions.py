@@ -15,8 +15,8 @@ from typing import Final
 
 from sqlalchemy.orm import Session
 
-from syncs.entities import ENTITIES
 from syncs.entities.base import Deletion, DeletionApplier, PageResult, Row, RowReader
+from syncs.entities.registry import ENTITIES
 
 CURSOR_ENTITY: Final = "deleted"
 ENDPOINT: Final = "sync/Deleted"

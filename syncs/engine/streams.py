@@ -42,9 +42,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models.internal import SyncCursor
 from syncs.core.errors import ConfigurationError, ExactRequestError, MalformedResponseError
-from syncs.engine import deletions
-from syncs.entities import ENTITIES
+from syncs.engine import deletions, strategies
 from syncs.entities.base import PageResult, PageWriter, Row
+from syncs.entities.declaration import Strategy
+from syncs.entities.registry import ENTITIES, EntitySpec
 from syncs.exact.odata import Page
 from syncs.feed.changes import record_change
 
@@ -84,6 +85,18 @@ class Stream:
     endpoint: str
     select: str
     write_page: PageWriter
+    params: strategies.Params
+    resumable: bool = True  # a crashed enumeration may continue from its stored d.__next
+    finish: strategies.Finish | None = None  # runs in the last page's transaction of a complete enumeration
+
+
+def entity_stream(spec: EntitySpec) -> Stream:
+    """A stream for one run of an entity (a snapshot's stream remembers the keys it has seen)."""
+    params = strategies.params_for(spec)
+    if spec.strategy is Strategy.SNAPSHOT:
+        run = strategies.SnapshotRun(spec)
+        return Stream(spec.name, spec.endpoint, spec.select, run.write_page, params, False, run.finish)
+    return Stream(spec.name, spec.endpoint, spec.select, spec.write_page, params)
 
 
 def streams_for(entities: Sequence[str]) -> list[Stream]:
@@ -91,9 +104,9 @@ def streams_for(entities: Sequence[str]) -> list[Stream]:
     unknown = [name for name in entities if name not in ENTITIES]
     if unknown:
         raise ConfigurationError(f"unknown entities {unknown}; known: {sorted(ENTITIES)}")
-    specs = [ENTITIES[name] for name in dict.fromkeys(entities)]
-    found = [Stream(spec.name, spec.endpoint, spec.select, spec.write_page) for spec in specs]
-    found.append(Stream(deletions.CURSOR_ENTITY, deletions.ENDPOINT, deletions.SELECT, deletions.write_page))
+    found = [entity_stream(ENTITIES[name]) for name in dict.fromkeys(entities)]
+    deleted = strategies.sync_params_of(deletions.SELECT)
+    found.append(Stream(deletions.CURSOR_ENTITY, deletions.ENDPOINT, deletions.SELECT, deletions.write_page, deleted))
     return found
 
 
@@ -190,8 +203,8 @@ def sync_stream(
 ) -> SyncCounts:
     with sessions() as session:
         state = stored_state(session, connection_id, division, stream.name)
-    params = {"$filter": f"Timestamp gt {0 if full else state.timestamp}L", "$select": stream.select}
-    resume_url = None if full else state.resume_url
+    params = stream.params(division, 0 if full else state.timestamp)
+    resume_url = None if full or not stream.resumable else state.resume_url
     if resume_url is not None and (state.stale or not _continues(resume_url, division, stream)):
         why = "older than RESUME_MAX_AGE" if state.stale else "not this stream's endpoint and $select"
         log.info("sync.resume_discarded", division=division, stream=stream.name, reason=why)
@@ -218,6 +231,8 @@ def sync_stream(
             if page.next_url is not None:
                 save_progress(session, connection_id, division, stream.name, page.next_url, pending)
             else:
+                if stream.finish is not None:
+                    counts += SyncCounts(deleted=stream.finish(session, division))
                 save_cursor(session, connection_id, division, stream.name, pending or 0)
             if rows:  # last: the feed's lock is held until this commit (see syncs.feed.changes)
                 record_change(session, connection_id, division, stream.name, result, pending or 0)

@@ -1,10 +1,4 @@
-"""The synced entities by name. Adding an entity = one module with a `SPEC` + a migration for its table."""
+"""Entities: one declaration per Exact entity (`catalog/`), the vocabulary (`declaration`), compiled mappers
+(`mapper`), writers (`writer`), special-behaviour hooks (`hooks`) and the runtime registry (`registry`).
 
-from __future__ import annotations
-
-from syncs.entities import accounts, sales_invoices
-from syncs.entities.base import EntitySpec, PageResult
-
-ENTITIES: dict[str, EntitySpec] = {spec.name: spec for spec in (accounts.SPEC, sales_invoices.SPEC)}
-
-__all__ = ["ENTITIES", "EntitySpec", "PageResult"]
+This package's own import is kept free of `models` (which builds its tables from the catalog)."""

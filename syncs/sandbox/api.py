@@ -7,6 +7,7 @@ Every call passes `_guarded`: latency -> bearer token -> error-limit block -> di
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -15,6 +16,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from syncs.entities.declaration import Strategy
+from syncs.sandbox.catalog import key_field
 from syncs.sandbox.dates import AMSTERDAM
 from syncs.sandbox.errorlimit import endpoint_of
 from syncs.sandbox.fields import DIVISION_FIELDS
@@ -119,8 +122,11 @@ def divisions(request: Request, state: SandboxState, division: int) -> dict[str,
     current = state.current_division
     accessible_only = request.url.path.lower().endswith("/hrm/divisions")
     records = []
+    only = _CODE_EQ.fullmatch(request.query_params.get("$filter", "").strip())
     for code, data in list(state.divisions.items()):
         if accessible_only and not state.division_access(code):
+            continue
+        if only is not None and code != int(only.group(1)):
             continue
         record = division_record(code, data.description)
         record["Current"] = code == current
@@ -141,13 +147,22 @@ def divisions(request: Request, state: SandboxState, division: int) -> dict[str,
 
 
 def sync(request: Request, state: SandboxState, division: int) -> dict[str, Any]:
+    path = f"{_base(request)}{request.url.path}"
     entity = SYNC_ENTITIES.get(request.path_params["entity"].lower())
     if entity is None:
-        raise ApiError(404, "Resource not found")
-    query = parse_sync_query(request.query_params, entity.fields, entity.type_name)
-    path = f"{_base(request)}{request.url.path}"
-    limit = min(query.top, state.config.page_size) if query.top is not None else None
-    page = state.sync_page(division, entity, query.select, query.after_timestamp, query.after_seq, path, limit)
+        store = state.catalog_store(division, f"sync/{request.path_params['entity']}")
+        if store is None or store.entity.strategy is not Strategy.SYNC:
+            raise ApiError(404, "Resource not found")
+        allowed = frozenset(store.entity.select_fields)
+        query = parse_sync_query(request.query_params, allowed, store.entity.endpoint)
+        limit = min(query.top, state.config.page_size) if query.top is not None else None
+        page = state.catalog_sync_page(
+            division, store, query.select, query.after_timestamp, query.after_seq, path, limit
+        )
+    else:
+        query = parse_sync_query(request.query_params, entity.fields, entity.type_name)
+        limit = min(query.top, state.config.page_size) if query.top is not None else None
+        page = state.sync_page(division, entity, query.select, query.after_timestamp, query.after_seq, path, limit)
     body: dict[str, Any] = {"results": page.rows}
     remaining = None if query.top is None else query.top - len(page.rows)
     if page.next_seq is not None and (remaining is None or remaining > 0):
@@ -155,10 +170,39 @@ def sync(request: Request, state: SandboxState, division: int) -> dict[str, Any]
     return {"d": body}
 
 
+def standard(request: Request, state: SandboxState, division: int) -> dict[str, Any]:
+    """A generated entity's standard endpoint (Modified-filter and snapshot strategies): 60 rows a page."""
+    endpoint = f"{request.path_params['service']}/{request.path_params['entity']}"
+    store = state.catalog_store(division, endpoint)
+    if store is None or store.entity.strategy is Strategy.SYNC:
+        raise ApiError(404, "Resource not found")
+    params = request.query_params
+    type_name = f"Exact.Web.Api.Models.{endpoint.replace('/', '.')}"
+    select = parse_select(params, frozenset(store.entity.select_fields), type_name) or list(store.entity.select_fields)
+    filtered = params.get("$filter", "").strip()
+    match = _MODIFIED_GE.fullmatch(filtered)
+    if filtered and match is None:
+        raise ApiError(400, f"The sandbox serves {endpoint} with `Modified ge datetime'...'` or no $filter.")
+    since = datetime.fromisoformat(match.group(1)) if match else None
+    skip = int(params.get("$skiptoken", "0").rstrip("L") or 0)
+    rows, next_skip = state.standard_page(store, select, since, skip)
+    path = f"{_base(request)}{request.url.path}"
+    key = key_field(store.entity)
+    results = [{"__metadata": {"uri": f"{path}(guid'{row.get(key)}')", "type": type_name}, **row} for row in rows]
+    body: dict[str, Any] = {"results": results}
+    if next_skip is not None:
+        body["__next"] = next_link(path, params, next_skip, None)
+    return {"d": body}
+
+
+_CODE_EQ = re.compile(r"Code eq (\d+)")
+_MODIFIED_GE = re.compile(r"Modified ge datetime'(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)'")
+
 ROUTES = [
     Route("/api/v1/current/Me", _endpoint(me, with_division=False), methods=["GET"]),
     Route("/api/v1/{division:int}/system/Divisions", _endpoint(divisions), methods=["GET"]),
     Route("/api/v1/{division:int}/system/AllDivisions", _endpoint(divisions), methods=["GET"]),
     Route("/api/v1/{division:int}/hrm/Divisions", _endpoint(divisions), methods=["GET"]),
     Route("/api/v1/{division:int}/sync/{entity:path}", _endpoint(sync), methods=["GET"]),
+    Route("/api/v1/{division:int}/{service}/{entity}", _endpoint(standard), methods=["GET"]),
 ]

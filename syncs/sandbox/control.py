@@ -45,6 +45,10 @@ def _id(request: Request) -> str:
     return str(request.path_params["id"])
 
 
+def _name(request: Request) -> str:
+    return str(request.path_params["name"])
+
+
 def _find(records: list[dict[str, Any]], key: str, value: str) -> dict[str, Any]:
     for record in records:
         if record[key] == value:
@@ -79,6 +83,7 @@ def _generate(s: SandboxState, r: Request, b: dict[str, Any]) -> Any:
 
 
 D = "/sandbox/divisions/{division:int}"
+E = f"{D}/entities/{{name}}"
 ROUTES = [
     Route("/sandbox/tokens", action(lambda s, r, b: s.issue_tokens()), methods=["POST"]),
     Route(
@@ -131,4 +136,9 @@ ROUTES = [
         methods=["DELETE"],
     ),
     Route(f"{D}/deleted", action(lambda s, r, b: s.deleted(_div(r))), methods=["GET"]),
+    # Every other declared entity: /sandbox/divisions/{division}/entities/{name}[/{id}]
+    Route(E, action(lambda s, r, b: s.records(_div(r), _name(r))), methods=["GET"]),
+    Route(E, action(lambda s, r, b: s.create_record(_div(r), _name(r), **b), 201), methods=["POST"]),
+    Route(f"{E}/{{id}}", action(lambda s, r, b: s.update_record(_div(r), _name(r), _id(r), **b)), methods=["PATCH"]),
+    Route(f"{E}/{{id}}", action(lambda s, r, b: s.delete_record(_div(r), _name(r), _id(r))), methods=["DELETE"]),
 ]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import random
 import uuid
 from typing import Any
 
+from syncs.sandbox.catalog import CatalogStore
 from syncs.sandbox.dates import coerce_date, exact_datetime
 from syncs.sandbox.fields import (
     ACCOUNT_DEFAULTS,
@@ -22,10 +24,6 @@ QUIRK_EVERY = 7  # every 7th record sends a number/boolean as a string, as real 
 _DATE_FIELDS = ("InvoiceDate", "DueDate", "OrderDate")
 _AMOUNT_INPUTS = ("Quantity", "NetPrice", "VATPercentage")
 _AMOUNT_OUTPUTS = ("AmountFC", "AmountDC", "VATAmountFC", "VATAmountDC")
-
-
-def new_id() -> str:
-    return str(uuid.uuid4())
 
 
 def pad_code(code: object) -> str:
@@ -56,6 +54,12 @@ class DivisionData:
         self._ordinal = 0
         self.next_account_code = 1
         self.next_invoice_number = 24_700_001
+        # Keys come from a generator seeded by the division: the same on every start (stable invoice line IDs).
+        self._ids = random.Random(f"ids:{code}")
+        self.catalog = CatalogStore(code, self.bump, self._deleted)
+
+    def new_id(self) -> str:
+        return str(uuid.UUID(int=self._ids.getrandbits(128), version=4))
 
     def bump(self) -> int:
         self.timestamp += 1
@@ -71,7 +75,7 @@ class DivisionData:
         _check_fields(fields, ACCOUNT_DEFAULTS, ("ID", "Created", "Modified"))
         ts = self.bump()
         stamp = exact_datetime(now)
-        record: Record = {"ID": fields.get("ID") or new_id(), **ACCOUNT_DEFAULTS}
+        record: Record = {"ID": fields.get("ID") or self.new_id(), **ACCOUNT_DEFAULTS}
         record.update({k: v for k, v in fields.items() if k != "ID"})
         if record["Code"] is None:
             record["Code"] = str(self.next_account_code)
@@ -107,7 +111,7 @@ class DivisionData:
         _check_fields(header, HEADER_DEFAULTS, ("InvoiceID", "Created", "Modified"))
         ts = self.bump()
         stamp = exact_datetime(now)
-        record: Record = {"InvoiceID": header.get("InvoiceID") or new_id(), **HEADER_DEFAULTS}
+        record: Record = {"InvoiceID": header.get("InvoiceID") or self.new_id(), **HEADER_DEFAULTS}
         record.update({k: v for k, v in header.items() if k != "InvoiceID"})
         if "InvoiceNumber" not in header:
             record["InvoiceNumber"] = self.next_invoice_number
@@ -128,7 +132,7 @@ class DivisionData:
 
     def _new_line(self, invoice_id: str, fields: dict[str, Any], ts: int, stamp: str) -> Record:
         _check_fields(fields, LINE_DEFAULTS, ("ID", "InvoiceID", "Modified"))
-        line: Record = {"ID": fields.get("ID") or new_id(), "InvoiceID": invoice_id, **LINE_DEFAULTS}
+        line: Record = {"ID": fields.get("ID") or self.new_id(), "InvoiceID": invoice_id, **LINE_DEFAULTS}
         line.update({k: v for k, v in fields.items() if k not in ("ID", "InvoiceID")})
         complete_line(line)
         line.setdefault("Modified", stamp)
@@ -226,7 +230,7 @@ class DivisionData:
     def _deleted(self, entity_key: str, entity_type: int, now: float) -> Record:
         ts = self.bump()
         record: Record = {
-            "ID": new_id(),
+            "ID": self.new_id(),
             "Timestamp": ts,
             "DeletedBy": self.user_id,
             "DeletedDate": exact_datetime(now),

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from syncs.sandbox.catalog import EntityStore
 from syncs.sandbox.division import DivisionData, Record
 from syncs.sandbox.fields import ACCOUNT_FIELDS, DELETED_FIELDS, INVOICE_ROW_FIELDS, LINE_FIELDS
 from syncs.sandbox.synclog import SyncLog
@@ -109,6 +110,22 @@ def sync_page(
             "__metadata": {"uri": f"{uri_prefix}(guid'{key}')", "type": entity.type_name},
         }
         row.update(entity.build(div, key, ts, select))
+        rows.append(row)
+        last_seq = seq
+    return Page(rows, None)
+
+
+def catalog_page(store: EntityStore, select: list[str], after_ts: int, after_seq: int, limit: int, uri: str) -> Page:
+    """A sync endpoint of a generated entity: like `sync_page`, from the entity's own change log."""
+    rows: list[Record] = []
+    last_seq = 0
+    type_name = f"Exact.Web.Api.Models.{store.entity.endpoint.replace('/', '.')}"
+    for _ts, seq, key in store.log.scan(after_ts, after_seq):
+        if len(rows) == limit:
+            return Page(rows, last_seq)
+        record = store.records[key]
+        row: Record = {"__metadata": {"uri": f"{uri}(guid'{key}')", "type": type_name}}
+        row.update({name: record.get(name) for name in select})
         rows.append(row)
         last_seq = seq
     return Page(rows, None)

@@ -50,6 +50,7 @@ def seed_first(div: DivisionData, now: float) -> None:
         numbers.append(invoice.get("InvoiceNumber") or 0)
     div.next_invoice_number = max(max(numbers) + 1, div.next_invoice_number)
     div.next_account_code = len(div.accounts) + 1
+    div.catalog.seed(list(div.accounts), now)
 
 
 def seed_second(div: DivisionData, now: float) -> None:
@@ -60,3 +61,4 @@ def seed_second(div: DivisionData, now: float) -> None:
     last = list(div.invoices)[-1]
     for line_id in div.invoice_line_ids[last][1:]:
         div.delete_invoice_line(line_id, now)
+    div.catalog.seed(list(div.accounts), now)

@@ -6,20 +6,24 @@ import copy
 import dataclasses
 import random
 import threading
+from datetime import datetime
 from typing import Any
 
 from syncs.core.clock import SYSTEM_CLOCK, Clock
 from syncs.sandbox import seed
+from syncs.sandbox.catalog import EntityStore, key_field
 from syncs.sandbox.config import Counters, SandboxConfig, bump, normalise
+from syncs.sandbox.dates import parse_exact
 from syncs.sandbox.division import DivisionData, Record
 from syncs.sandbox.errorlimit import ErrorLimit
 from syncs.sandbox.fields import INVOICE_ROW_FIELDS
 from syncs.sandbox.generate import generate as generate_data
 from syncs.sandbox.ratelimit import RateLimiter, Verdict, burst_headers, day_window, minute_window
-from syncs.sandbox.render import Page, SyncEntity, sync_page
+from syncs.sandbox.render import Page, SyncEntity, catalog_page, sync_page
 from syncs.sandbox.tokens import Lifetimes, TokenError, TokenStore
 
 __all__ = ["Counters", "SandboxConfig", "SandboxState"]
+STANDARD_PAGE_SIZE = 60  # Exact's page size on standard (non-sync, non-bulk) endpoints
 
 
 class SandboxState:
@@ -217,6 +221,55 @@ class SandboxState:
         with self.lock:
             size = min(limit or self._config.page_size, self._config.page_size)
             return sync_page(self.divisions[division], entity, select, after_ts, after_seq, size, uri_prefix)
+
+    def catalog_sync_page(
+        self,
+        division: int,
+        store: EntityStore,
+        select: list[str],
+        after_ts: int,
+        after_seq: int,
+        uri: str,
+        limit: int | None,
+    ) -> Page:
+        with self.lock:
+            size = min(limit or self._config.page_size, self._config.page_size)
+            return catalog_page(store, select, after_ts, after_seq, size, uri)
+
+    def standard_page(
+        self, store: EntityStore, select: list[str], modified_from: datetime | None, skip: int
+    ) -> tuple[list[Record], int | None]:
+        """A standard endpoint's page (at most 60 rows, in key order) and the offset of the next, if any."""
+        with self.lock:
+            key = key_field(store.entity)
+            records = sorted(store.records.values(), key=lambda record: str(record[key]))
+            if modified_from is not None:
+                records = [r for r in records if r.get("Modified") and parse_exact(r["Modified"]) >= modified_from]
+            size = min(STANDARD_PAGE_SIZE, self._config.page_size)
+            page = [{name: record.get(name) for name in select} for record in records[skip : skip + size]]
+            return page, (skip + size if skip + size < len(records) else None)
+
+    def catalog_store(self, division: int, endpoint: str) -> EntityStore | None:
+        with self.lock:
+            return self._div(division).catalog.by_endpoint(endpoint)
+
+    def create_record(self, division: int, entity: str, **fields: Any) -> Record:
+        """Create a row of a generated entity (any fields; the key is made up when absent)."""
+        with self.lock:
+            return self._div(division).catalog.create(entity, fields, self.clock.now())
+
+    def update_record(self, division: int, entity: str, key: str, **fields: Any) -> Record:
+        with self.lock:
+            return self._div(division).catalog.update(entity, key, fields, self.clock.now())
+
+    def delete_record(self, division: int, entity: str, key: str) -> Record:
+        """Delete a row; entities with a deletion EntityType get their sync/Deleted row."""
+        with self.lock:
+            return self._div(division).catalog.delete(entity, key, self.clock.now())
+
+    def records(self, division: int, entity: str) -> list[Record]:
+        with self.lock:
+            return [dict(r) for r in self._div(division).catalog.store(entity).records.values()]
 
     # data: the Python API that tests and the control endpoints use -------------------------------------
     def _div(self, division: int) -> DivisionData:

@@ -14,7 +14,7 @@ from models import Account, SalesInvoice, SalesInvoiceLine
 from syncs.core.errors import MalformedResponseError
 from syncs.engine import deletions
 from syncs.engine.streams import SyncCounts, sync_division
-from syncs.entities import accounts, sales_invoices
+from syncs.entities.registry import ENTITIES
 from syncs.exact.odata import Page
 from tests.engine.support import DIVISION, FakeExact, recorded_accounts
 from tests.engine.test_sales_invoices import INV_A, INV_B, line_row
@@ -47,7 +47,7 @@ class SelectingExact(FakeExact):
 def test_the_deletions_request_selects_what_marking_a_row_needs(db: sessionmaker[Session], connection_id: int) -> None:
     rows = recorded_accounts()[:2]
     with db.begin() as session:
-        accounts.write_page(session, DIVISION, rows)
+        ENTITIES["accounts"].write_page(session, DIVISION, rows)
     exact = SelectingExact()
     exact.add("sync/Deleted", deleted(rows[0]["ID"], 2, 5000, "/Date(1721037600000)/"))
     assert sync_division(db, exact, connection_id, DIVISION, []) == SyncCounts(deleted=1)
@@ -65,14 +65,14 @@ def test_the_deletions_request_selects_what_marking_a_row_needs(db: sessionmaker
 def test_accounts_are_marked_unless_newer(db: sessionmaker[Session]) -> None:
     rows = recorded_accounts()[:3]  # Timestamps 1000, 1001, 1002
     with db.begin() as session:
-        accounts.write_page(session, DIVISION, rows)
+        ENTITIES["accounts"].write_page(session, DIVISION, rows)
     page = [
         deleted(rows[0]["ID"], 2, 1000, "/Date(1721037600000)/"),  # 2024-07-15 10:00 Amsterdam = 08:00 UTC
         deleted(rows[1]["ID"], 2, 1000),  # the account (1001) changed after this deletion: keep it
         deleted(rows[2]["ID"], 2, 2000),  # no DeletedDate: now()
         deleted(str(uuid.uuid4()), 2, 2001),  # never synced: nothing to mark
-        deleted(str(uuid.uuid4()), 9, 3000),  # Items: not synced, skipped but counted in the cursor
-        deleted("not-a-guid-but-skipped", 1, 3001),
+        deleted(str(uuid.uuid4()), 36, 3000),  # ShopOrders: not synced, skipped but counted in the cursor
+        deleted("not-a-guid-but-skipped", 37, 3001),
     ]
     with db.begin() as session:
         result = deletions.write_page(session, DIVISION, page)
@@ -94,7 +94,7 @@ def seed_invoices(db: sessionmaker[Session]) -> None:
         line_row(INV_B, 2, 10, "3", "0"),
     ]
     with db.begin() as session:
-        sales_invoices.write_page(session, DIVISION, page)
+        ENTITIES["sales_invoices"].write_page(session, DIVISION, page)
 
 
 def live(session: Session) -> set[str]:

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from models import Account, SalesInvoice, SalesInvoiceLine
 from models.migrate import alembic_config, create_database_if_missing
 from syncs.engine import deletions
-from syncs.entities import accounts, sales_invoices
+from syncs.entities.registry import ENTITIES
 from tests.conftest import SESSION_TAG, _admin_execute
 from tests.engine.support import DIVISION
 from tests.engine.test_deletions import deleted
@@ -32,21 +32,23 @@ def names(session: Session) -> dict[int, tuple[str | None, bool]]:
 
 def test_one_guid_in_two_divisions_keeps_two_rows(db: sessionmaker[Session]) -> None:
     with db.begin() as session:
-        accounts.write_page(session, DIVISION, [account(DIVISION, "first", 10)])
-        accounts.write_page(session, OTHER, [account(OTHER, "second", 5)])  # older Timestamp, other division
+        ENTITIES["accounts"].write_page(session, DIVISION, [account(DIVISION, "first", 10)])
+        ENTITIES["accounts"].write_page(
+            session, OTHER, [account(OTHER, "second", 5)]
+        )  # older Timestamp, other division
     with db() as session:
         assert names(session) == {DIVISION: ("first", False), OTHER: ("second", False)}
     with db.begin() as session:  # newer-only holds per division: the other division's row does not count
-        accounts.write_page(session, OTHER, [account(OTHER, "second, newer", 6)])
-        accounts.write_page(session, DIVISION, [account(DIVISION, "first, older", 9)])
+        ENTITIES["accounts"].write_page(session, OTHER, [account(OTHER, "second, newer", 6)])
+        ENTITIES["accounts"].write_page(session, DIVISION, [account(DIVISION, "first, older", 9)])
     with db() as session:
         assert names(session) == {DIVISION: ("first", False), OTHER: ("second, newer", False)}
 
 
 def test_a_deletion_in_one_division_leaves_the_other_alone(db: sessionmaker[Session]) -> None:
     with db.begin() as session:
-        accounts.write_page(session, DIVISION, [account(DIVISION, "first", 10)])
-        accounts.write_page(session, OTHER, [account(OTHER, "second", 10)])
+        ENTITIES["accounts"].write_page(session, DIVISION, [account(DIVISION, "first", 10)])
+        ENTITIES["accounts"].write_page(session, OTHER, [account(OTHER, "second", 10)])
     with db.begin() as session:
         assert deletions.write_page(session, DIVISION, [deleted(GUID, 2, 20)]).deleted == 1
     with db() as session:
@@ -55,9 +57,9 @@ def test_a_deletion_in_one_division_leaves_the_other_alone(db: sessionmaker[Sess
 
 def test_invoices_and_their_totals_stay_per_division(db: sessionmaker[Session]) -> None:
     with db.begin() as session:
-        sales_invoices.write_page(session, DIVISION, [line_row(INV_A, 1, 10, "100", "21")])
+        ENTITIES["sales_invoices"].write_page(session, DIVISION, [line_row(INV_A, 1, 10, "100", "21")])
         other_rows = [{**line_row(INV_A, n, 10, "7", "1"), "Division": OTHER} for n in (1, 2)]
-        sales_invoices.write_page(session, OTHER, other_rows)
+        ENTITIES["sales_invoices"].write_page(session, OTHER, other_rows)
     with db.begin() as session:  # deleting the invoice in one division marks neither the other's header nor lines
         deletions.write_page(session, DIVISION, [deleted(INV_A, 13, 20)])
     with db() as session:
@@ -108,7 +110,7 @@ def test_migration_keeps_existing_rows(database_url: str) -> None:
 def test_marking_deleted_stamps_synced_at(db: sessionmaker[Session]) -> None:
     """So "what changed in the last hour" (`synced_at`) sees deletions too."""
     with db.begin() as session:
-        accounts.write_page(session, DIVISION, [account(DIVISION, "first", 10)])
+        ENTITIES["accounts"].write_page(session, DIVISION, [account(DIVISION, "first", 10)])
         session.execute(text("UPDATE accounts SET synced_at = now() - interval '1 day'"))
     with db.begin() as session:
         deletions.write_page(session, DIVISION, [deleted(GUID, 2, 20)])

@@ -45,7 +45,7 @@ def progress_state(db: sessionmaker[Session], connection_id: int, entity: str) -
 
 def account_timestamps(db: sessionmaker[Session]) -> list[int]:
     with db() as session:
-        return sorted(session.scalars(select(Account.timestamp)).all())
+        return sorted(t for t in session.scalars(select(Account.timestamp)) if t is not None)
 
 
 def accounts_at(*timestamps: int) -> list[dict[str, Any]]:
@@ -106,8 +106,8 @@ def test_deletions_run_whatever_entities_were_asked(db: sessionmaker[Session], c
 
 
 def test_unknown_entity_is_refused(db: sessionmaker[Session], connection_id: int) -> None:
-    with pytest.raises(ConfigurationError, match="contacts"):
-        sync_division(db, FakeExact(), connection_id, DIVISION, ["contacts"])
+    with pytest.raises(ConfigurationError, match="widgets"):
+        sync_division(db, FakeExact(), connection_id, DIVISION, ["widgets"])
 
 
 def test_crash_mid_stream_resumes_without_loss_or_duplicates(db: sessionmaker[Session], connection_id: int) -> None:
@@ -280,10 +280,12 @@ def test_malformed_page_fails_clearly_and_commits_nothing_of_it(db: sessionmaker
     assert progress_state(db, connection_id, "accounts")[1] == 102  # page 1's rows are 100..102
 
 
-def test_value_too_long_for_its_column_is_a_malformed_response(db: sessionmaker[Session], connection_id: int) -> None:
+def test_value_out_of_range_for_its_column_is_a_malformed_response(
+    db: sessionmaker[Session], connection_id: int
+) -> None:
     exact = FakeExact()
-    exact.add(ACCOUNTS, {**recorded_accounts()[0], "Status": "X" * 50})
-    with pytest.raises(MalformedResponseError, match="does not fit"):
+    exact.add(ACCOUNTS, {**recorded_accounts()[0], "Timestamp": 2**63})
+    with pytest.raises(MalformedResponseError, match=r"row '.*': field Timestamp: 9223372036854775808 is out of range"):
         sync_division(db, exact, connection_id, DIVISION, ["accounts"])
     assert cursor(db, connection_id, "accounts") is None
 

@@ -3,6 +3,7 @@ ahead at most, and a failed fetch or write loses nothing that was committed."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 
@@ -21,7 +22,7 @@ from tests.engine.test_engine import ACCOUNTS, count, cursor, many_accounts, pro
 
 def accounts_stream(write_page: object) -> Stream:
     base = streams_for(["accounts"])[0]
-    return Stream(base.name, base.endpoint, base.select, write_page)  # type: ignore[arg-type]
+    return dataclasses.replace(base, write_page=write_page)  # type: ignore[arg-type]
 
 
 def test_the_next_page_is_fetched_while_the_current_one_is_written(

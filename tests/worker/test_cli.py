@@ -139,9 +139,9 @@ def test_run_failure_exits_1_with_one_line(cli: CliInvoke, sandbox: SandboxServe
 
 def test_run_unknown_entity_lists_the_valid_ones(cli: CliInvoke, add_sandbox_connection: Callable[..., Any]) -> None:
     add_sandbox_connection("acme")
-    result = cli("run", "acme", "-e", "contacts")
+    result = cli("run", "acme", "-e", "widgets")
     assert result.exit_code == 2
-    assert "valid: accounts, sales_invoices" in result.output
+    assert "valid: accounts, contacts" in result.output
 
 
 def test_demo_works_without_an_encryption_key(

@@ -1,0 +1,80 @@
+"""How each strategy reads its endpoint: the request's parameters, whether a crashed enumeration may be resumed,
+and what happens once an enumeration is complete.
+
+- sync: `Timestamp gt {cursor}L` on a sync/ endpoint; the cursor is the highest Timestamp committed.
+- modified: `Modified ge datetime'...'` on a standard endpoint, written in Exact's local Amsterdam time, starting
+  MODIFIED_OVERLAP before the newest Modified committed (the cursor, kept as epoch milliseconds): a row saved
+  with an older Modified while the last run read (or on the boundary second) is read again, and newer-only
+  upserts make the overlap free of side effects.
+- snapshot: the whole (small) list every time; when the last page is committed, the division's rows that the
+  snapshot did not list are marked deleted. Never resumed: the keys seen live in the run's memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from syncs.entities.base import PageResult, Row
+from syncs.entities.declaration import Strategy
+from syncs.entities.registry import EntitySpec
+from syncs.exact.values import AMSTERDAM
+
+MODIFIED_OVERLAP = timedelta(minutes=30)
+Params = Callable[[int, int], dict[str, str]]  # (division, cursor) -> query parameters
+Finish = Callable[[Session, int], int]  # at the end of a complete enumeration; returns rows marked deleted
+
+
+def exact_local(instant: datetime) -> str:
+    """An OData datetime literal in Exact's local (Amsterdam) wall time."""
+    return f"datetime'{instant.astimezone(AMSTERDAM).strftime('%Y-%m-%dT%H:%M:%S')}'"
+
+
+def modified_since(cursor_ms: int) -> str:
+    start = (
+        datetime.fromtimestamp(cursor_ms / 1000, UTC) - MODIFIED_OVERLAP
+        if cursor_ms
+        else datetime(1970, 1, 1, tzinfo=UTC)
+    )
+    return f"Modified ge {exact_local(start)}"
+
+
+def sync_params_of(select: str) -> Params:
+    def sync(division: int, cursor: int) -> dict[str, str]:
+        return {"$filter": f"Timestamp gt {cursor}L", "$select": select}
+
+    return sync
+
+
+def params_for(spec: EntitySpec) -> Params:
+    select = spec.select
+    extra = spec.entity.filter
+    sync = sync_params_of(select)
+
+    def modified(division: int, cursor: int) -> dict[str, str]:
+        return {"$filter": modified_since(cursor), "$select": select}
+
+    def snapshot(division: int, cursor: int) -> dict[str, str]:
+        params = {"$select": select}
+        if extra:
+            params["$filter"] = extra.format(division=division)
+        return params
+
+    return {Strategy.SYNC: sync, Strategy.MODIFIED: modified, Strategy.SNAPSHOT: snapshot}[spec.strategy]
+
+
+class SnapshotRun:
+    """One snapshot enumeration: writes pages remembering the keys listed, then marks the rest deleted."""
+
+    def __init__(self, spec: EntitySpec) -> None:
+        self.spec = spec
+        self.seen: set[Any] = set()
+
+    def write_page(self, session: Session, division: int, rows: Sequence[Row]) -> PageResult:
+        return self.spec.writer.write_page(session, division, rows, seen=self.seen)
+
+    def finish(self, session: Session, division: int) -> int:
+        return self.spec.mark_missing(session, division, self.seen)

@@ -1,0 +1,76 @@
+"""The runtime registry: every declared entity with its compiled writer, by stream name."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from models.synced import SYNCED_TABLES
+from syncs.entities.base import Deletion, PageResult, Record, Row
+from syncs.entities.catalog import CATALOG
+from syncs.entities.declaration import Cadence, Entity, Strategy
+from syncs.entities.hooks import HOOKS
+from syncs.entities.writer import EntityWriter
+
+
+@dataclass(frozen=True)
+class EntitySpec:
+    """An entity as the engine uses it: its declaration and its writer (compiled on first use)."""
+
+    entity: Entity
+
+    @property
+    def name(self) -> str:
+        return self.entity.name
+
+    @property
+    def endpoint(self) -> str:
+        return self.entity.endpoint
+
+    @property
+    def strategy(self) -> Strategy:
+        return self.entity.strategy
+
+    @property
+    def cadence(self) -> Cadence:
+        return self.entity.cadence
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return self.entity.select_fields
+
+    @property
+    def select(self) -> str:
+        return self.entity.select
+
+    @property
+    def deletion_entity_types(self) -> frozenset[int]:
+        return self.entity.deleted_types
+
+    @cached_property
+    def writer(self) -> EntityWriter:
+        hook = HOOKS[self.entity.hook] if self.entity.hook else None
+        return EntityWriter(self.entity, SYNCED_TABLES, hook)
+
+    def write_page(self, session: Session, division: int, rows: Sequence[Row]) -> PageResult:
+        return self.writer.write_page(session, division, rows)
+
+    def apply_deletions(self, session: Session, division: int, deletions: Sequence[Deletion]) -> int:
+        return self.writer.apply_deletions(session, division, deletions)
+
+    def records(self, rows: Sequence[Row], division: int) -> dict[str, list[Record]]:
+        """A page's records per table, as they would be written (for benchmarks and tests)."""
+        return self.writer.records(rows, division)
+
+    def mark_missing(self, session: Session, division: int, seen: set[Any]) -> int:
+        return self.writer.mark_missing(session, division, seen)
+
+
+ENTITIES: dict[str, EntitySpec] = {name: EntitySpec(entity) for name, entity in CATALOG.items()}
+# What a run without `--entity` syncs. Every entity is a step away (`--entity NAME`, `demo`); the default set
+# grows to the whole catalog with per-entity cadence, which keeps idle runs within the API budget.
+DEFAULT_ENTITIES: tuple[str, ...] = ("accounts", "sales_invoices")
