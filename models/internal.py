@@ -40,6 +40,8 @@ class Connection(Base):
     # True once someone chose divisions (`connections divisions --include/--exclude`): divisions found later
     # are then not synced until chosen; False: every active division (Status 1) is synced.
     divisions_chosen: Mapped[bool] = mapped_column(default=False, server_default="false")
+    # The export this connection was imported from (its random id): the same file cannot be imported twice.
+    import_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = created_at_column()
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
 
@@ -52,6 +54,8 @@ class ConnectionToken(Base):
     connection_id: Mapped[int] = mapped_column(ForeignKey("connections.id", ondelete="CASCADE"), primary_key=True)
     access_token: Mapped[bytes | None] = mapped_column(LargeBinary)
     refresh_token: Mapped[bytes] = mapped_column(LargeBinary)
+    # Keyed hash of the refresh token (syncs.core.crypto): finds a token stored twice without decrypting every row.
+    refresh_token_hash: Mapped[bytes | None] = mapped_column(LargeBinary, index=True)
     received_at: Mapped[datetime | None]
     expires_at: Mapped[datetime | None]
     refresh_token_issued_at: Mapped[datetime] = mapped_column(server_default=func.now())

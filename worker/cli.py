@@ -14,22 +14,26 @@ from rich.progress import Progress, SpinnerColumn, TextColumn
 from models.migrate import upgrade_to_head
 from syncs.core.db import session_factory
 from syncs.core.settings import Settings
-from syncs.lifecycle.connections import connection_reports
+from syncs.lifecycle.connections import connection_reports, get_connection_by_name
 from worker import cli_lifecycle  # noqa: F401  (registers connections divisions/export/import)
 from worker.app import SYNC_TASK
 from worker.budget_view import budget_status, low_budget_warning
 from worker.cli_connect import connect, serve
 from worker.cli_connections import connections_app
-from worker.cli_support import console, current_settings, err_console, expected_errors, fail
+from worker.cli_keys import keys_app, rotate_with
+from worker.cli_support import check_broker, console, current_settings, err_console, expected_errors, fail
 from worker.runs import execute_sync, resolve_entities
 from worker.views import counts_table, outcome_table, status_view
 
 app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # Plain click help: flags read `--wait / --no-wait` (typer's rich panels label every flag `<bool>`).
+    rich_markup_mode=None,
     help="Keep Postgres tables in sync with Exact Online.",
 )
 app.add_typer(connections_app, name="connections")
+app.add_typer(keys_app, name="keys")
 app.command("connect")(connect)
 app.command("serve")(serve)
 
@@ -49,9 +53,16 @@ def _configure_logging(settings: Settings) -> None:
 @app.command()
 @expected_errors
 def migrate() -> None:
-    """Create the database when missing and upgrade it to the newest schema."""
-    upgrade_to_head(current_settings().database_url)
+    """Create the database when missing and upgrade it to the newest schema (and, with TOKEN_ENCRYPTION_KEY set,
+    bring stored secrets to the current format: see `keys rotate`)."""
+    settings = current_settings()
+    upgrade_to_head(settings.database_url)
     console.print("database is at the newest schema")
+    if settings.token_encryption_key is not None and settings.token_encryption_key.get_secret_value():
+        report = rotate_with(settings)
+        if sum(report.rewritten_connections.values()) or report.rescue_copies_rewritten or report.unreadable:
+            for line in report.lines():
+                console.print(line, soft_wrap=True, markup=False)
 
 
 @app.command()
@@ -60,7 +71,7 @@ def sync(
     name: Annotated[str, typer.Argument(help="Connection name.")],
     entity: EntityOption = None,
     full: FullOption = False,
-    wait: Annotated[bool, typer.Option("--wait", help="Wait for the worker and print the outcome.")] = False,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait for the worker and print the outcome.")] = False,
     timeout: Annotated[
         float | None, typer.Option(help="Seconds --wait waits at most (default: SYNC_WAIT_TIMEOUT_SECONDS).")
     ] = None,
@@ -70,6 +81,9 @@ def sync(
 
     settings = current_settings()
     entities = resolve_entities(entity) if entity else None
+    with session_factory(settings.database_url)() as session:
+        get_connection_by_name(session, name)  # an unknown name fails here, not silently in the worker
+    check_broker(settings)
     _warn_if_budget_low(settings, name)
     celery_app = create_app(settings)
     result = celery_app.send_task(

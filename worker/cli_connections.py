@@ -83,7 +83,7 @@ def add(
         float | None, typer.Option(help="Seconds the access token was valid for when issued (default 600).")
     ] = None,
     division: Annotated[
-        int | None, typer.Option(help="Division to sync; default: the user's current division in Exact.")
+        int | None, typer.Option(help="Sync only this division; default: every active division of the login.")
     ] = None,
     interval: Annotated[int | None, typer.Option(help="Minutes between scheduled syncs.", min=1)] = None,
 ) -> None:

@@ -17,7 +17,7 @@ from syncs.lifecycle.connections import get_connection_by_name
 from syncs.lifecycle.divisions import choose_divisions
 from syncs.lifecycle.transfer import export_connection, import_connection
 from worker.cli_connections import connections_app
-from worker.cli_support import console, current_settings, expected_errors
+from worker.cli_support import console, current_settings, err_console, expected_errors
 from worker.views import divisions_table
 
 PASSPHRASE_ENV = "EXACT_SYNC_EXPORT_PASSPHRASE"
@@ -96,5 +96,6 @@ def import_(
         passphrase,
         name,
         reset_cursors=reset_cursors,
+        warn=lambda message: err_console.print(f"[yellow]warning: {message}[/]", soft_wrap=True),
     )
     console.print(f"connection [bold]{connection.name}[/] imported (active); beat syncs it at its next tick")

@@ -6,10 +6,13 @@ import functools
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
+import redis
 import typer
+from kombu.exceptions import OperationalError as BrokerError
+from pydantic import ValidationError
 from redis.exceptions import RedisError
 from rich.console import Console
-from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.exc import ArgumentError, OperationalError, ProgrammingError
 
 from syncs.core.errors import ConfigurationError, ExactSyncError
 from syncs.core.settings import Settings, get_settings
@@ -24,8 +27,29 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2
 
 
+BROKER_CHECK_TIMEOUT_SECONDS = 3.0
+
+
 def current_settings() -> Settings:
-    return get_settings()
+    """The settings from the environment; a value that does not parse is one line, not a traceback."""
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
+        raise ConfigurationError(f"invalid configuration: {problems}") from None
+
+
+def check_broker(settings: Settings) -> None:
+    """Fail in seconds, with one line, when Redis (the broker) does not answer, rather than after Celery's retries."""
+    client: redis.Redis[bytes] = redis.Redis.from_url(
+        settings.redis_url,
+        socket_connect_timeout=BROKER_CHECK_TIMEOUT_SECONDS,
+        socket_timeout=BROKER_CHECK_TIMEOUT_SECONDS,
+    )
+    try:
+        client.ping()
+    finally:
+        client.close()
 
 
 def fail(message: str, code: int = EXIT_FAILURE) -> typer.Exit:
@@ -45,12 +69,14 @@ def expected_errors(func: Callable[P, R]) -> Callable[P, R]:
             raise fail(str(exc), EXIT_USAGE) from None
         except ExactSyncError as exc:
             raise fail(f"{type(exc).__name__}: {exc}") from None
+        except ArgumentError as exc:
+            raise fail(f"DATABASE_URL is not a database URL ({exc})", EXIT_USAGE) from None
         except OperationalError as exc:
             raise fail(f"cannot reach the database: {str(exc.orig).strip().splitlines()[0]}") from None
         except ProgrammingError as exc:
             first = str(exc.orig).strip().splitlines()[0]
             raise fail(f"database error: {first} (did you run `exact-sync migrate`?)") from None
-        except RedisError as exc:
-            raise fail(f"cannot reach Redis: {exc}") from None
+        except (RedisError, BrokerError) as exc:
+            raise fail(f"cannot reach Redis at REDIS_URL: {exc}") from None
 
     return wrapper

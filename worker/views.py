@@ -35,8 +35,10 @@ def when(value: datetime | None) -> str:
 
 def connections_table(connections: Iterable[Connection]) -> Table:
     table = Table(title="Connections")
-    for column in ("name", "region", "status", "division", "every", "next sync", "last sync"):
-        table.add_column(column)
+    for column in ("name", "region", "status", "division", "every"):
+        table.add_column(column, overflow="fold")
+    for column in ("next sync", "last sync"):
+        table.add_column(column, no_wrap=True)  # a date split over two lines is hard to read
     for c in connections:
         table.add_row(
             shown(c.name),
@@ -125,7 +127,7 @@ def status_view(
     now = now or datetime.now().astimezone()
     overview = Table(title="Connections", show_lines=True)
     for column in ("name", "state", "next sync", "last success", "last run", "tokens", "divisions"):
-        overview.add_column(column, overflow="fold")
+        overview.add_column(column, overflow="fold", no_wrap=column in ("next sync", "last success"))
     cursors = Table(title="Cursors (highest Exact Timestamp committed)")
     for column in ("connection", "division", "entity", "timestamp", "unfinished enumeration", "updated"):
         cursors.add_column(column)

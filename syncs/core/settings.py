@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import SecretStr
+from pydantic import SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REGIONS = ("nl", "be", "de", "fr", "es", "co.uk", "com")
@@ -79,6 +79,13 @@ class Settings(BaseSettings):
     sync_wait_timeout_seconds: float = 900.0
     log_level: str = "INFO"
     log_json: bool = False
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("a Redis URL starts with redis://, rediss:// or unix://")
+        return value
 
     def base_url_for(self, region: str) -> str:
         """The host for OAuth and API calls: EXACT_BASE_URL when set (sandbox, tests), else Exact's regional host."""

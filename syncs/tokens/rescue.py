@@ -18,7 +18,7 @@ import structlog
 from redis.exceptions import RedisError
 from sqlalchemy.orm import Session
 
-from syncs.core.crypto import TokenCipher
+from syncs.core.crypto import TokenCipher, bound_to
 from syncs.core.errors import ConfigurationError, LockUnavailableError
 from syncs.tokens.pair import TokenPair
 
@@ -54,7 +54,7 @@ class RescueCopies:
     def key(self, connection_id: int) -> str:
         return f"{self._prefix}:token-rescue:{connection_id}"
 
-    def seal(self, pair: TokenPair, replaces: str) -> bytes:
+    def seal(self, connection_id: int, pair: TokenPair, replaces: str) -> bytes:
         """`pair` encrypted for the rescue key; `replaces` is the refresh token it rotated out."""
         payload = {
             "access": pair.access_token,
@@ -63,12 +63,12 @@ class RescueCopies:
             "expires_in": pair.expires_in,
             "replaces": token_hash(replaces),
         }
-        return self._cipher.encrypt(json.dumps(payload))
+        return self._cipher.encrypt(json.dumps(payload), bound_to=bound_to(connection_id, "rescue"))
 
-    def unseal(self, blob: bytes) -> tuple[TokenPair, str]:
+    def unseal(self, connection_id: int, blob: bytes) -> tuple[TokenPair, str]:
         """The pair in a sealed copy and the hash of the refresh token it replaces; ValueError when unreadable."""
         try:
-            payload = json.loads(self._cipher.decrypt(blob))
+            payload = json.loads(self._cipher.decrypt(blob, bound_to=bound_to(connection_id, "rescue")))
             pair = TokenPair(
                 access_token=payload["access"],
                 refresh_token=str(payload["refresh"]),
@@ -81,7 +81,7 @@ class RescueCopies:
 
     def write(self, connection_id: int, new: TokenPair, replaces: str) -> bytes | None:
         """Best effort: returns the stored blob, or None after logging a failure (the caller commits anyway)."""
-        blob = self.seal(new, replaces)
+        blob = self.seal(connection_id, new, replaces)
         try:
             self._redis.set(self.key(connection_id), blob, ex=RESCUE_TTL_SECONDS)
         except (RedisError, OSError) as exc:
@@ -100,7 +100,7 @@ class RescueCopies:
             return None
         raw = blob.encode() if isinstance(blob, str) else bytes(blob)
         try:
-            pair, replaces = self.unseal(raw)
+            pair, replaces = self.unseal(connection_id, raw)
         except ValueError as exc:
             log.warning("token.rescue_unreadable", connection_id=connection_id, error=str(exc))
             self.delete(connection_id, raw)

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models import Connection, ConnectionStatus, ConnectionToken
 from syncs.core.clock import SYSTEM_CLOCK, Clock, to_datetime
-from syncs.core.crypto import TokenCipher
+from syncs.core.crypto import TokenCipher, bound_to
 from syncs.core.errors import (
     ConfigurationError,
     ConnectionInactiveError,
@@ -41,6 +41,8 @@ from syncs.tokens.pair import TokenPair
 from syncs.tokens.rescue import RescueCopies
 
 log = structlog.get_logger(__name__)
+
+REFRESH_TOKEN_PURPOSE = "refresh-token"  # keyed hash in connection_tokens.refresh_token_hash (duplicate imports)
 
 
 class TokenEndpoint(Protocol):
@@ -75,9 +77,15 @@ class TokenStore:
             if pair.received_at is not None and pair.expires_in is not None
             else None
         )
+        refresh_place = bound_to(connection_id, "refresh_token")
         values = {
-            "access_token": self._cipher.encrypt(pair.access_token) if pair.access_token else None,
-            "refresh_token": self._cipher.encrypt(pair.refresh_token),
+            "access_token": (
+                self._cipher.encrypt(pair.access_token, bound_to=bound_to(connection_id, "access_token"))
+                if pair.access_token
+                else None
+            ),
+            "refresh_token": self._cipher.encrypt(pair.refresh_token, bound_to=refresh_place),
+            "refresh_token_hash": self._cipher.keyed_hash(pair.refresh_token, REFRESH_TOKEN_PURPOSE),
             "received_at": received,
             "expires_at": expires,
             "last_refresh_error": None,
@@ -98,8 +106,12 @@ class TokenStore:
         if row.received_at is not None and row.expires_at is not None:
             expires_in = (row.expires_at - row.received_at) / timedelta(seconds=1)
         return TokenPair(
-            access_token=self._cipher.decrypt(row.access_token) if row.access_token else None,
-            refresh_token=self._cipher.decrypt(row.refresh_token),
+            access_token=(
+                self._cipher.decrypt(row.access_token, bound_to=bound_to(connection_id, "access_token"))
+                if row.access_token
+                else None
+            ),
+            refresh_token=self._cipher.decrypt(row.refresh_token, bound_to=bound_to(connection_id, "refresh_token")),
             received_at=row.received_at.timestamp() if row.received_at is not None else None,
             expires_in=expires_in,
         )

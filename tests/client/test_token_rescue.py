@@ -62,7 +62,7 @@ def test_rotated_pair_survives_a_failed_commit(
     blob = redis_client.get(copies.key(connection_id))
     assert blob is not None
     assert issued["refresh_token"].encode() not in blob  # encrypted
-    rescued, _ = copies.unseal(blob)
+    rescued, _ = copies.unseal(connection_id, blob)
 
     token = make_refresher().valid_access_token(connection_id)
     counters = sandbox.state.counters
@@ -93,7 +93,7 @@ def test_stale_rescue_copy_is_deleted_and_ignored(
     copies: RescueCopies,
 ) -> None:
     stale = TokenPair("stale-access", "stale-refresh", clock.now(), LIFETIME)
-    redis_client.set(copies.key(connection_id), copies.seal(stale, "some-older-refresh"))
+    redis_client.set(copies.key(connection_id), copies.seal(connection_id, stale, "some-older-refresh"))
     clock.advance(REFRESHABLE)
     token = make_refresher().valid_access_token(connection_id)
     assert token not in (issued["access_token"], "stale-access")
@@ -156,7 +156,11 @@ def test_a_rescue_copy_written_while_we_waited_is_adopted_instead_of_spending_th
     new = TokenPair(rotated["access_token"], rotated["refresh_token"], clock.now(), LIFETIME)
     cipher = token_store(db, client_settings).cipher
     store = RescueAppearsWhileWaiting(
-        db, cipher, plant=lambda: redis_client.set(copies.key(connection_id), copies.seal(new, issued["refresh_token"]))
+        db,
+        cipher,
+        plant=lambda: redis_client.set(
+            copies.key(connection_id), copies.seal(connection_id, new, issued["refresh_token"])
+        ),
     )
     sandbox.state.reset_counters()
     token = make_refresher(store=store).valid_access_token(connection_id)
@@ -196,8 +200,8 @@ def test_a_lapsed_token_lock_never_reaches_the_token_endpoint(
 def test_a_rescue_copy_is_only_deleted_by_whoever_read_or_wrote_it(
     copies: RescueCopies, redis_client: Any, connection_id: int, clock: FakeClock
 ) -> None:
-    ours = copies.seal(TokenPair("a1", "r1", clock.now(), LIFETIME), "r0")
-    newer = copies.seal(TokenPair("a2", "r2", clock.now(), LIFETIME), "r1")
+    ours = copies.seal(connection_id, TokenPair("a1", "r1", clock.now(), LIFETIME), "r0")
+    newer = copies.seal(connection_id, TokenPair("a2", "r2", clock.now(), LIFETIME), "r1")
     redis_client.set(copies.key(connection_id), newer)
     copies.delete(connection_id, ours)  # another worker wrote a newer copy meanwhile: it stays
     assert redis_client.get(copies.key(connection_id)) == newer

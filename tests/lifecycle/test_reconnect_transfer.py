@@ -146,7 +146,9 @@ def test_export_carries_a_rescued_pair_rather_than_the_dead_one_it_replaced(
     rotated = sandbox.state.issue_tokens()
     live = TokenPair(rotated["access_token"], rotated["refresh_token"], clock.now(), 600.0)
     copies = RescueCopies(redis_client, store.cipher, life_settings.redis_key_prefix)
-    redis_client.set(copies.key(connected.connection_id), copies.seal(live, dead.refresh_token))
+    redis_client.set(
+        copies.key(connected.connection_id), copies.seal(connected.connection_id, live, dead.refresh_token)
+    )
 
     target = export_connection(life_settings, db, "acme", "passphrase", tmp_path / "acme.exact-sync", clock)
     imported = import_connection(life_settings, db, target.read_bytes(), "passphrase", "acme-b")
