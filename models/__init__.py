@@ -11,6 +11,7 @@ from models.internal import (
     SyncCursor,
     SyncRun,
 )
+from models.ops import SyncEntityTotal, SyncRunTotal
 from models.synced import Account, SalesInvoice, SalesInvoiceLine
 
 __all__ = [
@@ -25,5 +26,7 @@ __all__ = [
     "SalesInvoice",
     "SalesInvoiceLine",
     "SyncCursor",
+    "SyncEntityTotal",
     "SyncRun",
+    "SyncRunTotal",
 ]

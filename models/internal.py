@@ -5,8 +5,8 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Enum, ForeignKey, Integer, LargeBinary, String, Text, false, func
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import BigInteger, Enum, ForeignKey, Index, Integer, LargeBinary, String, Text, false, func, text
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, created_at_column
@@ -100,6 +100,8 @@ class SyncCursor(Base):
 
 class SyncRun(Base):
     __tablename__ = "sync_runs"
+    # Finished runs add up in models.ops through a trigger (migration 0011); running ones are counted from here.
+    __table_args__ = (Index("ix_sync_runs_running", "connection_id", postgresql_where=text("status = 'running'")),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     connection_id: Mapped[int] = mapped_column(ForeignKey("connections.id", ondelete="CASCADE"), index=True)
@@ -114,6 +116,11 @@ class SyncRun(Base):
     rows_deleted: Mapped[int] = mapped_column(default=0)
     api_calls: Mapped[int] = mapped_column(default=0)
     error: Mapped[str | None] = mapped_column(Text)
+    # Rows per stream of a succeeded run: {"accounts": {"inserted": 3, "updated": 1, "deleted": 0}, ...}
+    # ("deleted" is the sync/Deleted stream, which marks rows of every entity).
+    rows_by_entity: Mapped[dict[str, dict[str, int]]] = mapped_column(
+        JSONB, default=dict, server_default=text("'{}'::jsonb")
+    )
 
 
 class ConnectInvite(Base):

@@ -11,6 +11,7 @@ Reliability settings, and why:
 - Queues: the worker consumes `CELERY_QUEUE` and, unless `CELERY_CONSUME_DEFAULT_QUEUE` is off, Celery's default
   queue `celery`, so a plain `Celery(broker=..., backend=...)` client's `send_task` reaches it. Results are stored
   under Celery's standard keys (`celery-task-meta-<id>`, task ids are UUIDs), where such a client looks for them.
+- task events on: Flower shows each task by its public name (`exact.sync_connection`) and JSON arguments.
 """
 
 from __future__ import annotations
@@ -63,6 +64,10 @@ def create_app(settings: Settings) -> Celery:
         },
         broker_connection_retry_on_startup=True,
         worker_prefetch_multiplier=1,
+        # Task events for Flower (`docker compose --profile flower up`): a few small messages per sync, which the
+        # broker drops when nobody listens.
+        worker_send_task_events=True,
+        task_send_sent_event=True,
         task_serializer="json",
         result_serializer="json",
         accept_content=["json"],

@@ -21,6 +21,7 @@ from worker.budget_view import budget_status, low_budget_warning
 from worker.cli_connect import connect, serve
 from worker.cli_connections import connections_app
 from worker.cli_keys import keys_app, rotate_with
+from worker.cli_ops import doctor, health_app
 from worker.cli_support import check_broker, console, current_settings, err_console, expected_errors, fail
 from worker.runs import execute_sync, resolve_entities
 from worker.views import counts_table, outcome_table, status_view
@@ -34,6 +35,8 @@ app = typer.Typer(
 )
 app.add_typer(connections_app, name="connections")
 app.add_typer(keys_app, name="keys")
+app.add_typer(health_app, name="health")
+app.command("doctor")(doctor)
 app.command("connect")(connect)
 app.command("serve")(serve)
 
@@ -175,8 +178,9 @@ def worker(
     from worker.app import worker_queues
     from worker.supervise import supervise
 
-    queues = ",".join(worker_queues(current_settings()))
-    arguments = ["worker", "-Q", queues, "--loglevel", loglevel, *ctx.args]
+    settings = current_settings()
+    node = ["-n", settings.worker_node_name]  # what `exact-sync health worker` pings
+    arguments = ["worker", "-Q", ",".join(worker_queues(settings)), *node, "--loglevel", loglevel, *ctx.args]
     if not restart:
         _exec_celery(arguments)
     raise typer.Exit(supervise([sys.executable, "-m", "celery", "-A", "worker.app", *arguments]))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import redis
@@ -63,6 +63,8 @@ class RunOutcome:
     error: str | None = None
     # Divisions Exact refused (403 NoDivisionAccess, DivisionBlocked): marked unavailable, the run went on.
     skipped_divisions: tuple[int, ...] = ()
+    # Per stream: {"accounts": {"inserted": .., "updated": .., "deleted": ..}, ..., "deleted": {...}}
+    rows_by_entity: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -191,6 +193,10 @@ def execute_sync(
             api_calls=api_calls,
             divisions=tuple(d for d in divisions if d not in skipped),
             skipped_divisions=tuple(skipped),
+            rows_by_entity={
+                name: {"inserted": inserted, "updated": updated, "deleted": deleted}
+                for name, (inserted, updated, deleted) in total.by_stream.items()
+            },
         )
         _finish_run(sessions, run_id, connection_id, outcome, clock)
         log.info("sync.succeeded", **outcome.as_dict())
@@ -237,6 +243,7 @@ def _finish_run(
         run.rows_updated = outcome.updated
         run.rows_deleted = outcome.deleted
         run.api_calls = outcome.api_calls
+        run.rows_by_entity = outcome.rows_by_entity
         session.get_one(Connection, connection_id).last_sync_at = finished
 
 

@@ -34,6 +34,7 @@ from syncs.core.db import session_factory
 from syncs.core.settings import Settings, get_settings
 from syncs.limits.budgets import low_budget_message, low_daily_budget, synced_divisions
 from worker.app import SYNC_TASK
+from worker.health import BeatHeartbeat, beat_lock_ttl, leader_key
 
 log = structlog.get_logger(__name__)
 
@@ -163,13 +164,16 @@ class ConnectionScheduler(Scheduler):
         self._sessions = session_factory(self.settings.database_url)
         self._redis: redis.Redis[bytes] = redis.Redis.from_url(self.settings.redis_url)
         self._defer = daily_budget_deferral(self._sessions, self._redis, self.settings, self.clock)
-        self._leader = LeaderLock(
-            self._redis, f"{self.settings.redis_key_prefix}:beat-lock", ttl=max(30.0, 6 * self.tick_seconds)
-        )
+        lock_ttl = beat_lock_ttl(self.settings)
+        self._leader = LeaderLock(self._redis, leader_key(self.settings.redis_key_prefix), ttl=lock_ttl)
+        # `exact-sync health beat` checks this beat ticks, leader or standby (worker.health).
+        self._heartbeat = BeatHeartbeat(self._redis, self.settings.redis_key_prefix, ttl=lock_ttl)
         super().__init__(app, *args, **kwargs)
 
     def tick(self, *args: Any, **kwargs: Any) -> float:
-        if not self._leader.hold():
+        leader = self._leader.hold()
+        self._heartbeat.beat(self.clock.now(), leader)
+        if not leader:
             log.debug("beat.standby")
             return self.tick_seconds
         try:

@@ -4,8 +4,10 @@ Public routes (no admin token; see README "Security model of serve"):
 GET  /connect/{name}?invite=T -> a page with a "continue" button, if T is a valid invite for `name` (else 403)
 POST /connect/{name}?invite=T -> uses the invite up, sets the flow cookie, 303 to Exact's consent page
 GET  {path of EXACT_REDIRECT_URI} (default /oauth/callback) -> finishes the flow, shows the outcome
-GET  /health -> 200 {"status": "ok"} when Postgres and Redis answer, else 503
-Any other route is an admin route (worker.web_auth.require_admin), off unless SERVE_ADMIN_TOKEN is set.
+GET  /health, /ready -> liveness and readiness (worker.ops_web)
+Any other route is an admin route (worker.web_auth.require_admin), off unless SERVE_ADMIN_TOKEN is set:
+GET  /metrics, /dashboard -> Prometheus metrics and the status page (worker.ops_web)
+POST /admin/invites {"name": N, "region": R?, "expires": "24h"?} -> 201 {"url": ..., ...}: an invite, from code
 
 The GET shows a button instead of redirecting at once so that link scanners (mail, chat previews) that fetch
 the link do not use the invite up. A request without a valid invite costs one Postgres read: no Redis key, no
@@ -25,8 +27,8 @@ from urllib.parse import urlencode, urlsplit
 import httpx
 import redis
 import structlog
-from sqlalchemy import text
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -37,8 +39,10 @@ from syncs.core.errors import ConfigurationError, ExactSyncError
 from syncs.core.settings import Settings
 from syncs.lifecycle.connect_flow import ConnectFlow
 from syncs.lifecycle.connections import validate_name
-from syncs.lifecycle.invites import check_invite, consume_invite
+from syncs.lifecycle.invites import check_invite, consume_invite, create_invite, parse_duration
 from worker.callback import page
+from worker.ops_web import ops_routes
+from worker.web_auth import require_admin
 
 log = structlog.get_logger(__name__)
 
@@ -65,21 +69,6 @@ def create_web_app(
 
     def html_page(title: str, message: str, status: int = 200) -> HTMLResponse:
         return HTMLResponse(page(title, message), status_code=status, headers=NO_STORE)
-
-    def health(request: Request) -> Response:
-        problems = {}
-        try:
-            with sessions() as session:
-                session.execute(text("SELECT 1"))
-        except Exception as exc:
-            problems["postgres"] = type(exc).__name__
-        try:
-            redis_client.ping()
-        except Exception as exc:
-            problems["redis"] = type(exc).__name__
-        if problems:
-            return JSONResponse({"status": "unavailable", "problems": problems}, status_code=503)
-        return JSONResponse({"status": "ok"})
 
     def invited(request: Request) -> tuple[str, str, str] | None:
         """(name, invite token, region) when the request carries a valid invite for the path's name."""
@@ -158,11 +147,39 @@ def create_web_app(
             response.delete_cookie(cookie, path=callback_path, secure=secure_cookie, httponly=True, samesite="lax")
         return response
 
+    async def admin_invite(request: Request) -> Response:
+        if (refused := require_admin(request)) is not None:
+            return refused
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict) or not isinstance(body.get("name"), str):
+            return JSONResponse({"error": 'send a JSON object with "name" (and "region", "expires")'}, 400)
+        region, expires = body.get("region"), body.get("expires", "24h")
+        try:
+            if not isinstance(region, str | None) or not isinstance(expires, str):
+                raise ConfigurationError('"region" and "expires" are strings')
+            made = await run_in_threadpool(
+                create_invite, settings, sessions, flow.cipher, body["name"], region, parse_duration(expires), clock
+            )
+        except ConfigurationError as exc:
+            return JSONResponse({"error": str(exc)}, 400)
+        result = {
+            "url": made.url,
+            "name": made.name,
+            "region": made.region,
+            "expires_at": made.expires_at.isoformat(),
+            "reconnect": made.reconnect,
+        }
+        return JSONResponse(result, 201, headers=NO_STORE)
+
     routes = [
-        Route("/health", health, methods=["GET"]),
+        *ops_routes(settings, sessions, redis_client, clock),
         Route("/connect/{name}", connect_page, methods=["GET"]),
         Route("/connect/{name}", connect_start, methods=["POST"]),
         Route(callback_path, callback, methods=["GET"]),
+        Route("/admin/invites", admin_invite, methods=["POST"]),
     ]
     app = Starlette(routes=routes)
     app.state.flow = flow

@@ -77,6 +77,8 @@ class Settings(BaseSettings):
     celery_key_prefix: str = ""
     # `exact-sync sync --wait` gives up after this long (a worker that is down or a broker that is gone).
     sync_wait_timeout_seconds: float = 900.0
+    # The node name `exact-sync worker` runs as and `exact-sync health worker` pings (%h: this host's name).
+    worker_node_name: str = "celery@%h"
     log_level: str = "INFO"
     log_json: bool = False
 

@@ -28,7 +28,7 @@ Cursor rules (`sync_cursors`, one row per connection, division and stream):
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from itertools import chain
 from typing import Protocol
@@ -69,14 +69,30 @@ class PageSource(Protocol):
 
 @dataclass(frozen=True)
 class SyncCounts:
-    """Rows written: `inserted`/`updated` count invoice headers and lines alike; `deleted` rows marked."""
+    """Rows written: `inserted`/`updated` count invoice headers and lines alike; `deleted` rows marked.
+
+    `by_stream` splits the same counts per stream (entity name, or "deleted" for sync/Deleted) for the run's
+    record and the metrics; equality compares the totals only.
+    """
 
     inserted: int = 0
     updated: int = 0
     deleted: int = 0
+    by_stream: Mapping[str, tuple[int, int, int]] = field(default_factory=dict, compare=False)
 
     def __add__(self, other: SyncCounts) -> SyncCounts:
-        return SyncCounts(self.inserted + other.inserted, self.updated + other.updated, self.deleted + other.deleted)
+        merged = dict(self.by_stream)
+        for name, (inserted, updated, deleted) in other.by_stream.items():
+            was_inserted, was_updated, was_deleted = merged.get(name, (0, 0, 0))
+            merged[name] = (was_inserted + inserted, was_updated + updated, was_deleted + deleted)
+        return SyncCounts(
+            self.inserted + other.inserted, self.updated + other.updated, self.deleted + other.deleted, merged
+        )
+
+    def of_stream(self, name: str) -> SyncCounts:
+        """These totals, recorded as the counts of stream `name`."""
+        counts = (self.inserted, self.updated, self.deleted)
+        return SyncCounts(*counts, by_stream={name: counts})
 
 
 @dataclass(frozen=True)
@@ -239,7 +255,7 @@ def sync_stream(
         unfinished = page.next_url is not None
         if progress is not None and rows:
             progress(stream.name, len(rows))
-    return counts
+    return counts.of_stream(stream.name)
 
 
 def _continues(url: str, division: int, stream: Stream) -> bool:

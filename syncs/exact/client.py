@@ -33,6 +33,7 @@ from syncs.exact.auth import ExactAuth
 from syncs.exact.oauth import OAuthClient
 from syncs.exact.odata import Page, decode_json, error_message, page_from_json
 from syncs.exact.transport import DIVISION_KEY, BudgetedTransport
+from syncs.limits.callstats import CallStats
 from syncs.limits.errorbudget import ErrorBudget
 from syncs.limits.ratelimit import RateGate
 from syncs.tokens.store import TokenRefresher, TokenStore
@@ -228,7 +229,13 @@ def open_client(
         auth=auth,
         headers={"Accept": "application/json"},
         timeout=settings.http_timeout_seconds,
-        transport=BudgetedTransport(transport or httpx.HTTPTransport(), gate, errors, auth.reauthorize),
+        transport=BudgetedTransport(
+            transport or httpx.HTTPTransport(),
+            gate,
+            errors,
+            auth.reauthorize,
+            CallStats(redis, settings.redis_key_prefix, clock),
+        ),
         follow_redirects=False,
     )
     client = ExactClient(http, base_url, gate, clock=clock, on_close=(oauth,))

@@ -5,7 +5,7 @@ paged GETs, the retry after a 401, and proxy or write calls when they come. The 
 client and its own limits, so it does not spend the API budget.
 
 Per request: error budget check -> rate budget reservation and an in-flight slot (waits) -> send and read the
-body -> record the rate headers and any counted error -> free the slot.
+body -> record the rate headers, any counted error and the call (per division and hour) -> free the slot.
 
 After a wait for budget the access token may be due for a refresh. A refresh can wait for the token lock longer
 than an in-flight slot lives, so it never happens while holding one: the slot is given back, the token
@@ -19,6 +19,7 @@ from typing import Protocol
 
 import httpx
 
+from syncs.limits.callstats import CallStats
 from syncs.limits.errorbudget import ErrorBudget, endpoint_of
 from syncs.limits.ratelimit import RateGate
 
@@ -38,8 +39,10 @@ class BudgetedTransport(httpx.BaseTransport):
         gate: RateGate,
         errors: ErrorBudget | None = None,
         reauthorize: Reauthorize | None = None,
+        stats: CallStats | None = None,
     ) -> None:
         self._inner = inner
+        self._stats = stats  # calls per division and hour, for metrics and the dashboard
         self._gate = gate
         self._errors = errors
         # After a wait for budget (up to minutes) the access token put on by the auth flow may have expired.
@@ -81,6 +84,8 @@ class BudgetedTransport(httpx.BaseTransport):
             self._gate.observe(division, response.status_code, response.headers)
             if self._errors is not None:
                 self._errors.record(endpoint, response.status_code)
+            if self._stats is not None:
+                self._stats.record(division, response.status_code)
             return response
         finally:
             self._gate.release(division, slot)

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 import redis
+from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -235,3 +236,27 @@ def test_invite_durations() -> None:
     for bad in ("0", "31d", "-1h", "soon", "1w"):
         with pytest.raises(ConfigurationError):
             parse_duration(bad)
+
+
+def test_the_admin_issues_invites_over_http(
+    life_settings: Settings, db: sessionmaker[Session], clock: FakeClock, web: ServerThread
+) -> None:
+    url = f"{web.base_url}/admin/invites"
+    assert httpx.post(url, json={"name": "acme", "region": "nl"}).status_code == 404  # no SERVE_ADMIN_TOKEN: off
+    web.__exit__()
+    settings = life_settings.model_copy(update={"serve_admin_token": SecretStr("admin-secret-token")})
+    with ServerThread(create_web_app(settings, clock), web.port) as admin_web:
+        url = f"{admin_web.base_url}/admin/invites"
+        assert httpx.post(url, json={"name": "acme", "region": "nl"}).status_code == 401
+        auth = {"Authorization": "Bearer admin-secret-token"}
+        made = httpx.post(url, json={"name": "acme", "region": "nl", "expires": "2h"}, headers=auth)
+        assert made.status_code == 201, made.text
+        body = made.json()
+        assert (body["name"], body["region"], body["reconnect"]) == ("acme", "nl", False)
+        assert httpx.get(body["url"]).status_code == 200  # the link works
+        bad = httpx.post(url, json={"name": "acme\x1b", "region": "nl"}, headers=auth)
+        assert bad.status_code == 400 and "invalid connection name" in bad.json()["error"]
+        assert httpx.post(url, content=b"not json", headers=auth).status_code == 400
+        assert httpx.post(url, json={"name": "x", "region": "nl", "expires": 5}, headers=auth).status_code == 400
+    with db() as session:
+        assert session.scalars(select(ConnectInvite.name)).all() == ["acme"]
