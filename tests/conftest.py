@@ -22,7 +22,7 @@ pytest_plugins = ["tests.support.no_skips"]
 
 ADMIN_URL = os.environ.get("TEST_DATABASE_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 # A database of the tests' own (not 0, where applications usually live); every key a test creates carries its
-# prefix (ours, and Celery's through CELERY_KEY_PREFIX), so the cleanup below finds them all.
+# prefix or is named after it (Celery's queue = the prefix), so the cleanup below finds it.
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
 SESSION_TAG = f"{os.getpid()}_{uuid.uuid4().hex[:6]}"
 
@@ -84,8 +84,8 @@ def redis_prefix() -> Iterator[str]:
     prefix = f"exact-sync-test-{SESSION_TAG}-{uuid.uuid4().hex[:6]}"
     yield prefix
     client = redis.Redis.from_url(REDIS_URL)
-    # Our keys and Celery's (queues, bindings, unacked messages, results) start with the prefix.
-    keys = list(client.scan_iter(match=f"{prefix}*"))
+    # Our keys start with the prefix; Celery's queue and its binding (`_kombu.binding.<queue>`) contain it.
+    keys = list(client.scan_iter(match=f"*{prefix}*"))
     if keys:
         client.delete(*keys)
     client.close()
@@ -106,7 +106,6 @@ def settings(database_url: str, redis_prefix: str) -> Settings:
         redis_url=REDIS_URL,
         redis_key_prefix=redis_prefix,
         celery_queue=redis_prefix,
-        celery_key_prefix=f"{redis_prefix}:celery:",
         celery_consume_default_queue=False,  # Celery's default queue belongs to nobody in particular here
         exact_client_id="sandbox-client",
         exact_client_secret="sandbox-secret",
