@@ -1,5 +1,6 @@
 """Tables (typed SQLAlchemy 2) and their Alembic migrations. No I/O to Exact, no Celery."""
 
+from models.actions import ActionRecord, ActionState
 from models.base import Base
 from models.feed import Change
 from models.internal import (
@@ -16,6 +17,8 @@ from models.synced import Account, SalesInvoice, SalesInvoiceLine
 
 __all__ = [
     "Account",
+    "ActionRecord",
+    "ActionState",
     "Base",
     "Change",
     "ConnectInvite",

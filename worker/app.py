@@ -28,7 +28,10 @@ from syncs.core.settings import Settings, get_settings
 SCHEDULER = "worker.scheduler:ConnectionScheduler"
 # Task names are public (any Celery client may send_task them); one place defines them.
 SYNC_TASK = "exact.sync_connection"
+DIVISION_TASK = "exact.sync_division"  # one division of a run (sent by SYNC_TASK, not meant to be sent by hand)
+FINISH_TASK = "exact.finish_run"  # adds a run's division outcomes up
 KEEP_ALIVE_TASK = "exact.keep_alive"
+ACTION_TASK = "exact.action"
 CELERY_DEFAULT_QUEUE = "celery"  # where a Celery client without routing configuration sends tasks
 
 
@@ -46,7 +49,7 @@ def celery_key_options(settings: Settings) -> dict[str, str]:
 
 
 def create_app(settings: Settings) -> Celery:
-    app = Celery("exact_sync", include=["worker.tasks", "worker.lifecycle_tasks"])
+    app = Celery("exact_sync", include=["worker.tasks", "worker.lifecycle_tasks", "worker.action_tasks"])
     app.conf.update(
         broker_url=settings.redis_url,
         result_backend=settings.redis_url,

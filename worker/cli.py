@@ -5,26 +5,23 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
-from celery.exceptions import TimeoutError as CeleryTimeout
-from rich.progress import Progress, SpinnerColumn, TextColumn
 
-from models.migrate import upgrade_to_head
-from syncs.core.db import session_factory
-from syncs.core.settings import Settings
-from syncs.lifecycle.connections import connection_reports, get_connection_by_name
+if TYPE_CHECKING:
+    from syncs.core.settings import Settings
+
 from worker import cli_lifecycle  # noqa: F401  (registers connections divisions/export/import)
-from worker.app import SYNC_TASK
-from worker.budget_view import budget_status, low_budget_warning
+from worker.cli_actions import action_command, proxy_command
 from worker.cli_connect import connect, serve
 from worker.cli_connections import connections_app
-from worker.cli_keys import keys_app, rotate_with
+from worker.cli_keys import keys_app
 from worker.cli_ops import doctor, health_app
 from worker.cli_support import check_broker, console, current_settings, err_console, expected_errors, fail
-from worker.runs import execute_sync, resolve_entities
-from worker.views import counts_table, outcome_table, status_view
+
+# Heavy libraries (Celery, SQLAlchemy, Alembic, httpx) are imported inside the commands that use them, so
+# `--help` and quick commands start fast (tests/worker/test_cli_start.py, bench/cli_start.py).
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -39,6 +36,8 @@ app.add_typer(health_app, name="health")
 app.command("doctor")(doctor)
 app.command("connect")(connect)
 app.command("serve")(serve)
+app.command("proxy")(proxy_command)
+app.command("action")(action_command)
 
 EntityOption = Annotated[
     list[str] | None, typer.Option("--entity", "-e", help="Entity to sync (repeatable); default: all.")
@@ -58,6 +57,9 @@ def _configure_logging(settings: Settings) -> None:
 def migrate() -> None:
     """Create the database when missing and upgrade it to the newest schema (and, with TOKEN_ENCRYPTION_KEY set,
     bring stored secrets to the current format: see `keys rotate`)."""
+    from models.migrate import upgrade_to_head
+    from worker.cli_keys import rotate_with
+
     settings = current_settings()
     upgrade_to_head(settings.database_url)
     console.print("database is at the newest schema")
@@ -80,7 +82,12 @@ def sync(
     ] = None,
 ) -> None:
     """Queue a sync for the worker."""
-    from worker.app import create_app
+    from celery.exceptions import TimeoutError as CeleryTimeout
+
+    from syncs.core.db import session_factory
+    from syncs.lifecycle.connections import get_connection_by_name
+    from worker.app import SYNC_TASK, create_app
+    from worker.runs import resolve_entities
 
     settings = current_settings()
     entities = resolve_entities(entity) if entity else None
@@ -119,6 +126,10 @@ def run(
     full: FullOption = False,
 ) -> None:
     """Sync now, in this process (no worker needed), with a progress display."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn
+
+    from worker.runs import execute_sync
+
     settings = current_settings()
     _configure_logging(settings)
     _warn_if_budget_low(settings, name)
@@ -137,12 +148,16 @@ def run(
 
 
 def _warn_if_budget_low(settings: Settings, name: str) -> None:
+    from worker.budget_view import low_budget_warning
+
     warning = low_budget_warning(settings, name)
     if warning:
         err_console.print(f"[yellow]{warning}[/]")
 
 
 def _print_outcome(outcome: Any) -> None:
+    from worker.views import outcome_table
+
     if not isinstance(outcome, dict):
         raise fail(f"unexpected task result {outcome!r}")
     console.print(outcome_table(outcome))
@@ -156,6 +171,11 @@ def _print_outcome(outcome: Any) -> None:
 @expected_errors
 def status(name: Annotated[str | None, typer.Argument(help="Only this connection.")] = None) -> None:
     """Connection states, schedules, last runs and cursors."""
+    from syncs.core.db import session_factory
+    from syncs.lifecycle.connections import connection_reports
+    from worker.budget_view import budget_status
+    from worker.views import status_view
+
     with session_factory(current_settings().database_url)() as session:
         console.print(status_view(connection_reports(session, name), current_settings()))
     console.print(budget_status(current_settings(), name))
@@ -258,7 +278,10 @@ def demo(
 
 
 def _sync_demo(settings: Settings) -> None:
+    from syncs.core.db import session_factory
     from worker.demo import DEMO_CONNECTION, row_counts
+    from worker.runs import execute_sync
+    from worker.views import counts_table, outcome_table
 
     _configure_logging(settings)
     from syncs.entities.registry import ENTITIES

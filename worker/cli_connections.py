@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from syncs.core.clock import SYSTEM_CLOCK, to_datetime
-from syncs.core.crypto import TokenCipher
-from syncs.core.db import session_factory
-from syncs.core.settings import REGIONS, Settings
-from syncs.lifecycle.connections import (
-    add_connection,
-    change_schedule,
-    list_connections,
-    remove_connection,
-    validate_region,
-)
-from syncs.tokens.pair import TokenPair
-from syncs.tokens.store import TokenStore
+from syncs.core.regions import REGIONS
 from worker.cli_support import console, current_settings, expected_errors, fail
-from worker.views import connections_table
+
+if TYPE_CHECKING:
+    from syncs.core.settings import Settings
+
+# Database modules are imported inside the commands (fast start, see worker.cli).
 
 connections_app = typer.Typer(no_args_is_help=True, help="Register, list and remove Exact Online connections.")
 
@@ -36,6 +28,13 @@ def register(
     interval: int | None = None,
 ) -> int:
     """Store a connection and its token pair (encrypted); returns the connection id. Shared with `demo`."""
+    from syncs.core.clock import SYSTEM_CLOCK
+    from syncs.core.crypto import TokenCipher
+    from syncs.core.db import session_factory
+    from syncs.lifecycle.connections import add_connection, validate_region
+    from syncs.tokens.pair import TokenPair
+    from syncs.tokens.store import TokenStore
+
     validate_region(region)
     key = settings.token_encryption_key.get_secret_value() if settings.token_encryption_key else None
     sessions = session_factory(settings.database_url)
@@ -102,6 +101,10 @@ def add(
 @expected_errors
 def list_() -> None:
     """Show every connection with its state and schedule."""
+    from syncs.core.db import session_factory
+    from syncs.lifecycle.connections import list_connections
+    from worker.views import connections_table
+
     with session_factory(current_settings().database_url)() as session:
         connections = list_connections(session)
         if not connections:
@@ -114,6 +117,9 @@ def list_() -> None:
 @expected_errors
 def remove(name: Annotated[str, typer.Argument()]) -> None:
     """Delete a connection with its tokens, divisions, cursors and run history (synced rows are kept)."""
+    from syncs.core.db import session_factory
+    from syncs.lifecycle.connections import remove_connection
+
     with session_factory(current_settings().database_url).begin() as session:
         remove_connection(session, name)
     console.print(f"connection [bold]{name}[/] removed")
@@ -132,6 +138,11 @@ def set_schedule(
     """Change a connection's sync interval, or pause and resume its scheduled syncs."""
     if interval is None and pause is None:
         raise fail("nothing to change: give --interval, --pause or --resume", 2)
+    from syncs.core.clock import SYSTEM_CLOCK, to_datetime
+    from syncs.core.db import session_factory
+    from syncs.lifecycle.connections import change_schedule
+    from worker.views import connections_table
+
     with session_factory(current_settings().database_url).begin() as session:
         connection = change_schedule(
             session, name, now=to_datetime(SYSTEM_CLOCK.now()), interval=interval, paused=pause

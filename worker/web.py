@@ -43,6 +43,7 @@ from syncs.lifecycle.invites import check_invite, consume_invite, create_invite,
 from worker.callback import page
 from worker.ops_web import ops_routes
 from worker.web_auth import require_admin
+from worker.web_proxy import proxy_route
 
 log = structlog.get_logger(__name__)
 
@@ -180,6 +181,7 @@ def create_web_app(
         Route("/connect/{name}", connect_start, methods=["POST"]),
         Route(callback_path, callback, methods=["GET"]),
         Route("/admin/invites", admin_invite, methods=["POST"]),
+        proxy_route(settings),
     ]
     app = Starlette(routes=routes)
     app.state.flow = flow

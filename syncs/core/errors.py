@@ -39,17 +39,27 @@ class ExactUnavailableError(RetriableError):
     """Exact could not be reached or did not answer in time."""
 
 
+class AmbiguousWriteError(ExactUnavailableError):
+    """A write (POST/PUT/DELETE) was sent but no answer came (timeout, lost connection, 5xx): Exact may or may
+    not have stored it. Never re-sent by the client; the action layer looks the record up before sending again."""
+
+
 class LockUnavailableError(RetriableError):
     """A lock (Redis) could not be taken or the lock service is down."""
+
+
+class LockLostError(RetriableError):
+    """The run's advisory lock vanished (its database connection ended): the run stopped before committing more."""
 
 
 class ExactRequestError(FatalError):
     """Exact refused the request (400, 403, 404, ...); `reason` carries the 403 Reason header when present."""
 
-    def __init__(self, message: str, status_code: int, reason: str | None = None) -> None:
+    def __init__(self, message: str, status_code: int, reason: str | None = None, body: bytes = b"") -> None:
         super().__init__(message)
         self.status_code = status_code
         self.reason = reason
+        self.body = body  # Exact's error body as it came (the proxy hands it on)
 
 
 class ReauthRequiredError(FatalError):
@@ -62,6 +72,10 @@ class TokenRefreshError(RetriableError):
 
 class MalformedResponseError(FatalError):
     """Exact (or something in between) sent a body we cannot read as an OData envelope."""
+
+
+class ForeignHostError(MalformedResponseError):
+    """A URL (a d.__next, a proxy path) points off Exact's host: our bearer token is never sent there."""
 
 
 class PaginationLoopError(FatalError):

@@ -7,7 +7,9 @@ from functools import lru_cache
 from pydantic import SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-REGIONS = ("nl", "be", "de", "fr", "es", "co.uk", "com")
+from syncs.core.regions import REGIONS
+
+__all__ = ["REGIONS", "Settings", "get_settings"]
 
 
 class Settings(BaseSettings):
@@ -47,6 +49,7 @@ class Settings(BaseSettings):
     web_host: str = "127.0.0.1"
     web_port: int = 8000
     http_timeout_seconds: float = 30.0
+    action_retry_seconds: float = 10.0  # first retry of an `exact.action` task (doubling, at most 5 retries)
     default_sync_interval_minutes: int = 15
     beat_tick_seconds: float = 5.0
     celery_visibility_timeout_seconds: int = 3600

@@ -20,10 +20,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from syncs.core.clock import SYSTEM_CLOCK, Clock
 from syncs.core.crypto import TokenCipher
 from syncs.core.errors import (
+    AmbiguousWriteError,
     ConfigurationError,
     ExactRequestError,
     ExactServerError,
     ExactUnavailableError,
+    ForeignHostError,
     MalformedResponseError,
     PaginationLoopError,
     RateLimitedError,
@@ -101,6 +103,21 @@ class ExactClient:
             url = self._url(page.next_url, division)
             response = self._get(url, None, division)
 
+    def request(
+        self,
+        method: str,
+        path_or_url: str,
+        *,
+        division: int | None,
+        params: Mapping[str, str] | None = None,
+        body: Any = None,
+    ) -> httpx.Response:
+        """Any call (GET, POST, PUT, DELETE) through the same auth, budgets and retry rules; a 2xx response.
+
+        A 4xx raises ExactRequestError carrying Exact's body; a write that may have reached Exact without an
+        answer raises AmbiguousWriteError and is never re-sent here."""
+        return self._send(method.upper(), self._url(path_or_url, division), params, division, body)
+
     def current_me(self) -> dict[str, Any]:
         url = self._url("current/Me", None)
         page = page_from_json(self.get_json(url), url)
@@ -128,43 +145,66 @@ class ExactClient:
             ours, theirs = urlsplit(self.base_url), urlsplit(path_or_url)
             if (ours.scheme, ours.netloc.lower()) != (theirs.scheme, theirs.netloc.lower()):
                 # Never send our bearer token to another host.
-                raise MalformedResponseError(f"URL {path_or_url} is not on {self.base_url}")
+                raise ForeignHostError(f"URL {path_or_url} is not on {self.base_url}")
             return path_or_url
         path = path_or_url.lstrip("/")
         return f"{self.base_url}/api/v1/{division}/{path}" if division is not None else f"{self.base_url}/api/v1/{path}"
 
     def _get(self, url: str, params: Mapping[str, str] | None, division: int | None) -> httpx.Response:
+        return self._send("GET", url, params, division)
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        params: Mapping[str, str] | None,
+        division: int | None,
+        body: Any = None,
+    ) -> httpx.Response:
+        """One call with the retry rules. A GET is retried after a timeout, a lost connection or a 5xx; a write
+        only when it never left (connect error): otherwise Exact may have stored it, so AmbiguousWriteError."""
         extensions = {DIVISION_KEY: str(division) if division is not None else "current"}
+        write = method != "GET"
         failures = rate_limited = 0
         while True:
-            request = self._http.build_request("GET", url, params=dict(params) if params else None)
+            request = self._http.build_request(
+                method, url, params=dict(params) if params else None, json=body if write else None
+            )
             request.extensions.update(extensions)
             try:
                 response = self._http.send(request)
             except httpx.TimeoutException as exc:
                 failures += 1
-                self._retry_or_raise(failures, ExactUnavailableError(f"GET {url} timed out ({type(exc).__name__})"))
+                if write and not isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
+                    raise AmbiguousWriteError(f"{method} {url} timed out ({type(exc).__name__})") from exc
+                self._retry_or_raise(
+                    failures, ExactUnavailableError(f"{method} {url} timed out ({type(exc).__name__})")
+                )
                 continue
             except httpx.TransportError as exc:
                 failures += 1
-                self._retry_or_raise(failures, ExactUnavailableError(f"GET {url} failed: {type(exc).__name__}"))
+                if write and not isinstance(exc, httpx.ConnectError):
+                    raise AmbiguousWriteError(f"{method} {url} failed: {type(exc).__name__}") from exc
+                self._retry_or_raise(failures, ExactUnavailableError(f"{method} {url} failed: {type(exc).__name__}"))
                 continue
             status = response.status_code
             if status == 429:
                 rate_limited += 1
                 if rate_limited >= self._max_rate_limited:
                     retry_at = self._gate.status(extensions[DIVISION_KEY]).blocked_until or self._clock.now() + 60
-                    raise RateLimitedError(f"GET {url}: {rate_limited} consecutive 429 answers", retry_at)
-                continue  # the gate recorded the block; the next send waits for it
+                    raise RateLimitedError(f"{method} {url}: {rate_limited} consecutive 429 answers", retry_at)
+                continue  # the gate recorded the block; the next send waits for it (a 429 stored nothing)
             rate_limited = 0
             if status >= 500:
                 failures += 1
                 message = error_message(response.content) or response.reason_phrase
-                self._retry_or_raise(failures, ExactServerError(f"GET {url} answered {status}: {message}", status))
+                if write:
+                    raise AmbiguousWriteError(f"{method} {url} answered {status}: {message}")
+                self._retry_or_raise(failures, ExactServerError(f"{method} {url} answered {status}: {message}", status))
                 continue
             if 200 <= status < 300:
                 return response
-            raise _request_error(url, response)
+            raise _request_error(method, url, response)
 
     def _retry_or_raise(self, failures: int, error: Exception) -> None:
         if failures >= self._max_attempts:
@@ -179,13 +219,16 @@ class ExactClient:
         self.api_calls += 1
 
 
-def _request_error(url: str, response: httpx.Response) -> ExactRequestError:
+def _request_error(method: str, url: str, response: httpx.Response) -> ExactRequestError:
     response.read()
     message = error_message(response.content) or response.text[:200] or response.reason_phrase
     reason = response.headers.get("Reason")
     detail = f" (Reason: {reason})" if reason else ""
     return ExactRequestError(
-        f"GET {url} answered {response.status_code}: {message}{detail}", response.status_code, reason
+        f"{method} {url} answered {response.status_code}: {message}{detail}",
+        response.status_code,
+        reason,
+        response.content,
     )
 
 

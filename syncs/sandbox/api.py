@@ -1,6 +1,6 @@
 """Exact's REST API: current/Me, the sync endpoints and system/Divisions, behind token and budget checks.
 
-Every call passes `_guarded`: latency -> bearer token -> error-limit block -> division access -> burst 429
+Every call passes `guarded`: latency -> bearer token -> error-limit block -> division access -> burst 429
 -> injected 500 -> rate budget -> handler. 400/401/403/404 count toward Exact's error limit.
 """
 
@@ -23,7 +23,7 @@ from syncs.sandbox.errorlimit import endpoint_of
 from syncs.sandbox.fields import DIVISION_FIELDS
 from syncs.sandbox.odata import next_link, parse_select, parse_sync_query
 from syncs.sandbox.render import SYNC_ENTITIES
-from syncs.sandbox.responses import ApiError, exact_error, json_response
+from syncs.sandbox.responses import Answer, ApiError, exact_error, json_response
 from syncs.sandbox.seed import division_record
 from syncs.sandbox.state import SandboxState
 
@@ -42,7 +42,7 @@ def _base(request: Request) -> str:
     return str(request.base_url).rstrip("/")
 
 
-async def _guarded(request: Request, division: int | None, handler: Handler) -> Response:
+async def guarded(request: Request, division: int | None, handler: Handler) -> Response:
     state = _state(request)
     if state.config.latency > 0:
         await asyncio.sleep(state.config.latency)
@@ -77,6 +77,10 @@ async def _guarded(request: Request, division: int | None, handler: Handler) -> 
     except ApiError as error:
         state.record_client_error(division, endpoint if error.status in COUNTED_ERRORS else None)
         return exact_error(error.status, error.message, {**verdict.headers, **error.headers})
+    if isinstance(body, Answer):
+        if body.body is None:
+            return Response(status_code=body.status, headers=verdict.headers)
+        return json_response(body.body, body.status, verdict.headers)
     return json_response(body, 200, verdict.headers)
 
 
@@ -91,7 +95,7 @@ def _blocked_message(state: SandboxState, until: float) -> str:
 def _endpoint(handler: Handler, with_division: bool = True) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         division = int(request.path_params["division"]) if with_division else None
-        return await _guarded(request, division, handler)
+        return await guarded(request, division, handler)
 
     return endpoint
 

@@ -7,7 +7,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from syncs.sandbox import api, control, oauth
+from syncs.sandbox import api, control, oauth, writes
 from syncs.sandbox.responses import exact_error
 from syncs.sandbox.state import SandboxState
 
@@ -20,7 +20,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 def build_app(state: SandboxState) -> Starlette:
     app = Starlette(
-        routes=[*oauth.ROUTES, *api.ROUTES, *control.ROUTES],
+        routes=[*oauth.ROUTES, *writes.ROUTES, *api.ROUTES, *control.ROUTES],  # writes first: keyed paths
         exception_handlers={404: _http_error, 405: _http_error},
     )
     app.state.sandbox = state

@@ -37,6 +37,10 @@ class SandboxConfig:
     burst_429: int = 0  # the next N API calls of every division answer 429 (counted from when it is set)
     burst_429_headers: bool = True  # burst 429s carry minutely headers; False: no rate headers at all
     latency: float = 0.0  # real seconds added before each API response
+    # The next N writes (POST/PUT/DELETE) are stored, then answered only after this many real seconds more
+    # than `write_timeout_delay` (set it above the client's timeout): Exact storing a write whose answer is lost.
+    store_then_timeout: int = 0
+    write_timeout_delay: float = 2.0
     fault_seed: int = 0
 
 
@@ -82,6 +86,7 @@ class Counters:
     http_429_per_window: dict[int, dict[int, int]] = field(default_factory=dict)
     burst_429_sent: dict[int, int] = field(default_factory=dict)  # per division, injected 429s
     http_5xx: dict[int, int] = field(default_factory=dict)  # per division, injected 500s
+    writes: dict[int, int] = field(default_factory=dict)  # per division, POST/PUT/DELETE that changed data
     # Per division, 400/401/403/404 API responses (what Exact's error limit counts).
     http_4xx: dict[int, int] = field(default_factory=dict)
     error_limit_blocks: dict[int, int] = field(default_factory=dict)  # per division, blocks started

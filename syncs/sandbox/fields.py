@@ -21,6 +21,7 @@ ACCOUNT_DEFAULTS: dict[str, Any] = {
     "IsSupplier": False,
     "IsPurchase": False,
     "Blocked": False,
+    "Remarks": None,
 }
 ACCOUNT_FIELDS = frozenset({"ID", *ACCOUNT_DEFAULTS, "Created", "Modified", "Division", "Timestamp"})
 
@@ -35,6 +36,8 @@ HEADER_DEFAULTS: dict[str, Any] = {
     "Journal": "70",
     "Currency": "EUR",
     "YourRef": None,
+    "Description": None,
+    "Remarks": None,
     "PaymentCondition": "00",
     "Status": 20,
     "Type": 8020,

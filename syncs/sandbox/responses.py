@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.responses import Response
@@ -25,6 +26,14 @@ def exact_error(status: int, message: str, headers: Mapping[str, str] | None = N
 
 def oauth_error(status: int, error: str, description: str) -> Response:
     return json_response({"error": error, "error_description": description}, status)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A handler's answer with a status other than 200 (201 for a create, 204 with no body)."""
+
+    body: Any
+    status: int
 
 
 class ApiError(Exception):

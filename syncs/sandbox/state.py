@@ -204,6 +204,18 @@ class SandboxState:
                 bump(self._counters.error_limit_blocked, division)
             return until
 
+    def count_write(self, division: int) -> None:
+        with self.lock:
+            bump(self._counters.writes, division)
+
+    def take_write_timeout(self) -> bool:
+        """True (and one fewer left) while the `store_then_timeout` fault has writes to delay."""
+        with self.lock:
+            if self._config.store_then_timeout <= 0:
+                return False
+            self._config = dataclasses.replace(self._config, store_then_timeout=self._config.store_then_timeout - 1)
+            return True
+
     def division_access(self, division: int) -> bool:
         return division in self.divisions and division not in self._config.restricted_divisions
 

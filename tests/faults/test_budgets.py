@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import timedelta
 
 import pytest
@@ -25,7 +25,7 @@ from tests.support.cli import aimed_at
 from tests.support.clock import FakeClock
 from worker.budget_view import budget_status, low_budget_warning
 from worker.runs import RunOutcome, execute_sync
-from worker.scheduler import daily_budget_deferral, schedule_due_connections
+from worker.scheduler import Due, daily_budget_deferral, schedule_due_connections
 
 DIV = 124132
 
@@ -180,13 +180,17 @@ def test_beat_defers_a_connection_whose_daily_budget_runs_low(
     gate.observe(str(DIV + 1), 200, {**daily, "X-RateLimit-Remaining": "500"})
     sent: list[str] = []
     defer = daily_budget_deferral(db, redis_client, fake_settings, clock)
-    assert schedule_due_connections(db, lambda name, _: sent.append(name), clock, defer) == ["fine"]
+
+    def send(batch: Sequence[Due]) -> None:
+        sent.extend(due.name for due in batch)
+
+    assert schedule_due_connections(db, send, clock, defer) == ["fine"]
     with db() as session:
         low = session.get_one(Connection, low_id)
         margin = timedelta(seconds=fake_settings.daily_budget_defer_margin_seconds)
         assert low.next_sync_at == to_datetime(reset) + margin
     clock.advance(3 * 3600 + fake_settings.daily_budget_defer_margin_seconds)  # after the reset: due and sent
-    assert schedule_due_connections(db, lambda name, _: sent.append(name), clock, defer) == ["fine", "low"]
+    assert schedule_due_connections(db, send, clock, defer) == ["fine", "low"]
 
 
 def test_status_shows_budgets_and_stopped_endpoints_and_manual_runs_warn(

@@ -87,8 +87,8 @@ def test_kill_9_of_a_worker_mid_sync_redelivers_and_ends_equal_to_the_source(
             stop(second)
     with db() as session:
         runs = session.execute(select(SyncRun.status, SyncRun.error).order_by(SyncRun.id)).all()
-    assert [r.status for r in runs] == ["failed", "succeeded"]
-    assert runs[0].error == "interrupted (worker stopped)"
+    # The killed division task was redelivered and resumed its division: the same run ended, succeeded.
+    assert [(r.status, r.error) for r in runs] == [("succeeded", None)]
     for division in slow_sandbox.state.divisions:
         assert_equal_to_source(db, slow_sandbox.state, division)
     assert slow_sandbox.state.counters.old_refresh_token_used == 0

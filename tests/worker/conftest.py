@@ -78,25 +78,28 @@ def queue_length(settings: Settings, redis_client: redis.Redis[bytes]) -> Callab
     return lambda: int(redis_client.llen(f"{settings.celery_key_prefix}{settings.celery_queue}"))
 
 
+def start_celery_worker(
+    settings: Settings, pool: str = "solo", concurrency: int = 1, **extra_env: str
+) -> subprocess.Popen[bytes]:
+    """A real `celery worker` subprocess consuming `settings`' queue."""
+    env = {**os.environ, **settings_env(settings, **extra_env)}
+    return subprocess.Popen(
+        [
+            CELERY, "-A", "worker.app", "worker", "-Q", settings.celery_queue,
+            "--pool", pool, "--concurrency", str(concurrency), "--loglevel", "INFO",
+            "--without-gossip", "--without-mingle", "--without-heartbeat",
+            "-n", f"{settings.celery_queue}@%h",
+        ],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+
+
 @pytest.fixture
 def celery_worker(sandbox_settings: Settings) -> Iterator[subprocess.Popen[bytes]]:
     """A real `celery worker` subprocess consuming this test's queue."""
     process = start_celery_worker(sandbox_settings)
     yield process
     stop(process)
-
-
-def start_celery_worker(sandbox_settings: Settings, **extra_env: str) -> subprocess.Popen[bytes]:
-    env = {**os.environ, **settings_env(sandbox_settings, **extra_env)}
-    return subprocess.Popen(
-        [
-            CELERY, "-A", "worker.app", "worker", "-Q", sandbox_settings.celery_queue,
-            "--pool", "solo", "--loglevel", "INFO",
-            "--without-gossip", "--without-mingle", "--without-heartbeat",
-            "-n", f"{sandbox_settings.celery_queue}@%h",
-        ],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )  # fmt: skip
 
 
 def stop(process: subprocess.Popen[bytes]) -> str:

@@ -1,0 +1,334 @@
+"""The one code path of every action: validate -> ledger -> send -> (on an ambiguous failure: look, then maybe
+re-send) -> read back -> upsert into the synced table -> result. The Celery task, the Python API and the CLI all
+call `perform`.
+
+Idempotency: a write's key is the caller's, or derived from (connection, division, action, payload) and returned.
+The `actions` row for (connection, key) is taken under a Postgres advisory lock for the whole action, so two
+callers with one key never both send; a finished key answers its first result again. A row left `sent` (the
+answer was lost) is never sent again blindly: a create is looked up by its marker, a delete by its key, and only
+re-sent when Exact does not have it; an update (a PUT of the same fields) is safe to send again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import orjson
+import structlog
+from sqlalchemy import select, text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session, sessionmaker
+
+from models.actions import ActionRecord, ActionState
+from syncs.actions.catalog import ACTIONS
+from syncs.actions.declaration import Action, Verb
+from syncs.actions.readback import mark_synced_deleted, synced_row, upsert_synced
+from syncs.actions.validate import ActionValidationError, check_payload, reference_errors
+from syncs.core.clock import SYSTEM_CLOCK, Clock
+from syncs.core.db import engine_for, session_factory
+from syncs.core.errors import AmbiguousWriteError, ConfigurationError, ExactRequestError, FatalError
+from syncs.core.settings import Settings
+from syncs.exact.client import ExactClient
+from syncs.exact.odata import decode_json, page_from_json
+from syncs.lifecycle.clients import Target, connection_client, division_of, resolve_target
+
+log = structlog.get_logger(__name__)
+LOCK_CLASS = 7_309  # advisory-lock namespace of action keys (two-int form: apart from other locks)
+
+
+class ActionRefusedError(FatalError):
+    """Exact refused the write (4xx), or a precondition failed; the ledger keeps the answer."""
+
+
+def find_action(name: str) -> Action:
+    try:
+        return ACTIONS[name]
+    except KeyError:
+        raise ConfigurationError(f"unknown action {name!r}; `exact-sync action --list` shows them") from None
+
+
+def derive_key(connection: str, division: int, action: str, payload: Any) -> str:
+    digest = hashlib.sha256(orjson.dumps([connection, division, action, payload], option=orjson.OPT_SORT_KEYS))
+    return f"derived-{digest.hexdigest()[:32]}"
+
+
+def perform(
+    settings: Settings,
+    connection: str,
+    action_name: str,
+    payload: Any,
+    *,
+    division: int | None = None,
+    idempotency_key: str | None = None,
+    clock: Clock = SYSTEM_CLOCK,
+) -> dict[str, Any]:
+    """Run one action; returns the result dict (see README "Actions"). Raises ActionValidationError before any
+    call, ActionRefusedError when Exact refuses, RetriableError subclasses (AmbiguousWriteError included) when
+    it may succeed later with the same key."""
+    action = find_action(action_name)
+    clean, errors = check_payload(action, payload)  # no I/O at all
+    sessions = session_factory(settings.database_url)
+    target = resolve_target(sessions, connection, division)
+    if target.division is not None:
+        with sessions() as session:  # every bad field in one answer, before any call
+            errors = reference_errors(session, action, target.division, clean) | errors
+    if errors:
+        raise ActionValidationError(action.name, errors)
+    with connection_client(settings, sessions, target, clock=clock) as client:
+        on = division_of(target, client)
+        if not action.writes:
+            return _read(client, action, on, clean, sessions)
+        if target.division is None:
+            with sessions() as session:
+                if late := reference_errors(session, action, on, clean):
+                    raise ActionValidationError(action.name, late)
+        key = idempotency_key or derive_key(connection, on, action.name, clean)
+        with _action_lock(settings, target.connection_id, key):
+            return _write(sessions, client, action, Target(target.connection_id, connection, on), key, clean)
+
+
+@contextmanager
+def _action_lock(settings: Settings, connection_id: int, key: str) -> Iterator[None]:
+    """A session-level advisory lock on its own connection for the whole action (waits for a concurrent one);
+    a connection that may still hold it is closed, never returned to the pool, so Postgres releases it."""
+    number = int.from_bytes(hashlib.sha256(f"{connection_id}:{key}".encode()).digest()[:4], "big", signed=True)
+    params = {"c": LOCK_CLASS, "n": number}
+    db = engine_for(settings.database_url).connect().execution_options(isolation_level="AUTOCOMMIT")
+    try:
+        db.execute(text("SELECT pg_advisory_lock(:c, :n)"), params)
+        yield
+        db.execute(text("SELECT pg_advisory_unlock(:c, :n)"), params)
+    except BaseException:
+        with suppress(Exception):
+            db.invalidate()
+        raise
+    finally:
+        with suppress(Exception):
+            db.close()
+
+
+def _ledger_row(
+    sessions: sessionmaker[Session], target: Target, key: str, action: Action, clean: dict[str, Any]
+) -> ActionRecord:
+    digest = hashlib.sha256(orjson.dumps(clean, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    with sessions() as session:
+        session.execute(
+            insert(ActionRecord)
+            .values(
+                connection_id=target.connection_id,
+                idempotency_key=key,
+                action=action.name,
+                division=target.division,
+                payload_hash=digest,
+                payload=clean,
+                state=ActionState.REQUESTED,
+                attempts=0,
+            )
+            .on_conflict_do_nothing(index_elements=["connection_id", "idempotency_key"])
+        )
+        session.commit()
+        row = session.scalars(
+            select(ActionRecord).where(
+                ActionRecord.connection_id == target.connection_id, ActionRecord.idempotency_key == key
+            )
+        ).one()
+    if (row.action, row.payload_hash, row.division) != (action.name, digest, target.division):
+        raise ConfigurationError(
+            f"idempotency key {key!r} was used for another write ({row.action} in division {row.division} "
+            "with another payload): use a new key"
+        )
+    return row
+
+
+def _update(sessions: sessionmaker[Session], row_id: int, **values: Any) -> None:
+    with sessions() as session:
+        row = session.get_one(ActionRecord, row_id)
+        for name, value in values.items():
+            setattr(row, name, value)
+        session.commit()
+
+
+def _write(
+    sessions: sessionmaker[Session],
+    client: ExactClient,
+    action: Action,
+    target: Target,
+    key: str,
+    clean: dict[str, Any],
+) -> dict[str, Any]:
+    row = _ledger_row(sessions, target, key, action, clean)
+    if row.state is ActionState.SUCCEEDED and row.answer is not None:
+        return {**row.answer, "replayed": True}
+    if row.state is ActionState.FAILED:
+        raise ActionRefusedError(f"{action.name} (key {key}) failed before: {row.error}")
+    division = target.division
+    assert division is not None
+    body = dict(row.payload)
+    marker = row.marker
+    record_key = row.record_key
+    recovered = False
+    if action.verb is Verb.CREATE and action.marker and marker is None:
+        marker = str(body.get(action.marker) or f"exact-sync:{key.removeprefix('derived-')[:24]}")
+        body[action.marker] = marker
+        _update(sessions, row.id, marker=marker, payload=body)
+    if row.state is ActionState.SENT:  # an earlier attempt's answer was lost: look before sending again
+        record_key, recovered = _look_up(client, action, division, body, marker)
+    if action.verb is Verb.UPDATE:
+        current = _get(client, action, division, str(body[action.key]))
+        if current is None:
+            return _refuse(sessions, row.id, action, f"no {action.resource} record {body[action.key]}")
+        if action.require_status and current.get(action.require_status[0]) != action.require_status[1]:
+            field, wanted = action.require_status
+            return _refuse(sessions, row.id, action, f"{field} is {current.get(field)!r}; only {wanted!r} can change")
+    if not recovered:
+        record_key = _send(sessions, client, action, division, row, body)
+    assert record_key is not None
+    answer = _finish(sessions, client, action, division, record_key)
+    answer.update(idempotency_key=key, marker=marker, recovered=recovered, replayed=False)
+    _update(
+        sessions, row.id, state=ActionState.SUCCEEDED, record_key=record_key, answer=answer, error=None,
+        finished_at=datetime.now(UTC),
+    )  # fmt: skip
+    log.info("action.succeeded", action=action.name, key=key, record=record_key, recovered=recovered)
+    return answer
+
+
+def _refuse(sessions: sessionmaker[Session], row_id: int, action: Action, message: str) -> dict[str, Any]:
+    _update(sessions, row_id, state=ActionState.FAILED, error=message, finished_at=datetime.now(UTC))
+    raise ActionRefusedError(f"{action.name}: {message}")
+
+
+def _send(
+    sessions: sessionmaker[Session], client: ExactClient, action: Action, division: int, row: ActionRecord,
+    body: dict[str, Any],
+) -> str:  # fmt: skip
+    path = action.resource if action.verb is Verb.CREATE else _keyed(action, str(body[action.key]))
+    method = {Verb.CREATE: "POST", Verb.UPDATE: "PUT", Verb.DELETE: "DELETE"}[action.verb]
+    sent_body = None if action.verb is Verb.DELETE else {k: v for k, v in body.items() if k != action.key}
+    _update(sessions, row.id, state=ActionState.SENT, attempts=row.attempts + 1, sent_at=datetime.now(UTC))
+    try:
+        response = client.request(method, path, division=division, body=sent_body)
+    except AmbiguousWriteError as exc:
+        _update(sessions, row.id, error=str(exc))  # stays `sent`: the next attempt looks first
+        hint = f"{exc}; Exact may have stored it: run it again with idempotency key {row.idempotency_key}"
+        raise AmbiguousWriteError(f"{hint} (it looks the record up before sending again)") from exc
+    except ExactRequestError as exc:
+        answer = _error_body(exc)
+        if action.verb is Verb.DELETE and exc.status_code == 404:
+            return str(body[action.key])  # already gone: what a delete wants
+        _update(
+            sessions, row.id, state=ActionState.FAILED, error=str(exc), answer=answer, finished_at=datetime.now(UTC)
+        )
+        raise ActionRefusedError(f"{action.name}: {exc}") from None
+    except BaseException as exc:  # refused by our own budget, token trouble, ...: it never reached Exact
+        _update(sessions, row.id, state=ActionState.REQUESTED, error=f"{type(exc).__name__}: {exc}")
+        raise
+    if action.verb is not Verb.CREATE:
+        return str(body[action.key])
+    echo = page_from_json(decode_json(response.content, path), path).rows[0]
+    return _key_of(action, echo)
+
+
+def _key_of(action: Action, record: dict[str, Any]) -> str:
+    value = record.get(action.key)
+    if not value:  # NG parses the key from __metadata.uri when the echo lacks it (catalog W1)
+        uri = str((record.get("__metadata") or {}).get("uri", ""))
+        value = uri.rsplit("guid'", 1)[-1].rstrip("')") if "guid'" in uri else None
+    if not value:
+        raise ActionRefusedError(f"{action.resource}: Exact's answer names no {action.key}")
+    return str(UUID(str(value)))
+
+
+def _error_body(exc: ExactRequestError) -> dict[str, Any] | None:
+    try:
+        parsed = orjson.loads(exc.body) if exc.body else None
+    except orjson.JSONDecodeError:
+        return None
+    return parsed if isinstance(parsed, dict) else None
+
+
+def _keyed(action: Action, key: str) -> str:
+    return f"{action.resource}(guid'{key}')"
+
+
+def _get(client: ExactClient, action: Action, division: int, key: str) -> dict[str, Any] | None:
+    params = {"$expand": action.expand} if action.expand else None
+    try:
+        response = client.request("GET", _keyed(action, key), division=division, params=params)
+    except ExactRequestError as exc:
+        if exc.status_code == 404:
+            return None
+        raise
+    return page_from_json(decode_json(response.content, action.resource), action.resource).rows[0]
+
+
+def _look_up(
+    client: ExactClient, action: Action, division: int, body: dict[str, Any], marker: str | None
+) -> tuple[str | None, bool]:
+    """After a lost answer: (the record's key, True) when Exact has the write already, else (None, False)."""
+    if action.verb is Verb.CREATE:
+        if not action.marker or marker is None:
+            return None, False
+        escaped = marker.replace("'", "''")
+        response = client.request(
+            "GET", action.resource, division=division,
+            params={"$filter": f"{action.marker} eq '{escaped}'", "$select": action.key},
+        )  # fmt: skip
+        rows = page_from_json(decode_json(response.content, action.resource), action.resource).rows
+        if len(rows) > 1:
+            raise ActionRefusedError(f"{action.name}: {len(rows)} records carry the marker {marker!r}; resolve by hand")
+        log.info("action.lookup", action=action.name, marker=marker, found=bool(rows))
+        return (_key_of(action, rows[0]), True) if rows else (None, False)
+    if action.verb is Verb.DELETE:
+        gone = _get(client, action, division, str(body[action.key])) is None
+        return (str(body[action.key]), True) if gone else (None, False)
+    return None, False  # an update: sending the same PUT again is harmless
+
+
+def _finish(
+    sessions: sessionmaker[Session], client: ExactClient, action: Action, division: int, record_key: str
+) -> dict[str, Any]:
+    """Read back and upsert (create/update), or mark the synced row deleted (delete)."""
+    result: dict[str, Any] = {"action": action.name, "division": division, "key": record_key, "state": "succeeded"}
+    with sessions() as session:
+        if action.verb is Verb.DELETE:
+            mark_synced_deleted(session, action, division, record_key)
+            result["record"] = None
+        else:
+            record = _get(client, action, division, record_key)
+            if record is None:
+                raise ActionRefusedError(f"{action.name}: Exact has no record {record_key} right after the write")
+            upsert_synced(session, action, division, record_key, record)
+            result["record"] = record
+        session.commit()
+        result["row"] = _jsonable(synced_row(session, action, division, record_key))
+    return result
+
+
+def _jsonable(row: dict[str, Any] | None) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    parsed: dict[str, Any] = orjson.loads(orjson.dumps(row, default=str))
+    return parsed
+
+
+def _read(
+    client: ExactClient, action: Action, division: int, clean: dict[str, Any], sessions: sessionmaker[Session]
+) -> dict[str, Any]:
+    if action.verb is Verb.GET:
+        key = clean[action.key]
+        record = _get(client, action, division, key)
+        if record is None:
+            raise ActionRefusedError(f"{action.name}: no {action.resource} record {key}")
+        with sessions() as session:
+            row = _jsonable(synced_row(session, action, division, key))
+        return {"action": action.name, "division": division, "key": key, "state": "succeeded", "record": record,
+                "row": row}  # fmt: skip
+    params = {k: v for k, v in (("$select", action.select), ("$filter", action.filter)) if v}
+    records = [row for page in client.pages(division, action.resource, params) for row in page.rows]
+    return {"action": action.name, "division": division, "state": "succeeded", "records": records}
