@@ -89,7 +89,9 @@ def sync(
     entity: EntityOption = None,
     full: FullOption = False,
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait for the worker and print the outcome.")] = False,
-    timeout: Annotated[float, typer.Option(help="Seconds --wait waits at most.")] = 3600.0,
+    timeout: Annotated[
+        float | None, typer.Option(help="Seconds --wait waits at most (default: SYNC_WAIT_TIMEOUT_SECONDS).")
+    ] = None,
 ) -> None:
     """Queue a sync for the worker."""
     from celery.exceptions import TimeoutError as CeleryTimeout
@@ -115,10 +117,14 @@ def sync(
     console.print(f"queued sync of [bold]{name}[/] as task {result.id} on queue {settings.celery_queue}")
     if not wait:
         return
+    limit = settings.sync_wait_timeout_seconds if timeout is None else timeout
     try:
-        outcome = result.get(timeout=timeout, propagate=False)
+        outcome = result.get(timeout=limit, propagate=False)
     except CeleryTimeout:
-        raise fail(f"no outcome within {timeout:g} s; the task may still run (task id {result.id})") from None
+        raise fail(
+            f"no outcome within {limit:g} s: is a worker running on queue {settings.celery_queue}? The task stays "
+            f"queued and may still run (task id {result.id})"
+        ) from None
     if result.failed():
         raise fail(f"task failed after its retries: {type(outcome).__name__}: {outcome}")
     _print_outcome(outcome)
@@ -193,11 +199,23 @@ def _exec_celery(arguments: Sequence[str]) -> NoReturn:
 
 
 @app.command(context_settings=PASS_THROUGH)
-def worker(ctx: typer.Context, loglevel: Annotated[str, typer.Option("--loglevel")] = "INFO") -> None:
-    """Run a Celery worker on the configured queue (extra options go to `celery worker`)."""
+def worker(
+    ctx: typer.Context,
+    loglevel: Annotated[str, typer.Option("--loglevel")] = "INFO",
+    restart: Annotated[
+        bool, typer.Option("--restart/--no-restart", help="Start celery again when it exits with an error.")
+    ] = True,
+) -> None:
+    """Run a Celery worker on our queue and Celery's default one (extra options go to `celery worker`)."""
+    from worker.app import worker_queues
+    from worker.supervise import supervise
+
     settings = current_settings()
     node = ["-n", settings.worker_node_name]  # what `exact-sync health worker` pings
-    _exec_celery(["worker", "-Q", settings.celery_queue, *node, "--loglevel", loglevel, *ctx.args])
+    arguments = ["worker", "-Q", ",".join(worker_queues(settings)), *node, "--loglevel", loglevel, *ctx.args]
+    if not restart:
+        _exec_celery(arguments)
+    raise typer.Exit(supervise([sys.executable, "-m", "celery", "-A", "worker.app", *arguments]))
 
 
 @app.command(context_settings=PASS_THROUGH)

@@ -54,8 +54,6 @@ log = structlog.get_logger(__name__)
 
 MAX_RETRIES = 5
 RATE_LIMIT_MAX_RETRIES = 20
-RETRY_BACKOFF_SECONDS = 30
-RETRY_BACKOFF_MAX_SECONDS = 900
 
 
 def failure_summary(connection_name: str, error: str) -> dict[str, Any]:
@@ -80,8 +78,8 @@ def rate_limit_countdown(retry_at: float, now: float, visibility_timeout: float)
     autoretry_for=(RetriableError, OperationalError),
     dont_autoretry_for=(RateLimitedError,),
     max_retries=MAX_RETRIES,
-    retry_backoff=RETRY_BACKOFF_SECONDS,
-    retry_backoff_max=RETRY_BACKOFF_MAX_SECONDS,
+    retry_backoff=get_settings().task_retry_backoff_seconds,
+    retry_backoff_max=get_settings().task_retry_backoff_max_seconds,
     retry_jitter=True,
 )
 def sync_connection(
@@ -131,7 +129,7 @@ def sync_division_task(self: Task[Any, Any], plan: dict[str, Any], division: int
                 raise self.retry(countdown=countdown, max_retries=RATE_LIMIT_MAX_RETRIES) from None
         elif isinstance(error, RetriableError | OperationalError) and retries < MAX_RETRIES:
             countdown = get_exponential_backoff_interval(
-                RETRY_BACKOFF_SECONDS, retries, RETRY_BACKOFF_MAX_SECONDS, full_jitter=True
+                settings.task_retry_backoff_seconds, retries, settings.task_retry_backoff_max_seconds, full_jitter=True
             )
             log.info("sync.division_retry", division=division, countdown=countdown, error=str(error))
             raise self.retry(countdown=countdown, max_retries=MAX_RETRIES) from None

@@ -62,7 +62,8 @@ async def guarded(request: Request, division: int | None, handler: Handler) -> R
         return exact_error(403, _blocked_message(state, until))
     if not state.division_access(division):
         state.record_client_error(division, endpoint)
-        return exact_error(403, "Forbidden", {"Reason": "NoDivisionAccess"})
+        reason = state.config.restricted_reason
+        return exact_error(403, "Forbidden", {"Reason": reason} if reason else {})
     burst = state.burst(division)
     if burst is not None:
         return exact_error(429, "Too many requests", burst)

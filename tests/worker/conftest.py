@@ -75,12 +75,14 @@ def add_sandbox_connection(cli: CliInvoke, sandbox: SandboxServer) -> Callable[.
 @pytest.fixture
 def queue_length(settings: Settings, redis_client: redis.Redis[bytes]) -> Callable[[], int]:
     """Messages waiting in this test's Celery queue (kombu keeps a Redis list named after the queue)."""
-    return lambda: int(redis_client.llen(settings.celery_queue))
+    return lambda: int(redis_client.llen(f"{settings.celery_key_prefix}{settings.celery_queue}"))
 
 
-def start_celery_worker(settings: Settings, pool: str = "solo", concurrency: int = 1) -> subprocess.Popen[bytes]:
+def start_celery_worker(
+    settings: Settings, pool: str = "solo", concurrency: int = 1, **extra_env: str
+) -> subprocess.Popen[bytes]:
     """A real `celery worker` subprocess consuming `settings`' queue."""
-    env = {**os.environ, **settings_env(settings)}
+    env = {**os.environ, **settings_env(settings, **extra_env)}
     return subprocess.Popen(
         [
             CELERY, "-A", "worker.app", "worker", "-Q", settings.celery_queue,
