@@ -4,7 +4,9 @@ connections registered in it, plus the row counts every phase is checked with.""
 from __future__ import annotations
 
 import re
+import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +21,7 @@ from syncs.core.clock import SYSTEM_CLOCK
 from syncs.core.crypto import TokenCipher
 from syncs.core.db import engine_for
 from syncs.core.settings import Settings
-from syncs.lifecycle.connections import add_connection
+from syncs.lifecycle.connections import add_connection, ensure_division
 from syncs.sandbox.seed import FIRST_DIVISION, SECOND_DIVISION
 from syncs.sandbox.state import SandboxConfig, SandboxState
 from syncs.tokens.pair import TokenPair
@@ -28,6 +30,8 @@ from syncs.tokens.store import TokenStore
 DIVISION = FIRST_DIVISION  # the full data set
 HALF_DIVISION = SECOND_DIVISION  # half of it, for the second memory point
 WARMUP_DIVISION = SECOND_DIVISION + 1  # a little data to warm every cache up before anything is measured
+MEMORY_DIVISION = SECOND_DIVISION + 2  # --memory-records: a large data set, synced once for its memory use
+MEMORY_CONNECTION = "bench-memory"
 MAIN_CONNECTION = "bench"
 HALF_CONNECTION = "bench-half"
 WARMUP_CONNECTION = "bench-warmup"
@@ -49,6 +53,7 @@ class BenchOptions:
     page_latency: float = 0.3  # seconds the sandbox waits before each answer in the latency phases
     database: str = "exact_sync_bench"
     keep_database: bool = False
+    memory_records: int = 0  # > 0: also sync about this many records once and report the memory growth
 
     @property
     def records(self) -> int:
@@ -73,7 +78,7 @@ def sandbox_config(options: BenchOptions) -> SandboxConfig:
         daily_limit=None,
         seed=False,
         page_size=options.page_size,
-        extra_divisions=((WARMUP_DIVISION, "Warm-up"),),
+        extra_divisions=((WARMUP_DIVISION, "Warm-up"), (MEMORY_DIVISION, "Memory")),
     )
 
 
@@ -82,6 +87,15 @@ def generate_data(state: SandboxState, options: BenchOptions) -> None:
     state.generate(DIVISION, options.accounts, options.invoices, options.lines_per_invoice)
     state.generate(HALF_DIVISION, options.accounts // 2, options.invoices // 2, options.lines_per_invoice)
     state.generate(WARMUP_DIVISION, min(options.accounts, 500), min(options.invoices, 250), options.lines_per_invoice)
+    if options.memory_records > 0:
+        accounts, invoices, lines = memory_sizes(options.memory_records)
+        state.generate(MEMORY_DIVISION, accounts, invoices, lines)
+
+
+def memory_sizes(records: int) -> tuple[int, int, int]:
+    """Accounts, invoices and lines per invoice of the memory data set: a fifth accounts, the rest invoice lines."""
+    accounts = max(2, records // 5)
+    return accounts, max(2, (records - accounts) // 4), 4
 
 
 # -- database and connections --------------------------------------------------------------------------------
@@ -134,6 +148,34 @@ def register(sessions: sessionmaker[Session], settings: Settings, state: Sandbox
     )
     with sessions.begin() as session:
         return add_connection(session, TokenStore(sessions, TokenCipher(key)), name, REGION, pair, division).id
+
+
+def worker_values(
+    base: Settings, database_url: str, prefix: str, sandbox_url: str, config: SandboxConfig
+) -> dict[str, Any]:
+    """Settings (as field values, for other processes) aimed at a benchmark database and sandbox."""
+    return {
+        "database_url": database_url,
+        "redis_url": base.redis_url,
+        "redis_key_prefix": prefix,
+        "celery_queue": prefix,
+        "exact_base_url": sandbox_url,
+        "exact_client_id": config.client_id,
+        "exact_client_secret": config.client_secret,
+        "token_encryption_key": Fernet.generate_key().decode(),
+    }
+
+
+def register_divisions(
+    sessions: sessionmaker[Session], store: TokenStore, state: SandboxState, name: str, divisions: Sequence[int]
+) -> None:
+    """A connection syncing `divisions` (the first is its current one), with a pair the sandbox just issued."""
+    tokens = state.issue_tokens()
+    pair = TokenPair(tokens["access_token"], tokens["refresh_token"], time.time(), float(tokens["expires_in"]))
+    with sessions.begin() as session:
+        connection = add_connection(session, store, name, REGION, pair, divisions[0])
+        for division in divisions[1:]:
+            ensure_division(session, connection.id, division, is_current=False)
 
 
 # -- row counts ----------------------------------------------------------------------------------------------

@@ -24,19 +24,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from cryptography.fernet import Fernet
 from redis import Redis
 from sqlalchemy.engine import make_url
 
-from bench.environment import delete_redis_keys, drop_database
+from bench.environment import delete_redis_keys, drop_database, register_divisions, worker_values
 from models.migrate import upgrade_to_head
 from syncs.core.crypto import TokenCipher
 from syncs.core.db import session_factory
 from syncs.core.settings import Settings
-from syncs.lifecycle.connections import add_connection, ensure_division
 from syncs.sandbox import SandboxConfig, SandboxServer, SandboxState
 from syncs.sandbox.ratelimit import Verdict, minute_window
-from syncs.tokens.pair import TokenPair
 from syncs.tokens.store import TokenStore
 
 DIVISIONS = (124132, 124133)
@@ -60,7 +57,7 @@ def _worker(values: dict[str, Any], name: str, out: Any) -> None:
     from worker.runs import execute_sync
 
     started = time.time()
-    outcome = execute_sync(Settings(_env_file=None, **values), name, trigger="bench")
+    outcome = execute_sync(Settings(_env_file=None, **values), name, entities=["accounts"], trigger="bench")
     out.put((name, outcome.status, outcome.api_calls, round(time.time() - started, 1)))
 
 
@@ -75,26 +72,16 @@ def run(pages: int, minutely_limit: int, page_size: int) -> str:
         state.generate(division, accounts=per_backfill * page_size, invoices=0, lines_per_invoice=1)
     lines = []
     with SandboxServer(state) as sandbox:
-        values: dict[str, Any] = {
-            "database_url": database_url,
-            "redis_url": base.redis_url,
-            "redis_key_prefix": f"exact-sync-rate-bench-{uuid.uuid4().hex[:6]}",
-            "exact_base_url": sandbox.base_url,
-            "exact_client_id": config.client_id,
-            "exact_client_secret": config.client_secret,
-            "token_encryption_key": Fernet.generate_key().decode(),
-        }
+        values = worker_values(
+            base, database_url, f"exact-sync-rate-bench-{uuid.uuid4().hex[:6]}", sandbox.base_url, config
+        )
         upgrade_to_head(database_url)
         try:
             sessions = session_factory(database_url)
             store = TokenStore(sessions, TokenCipher(values["token_encryption_key"]))
             names = []
             for number, first in enumerate((DIVISIONS, DIVISIONS[::-1])):
-                tokens = state.issue_tokens()
-                pair = TokenPair(tokens["access_token"], tokens["refresh_token"], time.time(), 600.0)
-                with sessions.begin() as session:
-                    connection = add_connection(session, store, f"bench-{number}", "nl", pair, first[0])
-                    ensure_division(session, connection.id, first[1], is_current=False)
+                register_divisions(sessions, store, state, f"bench-{number}", first)
                 names.append(f"bench-{number}")
             context = multiprocessing.get_context("spawn")
             out = context.Queue()

@@ -15,6 +15,7 @@ TARGET_LATENCY_SHARE = 0.95
 TARGET_COST_VS_CEILING = 2.0
 TARGET_NAIVE_COST_RATIO = 15.0
 TARGET_CALLS_PER_1000 = 1.05
+TARGET_MEMORY_GROWTH = 50 * 1024 * 1024
 PAGE_GROWTH_WARNING = 1.5  # last-tenth / first-tenth page time beyond which the report calls it growth
 
 
@@ -141,7 +142,8 @@ def render_report(report: BenchReport) -> str:
         f"({full.memory.method}; includes the in-process sandbox serving the pages)",
         f"{'data set':<34}{'records':>10}{'RSS at start':>16}{'peak RSS':>14}{'peak growth':>14}",
     ]
-    for label, phase in (("half", half), ("full", full)):
+    measured = [("half", half), ("full", full)] + ([("large", report.exact_large)] if report.exact_large else [])
+    for label, phase in measured:
         memory = phase.memory
         assert memory is not None
         lines.append(
@@ -154,4 +156,11 @@ def render_report(report: BenchReport) -> str:
         f"{record_ratio:.2f}x the records -> {_mib(full.memory.growth - half.memory.growth)} more peak growth: "
         + ("memory GROWS with the number of records" if grows else "memory does not grow with the number of records")
     )
+    large = report.exact_large
+    if large is not None and large.memory is not None:
+        growth = large.memory.growth
+        lines.append(
+            f"large data set: {large.load.records:,} records, peak growth {_mib(growth)} (target < "
+            f"{_mib(TARGET_MEMORY_GROWTH)}): {_verdict(growth < TARGET_MEMORY_GROWTH)}"
+        )
     return "\n".join(lines)

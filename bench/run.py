@@ -21,6 +21,8 @@ from bench.environment import (
     HALF_CONNECTION,
     HALF_DIVISION,
     MAIN_CONNECTION,
+    MEMORY_CONNECTION,
+    MEMORY_DIVISION,
     REGION,
     WARMUP_CONNECTION,
     WARMUP_DIVISION,
@@ -33,6 +35,7 @@ from bench.environment import (
     empty_synced_tables,
     expect,
     generate_data,
+    memory_sizes,
     records_in,
     register,
     sandbox_config,
@@ -58,6 +61,8 @@ from syncs.exact.client import open_client
 from syncs.sandbox.server import SandboxServer
 from syncs.sandbox.state import SandboxState
 from worker.runs import execute_sync
+
+BENCH_ENTITIES = ["accounts", "sales_invoices"]  # the entities the benchmark generates data for
 
 Log = Callable[[str], None]
 CEILING = "physical limit: fetch + raw COPY"
@@ -94,6 +99,7 @@ class BenchReport:
     ceiling: Phase  # the physical limit: fetch + COPY of the rows as fetched
     fetch_slow: Phase  # fetch only, the sandbox answering each page after options.page_latency
     exact_slow: Phase  # exact-sync on the same pages at that latency
+    exact_large: Phase | None = None  # --memory-records: exact-sync on the large data set, for its memory
 
     @property
     def naive_ratio(self) -> float:
@@ -154,7 +160,7 @@ def _exact_sync(settings: Settings, sessions: sessionmaker[Session], connection:
     with PeakRss() as probe:
         started = time.perf_counter()
         clock.restart()
-        outcome = execute_sync(settings, connection, trigger="bench", progress=progress)
+        outcome = execute_sync(settings, connection, entities=BENCH_ENTITIES, trigger="bench", progress=progress)
         seconds = time.perf_counter() - started
     if outcome.status != "succeeded":
         raise BenchmarkError(f"exact-sync run of {connection} ended {outcome.status}: {outcome.error}")
@@ -245,6 +251,16 @@ def run_benchmark(options: BenchOptions, base: Settings | None = None, log: Log 
                 settings, sessions, HALF_CONNECTION, f"exact-sync, {options.page_latency * 1000:.0f} ms/page"
             )
             expect("exact-sync (latency)", exact_slow.db_records, half_records)
+
+            exact_large = None
+            if options.memory_records > 0:
+                state.config.latency = 0
+                accounts, invoices, lines = memory_sizes(options.memory_records)
+                large = accounts + invoices * lines
+                log(f"exact-sync, large data set for memory ({large:,} records)")
+                register(sessions, settings, state, MEMORY_CONNECTION, MEMORY_DIVISION)
+                exact_large = _exact_sync(settings, sessions, MEMORY_CONNECTION, "exact-sync, large data set")
+                expect("exact-sync (large)", exact_large.db_records, large)
         finally:
             delete_redis_keys(redis_client, settings.redis_key_prefix)
             redis_client.close()
@@ -267,4 +283,5 @@ def run_benchmark(options: BenchOptions, base: Settings | None = None, log: Log 
         ceiling,
         fetch_slow,
         exact_slow,
+        exact_large,
     )

@@ -16,6 +16,8 @@
 7. The physical limit: fetch, then COPY each page's rows as fetched (no mapping, no keys).
 8. With the sandbox waiting `--page-latency` seconds (default 0.3) before each answer: fetch only and exact-sync
    on the half data set.
+9. With `--memory-records N` (e.g. 1000000): exact-sync once on a data set of about N records, for its peak memory
+   growth (goal: under 50 MiB).
 
 A "record" is a row read from the API: an account or an invoice line (the engine also writes one header per
 invoice, counted under "rows written"). Every phase is checked against row counts in the database.
@@ -60,6 +62,11 @@ def parse_options(argv: Sequence[str] | None = None) -> tuple[BenchOptions, Path
         type=float,
         help=f"seconds per page in the latency phases (default {BenchOptions.page_latency})",
     )
+    parser.add_argument(
+        "--memory-records",
+        type=int,
+        help="also sync about this many records once and report its memory growth (e.g. 1000000; default off)",
+    )
     parser.add_argument("--quick", action="store_true", help="small sizes for a smoke run")
     parser.add_argument("--database", default=BenchOptions.database, help="benchmark database (dropped first)")
     parser.add_argument("--keep-database", action="store_true", help="keep the benchmark database afterwards")
@@ -73,6 +80,7 @@ def parse_options(argv: Sequence[str] | None = None) -> tuple[BenchOptions, Path
         "naive_records": args.naive_records,
         "page_size": args.page_size,
         "page_latency": args.page_latency,
+        "memory_records": args.memory_records,
     }
     options = replace(options, **{name: value for name, value in given.items() if value is not None})
     if options.accounts < 2 or options.invoices < 2 or options.lines_per_invoice < 1 or options.page_size < 1:

@@ -20,6 +20,11 @@ class ConnectionStatus(enum.StrEnum):
 
 class Connection(Base):
     __tablename__ = "connections"
+    # Beat claims due connections through this partial index: paused and inactive connections keep an old
+    # next_sync_at forever, and would otherwise be read (and filtered out) at every tick.
+    __table_args__ = (
+        Index("ix_connections_due", "next_sync_at", postgresql_where=text("status = 'active' AND NOT paused")),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
@@ -32,7 +37,7 @@ class Connection(Base):
     sync_interval_minutes: Mapped[int] = mapped_column(Integer, default=15)
     # Paused: beat schedules no syncs, but the keep-alive still refreshes its tokens (manual syncs still run).
     paused: Mapped[bool] = mapped_column(default=False, server_default=false())
-    next_sync_at: Mapped[datetime | None] = mapped_column(index=True)
+    next_sync_at: Mapped[datetime | None]
     last_sync_at: Mapped[datetime | None]
     current_division: Mapped[int | None] = mapped_column(Integer)
     # When system/Divisions was last read for this connection (at connect, then daily inside a run).
@@ -96,6 +101,20 @@ class SyncCursor(Base):
     resume_url: Mapped[str | None] = mapped_column(Text)
     pending_timestamp: Mapped[int | None] = mapped_column(BigInteger)
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+    # When a run (that started then) last read this stream to its end, rows or not: the entity's freshness, and
+    # what per-entity cadence compares with.
+    checked_at: Mapped[datetime | None]
+
+
+class ConnectionEntity(Base):
+    """A connection's choice for one entity: off, or read at its own interval (default: the cadence's)."""
+
+    __tablename__ = "connection_entities"
+
+    connection_id: Mapped[int] = mapped_column(ForeignKey("connections.id", ondelete="CASCADE"), primary_key=True)
+    entity: Mapped[str] = mapped_column(String(64), primary_key=True)
+    enabled: Mapped[bool] = mapped_column(default=True, server_default="true")
+    every_minutes: Mapped[int | None] = mapped_column(Integer)
 
 
 class SyncRun(Base):

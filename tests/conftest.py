@@ -21,7 +21,9 @@ from syncs.core.settings import Settings
 pytest_plugins = ["tests.support.no_skips"]
 
 ADMIN_URL = os.environ.get("TEST_DATABASE_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+# A database of the tests' own (not 0, where applications usually live); every key a test creates carries its
+# prefix or is named after it (Celery's queue = the prefix), so the cleanup below finds it.
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
 SESSION_TAG = f"{os.getpid()}_{uuid.uuid4().hex[:6]}"
 
 
@@ -82,7 +84,7 @@ def redis_prefix() -> Iterator[str]:
     prefix = f"exact-sync-test-{SESSION_TAG}-{uuid.uuid4().hex[:6]}"
     yield prefix
     client = redis.Redis.from_url(REDIS_URL)
-    # Our keys start with the prefix; kombu's queue bindings (`_kombu.binding.<queue>`) contain it (queue = prefix).
+    # Our keys start with the prefix; Celery's queue and its binding (`_kombu.binding.<queue>`) contain it.
     keys = list(client.scan_iter(match=f"*{prefix}*"))
     if keys:
         client.delete(*keys)
@@ -104,6 +106,7 @@ def settings(database_url: str, redis_prefix: str) -> Settings:
         redis_url=REDIS_URL,
         redis_key_prefix=redis_prefix,
         celery_queue=redis_prefix,
+        celery_consume_default_queue=False,  # Celery's default queue belongs to nobody in particular here
         exact_client_id="sandbox-client",
         exact_client_secret="sandbox-secret",
         token_encryption_key=Fernet.generate_key().decode(),

@@ -8,6 +8,9 @@ Reliability settings, and why:
   longest sync and the longest retry countdown (see `worker.tasks`), or a message would run twice (harmlessly,
   thanks to the lock, but wastefully).
 - `worker_prefetch_multiplier=1`: a long sync never holds other connections' messages hostage.
+- Queues: the worker consumes `CELERY_QUEUE` and, unless `CELERY_CONSUME_DEFAULT_QUEUE` is off, Celery's default
+  queue `celery`, so a plain `Celery(broker=..., backend=...)` client's `send_task` reaches it. Results are stored
+  under Celery's standard keys (`celery-task-meta-<id>`, task ids are UUIDs), where such a client looks for them.
 - task events on: Flower shows each task by its public name (`exact.sync_connection`) and JSON arguments.
 """
 
@@ -17,6 +20,7 @@ from typing import Any
 
 from celery import Celery
 from celery.signals import after_setup_logger
+from kombu import Queue
 
 from syncs.core.logging import configure_logging
 from syncs.core.settings import Settings, get_settings
@@ -24,11 +28,27 @@ from syncs.core.settings import Settings, get_settings
 SCHEDULER = "worker.scheduler:ConnectionScheduler"
 # Task names are public (any Celery client may send_task them); one place defines them.
 SYNC_TASK = "exact.sync_connection"
+DIVISION_TASK = "exact.sync_division"  # one division of a run (sent by SYNC_TASK, not meant to be sent by hand)
+FINISH_TASK = "exact.finish_run"  # adds a run's division outcomes up
 KEEP_ALIVE_TASK = "exact.keep_alive"
 WEBHOOK_SYNC_TASK = "exact.webhook_sync"
 WEBHOOK_SWEEP_TASK = "exact.webhook_sweep"
 DELIVER_WEBHOOK_TASK = "exact.deliver_webhook"
 ACTION_TASK = "exact.action"
+CELERY_DEFAULT_QUEUE = "celery"  # where a Celery client without routing configuration sends tasks
+
+
+def worker_queues(settings: Settings) -> list[str]:
+    """The queues a worker consumes: ours, and Celery's default one for clients that know no routing."""
+    queues = [settings.celery_queue]
+    if settings.celery_consume_default_queue and settings.celery_queue != CELERY_DEFAULT_QUEUE:
+        queues.append(CELERY_DEFAULT_QUEUE)
+    return queues
+
+
+def celery_key_options(settings: Settings) -> dict[str, str]:
+    """Transport options giving Celery's own Redis keys CELERY_KEY_PREFIX (none by default: standard names)."""
+    return {"global_keyprefix": settings.celery_key_prefix} if settings.celery_key_prefix else {}
 
 
 def create_app(settings: Settings) -> Celery:
@@ -37,14 +57,18 @@ def create_app(settings: Settings) -> Celery:
     app.conf.update(
         broker_url=settings.redis_url,
         result_backend=settings.redis_url,
-        # Result keys live under our prefix, next to the locks, so one Redis can host several installations.
-        result_backend_transport_options={"global_keyprefix": f"{settings.redis_key_prefix}:"},
+        result_backend_transport_options=celery_key_options(settings),
         result_expires=7 * 24 * 3600,
         task_default_queue=settings.celery_queue,
+        # A `celery worker` started without -Q consumes these (exact-sync worker passes the same list).
+        task_queues=[Queue(name) for name in worker_queues(settings)],
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         task_track_started=True,
-        broker_transport_options={"visibility_timeout": settings.celery_visibility_timeout_seconds},
+        broker_transport_options={
+            "visibility_timeout": settings.celery_visibility_timeout_seconds,
+            **celery_key_options(settings),
+        },
         broker_connection_retry_on_startup=True,
         worker_prefetch_multiplier=1,
         # Task events for Flower (`docker compose --profile flower up`): a few small messages per sync, which the

@@ -5,30 +5,24 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
-from celery.exceptions import TimeoutError as CeleryTimeout
-from rich.progress import Progress, SpinnerColumn, TextColumn
 
-from models.migrate import upgrade_to_head
-from syncs.core.db import session_factory
-from syncs.core.settings import Settings
-from syncs.lifecycle.connections import connection_reports, get_connection_by_name
+if TYPE_CHECKING:
+    from syncs.core.settings import Settings
+
 from worker import cli_lifecycle  # noqa: F401  (registers connections divisions/export/import)
-from worker.app import SYNC_TASK
-from worker.budget_view import budget_status, low_budget_warning
 from worker.cli_actions import action_command, proxy_command
 from worker.cli_connect import connect, serve
 from worker.cli_connections import connections_app
-from worker.cli_keys import keys_app, rotate_with
+from worker.cli_keys import keys_app
 from worker.cli_ops import doctor, health_app
 from worker.cli_support import check_broker, console, current_settings, err_console, expected_errors, fail
 from worker.cli_webhooks import webhooks_app
-from worker.runs import execute_sync, resolve_entities
-from worker.views import counts_table, outcome_table, status_view
-from worker.webhook_dispatch import redis_for_webhooks
-from worker.webhook_views import webhook_table
+
+# Heavy libraries (Celery, SQLAlchemy, Alembic, httpx) are imported inside the commands that use them, so
+# `--help` and quick commands start fast (tests/worker/test_cli_start.py, bench/cli_start.py).
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -65,11 +59,26 @@ def _configure_logging(settings: Settings) -> None:
 def migrate() -> None:
     """Create the database when missing and upgrade it to the newest schema (and, with TOKEN_ENCRYPTION_KEY set,
     bring stored secrets to the current format: see `keys rotate`)."""
+    from redis.exceptions import RedisError
+
+    from models.migrate import upgrade_to_head
+    from syncs.core.errors import ExactSyncError
+    from worker.cli_keys import rotate_with
+
     settings = current_settings()
     upgrade_to_head(settings.database_url)
     console.print("database is at the newest schema")
     if settings.token_encryption_key is not None and settings.token_encryption_key.get_secret_value():
-        report = rotate_with(settings)
+        try:
+            report = rotate_with(settings)
+        except (ExactSyncError, RedisError) as exc:  # the schema is done; the secrets can wait for `keys rotate`
+            err_console.print(
+                f"warning: stored secrets not brought to the current format ({exc}); run "
+                "`exact-sync keys rotate` once this is resolved",
+                soft_wrap=True,
+                markup=False,
+            )
+            return
         if sum(report.rewritten_connections.values()) or report.rescue_copies_rewritten or report.unreadable:
             for line in report.lines():
                 console.print(line, soft_wrap=True, markup=False)
@@ -82,10 +91,17 @@ def sync(
     entity: EntityOption = None,
     full: FullOption = False,
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait for the worker and print the outcome.")] = False,
-    timeout: Annotated[float, typer.Option(help="Seconds --wait waits at most.")] = 3600.0,
+    timeout: Annotated[
+        float | None, typer.Option(help="Seconds --wait waits at most (default: SYNC_WAIT_TIMEOUT_SECONDS).")
+    ] = None,
 ) -> None:
     """Queue a sync for the worker."""
-    from worker.app import create_app
+    from celery.exceptions import TimeoutError as CeleryTimeout
+
+    from syncs.core.db import session_factory
+    from syncs.lifecycle.connections import get_connection_by_name
+    from worker.app import SYNC_TASK, create_app
+    from worker.runs import resolve_entities
 
     settings = current_settings()
     entities = resolve_entities(entity) if entity else None
@@ -103,10 +119,14 @@ def sync(
     console.print(f"queued sync of [bold]{name}[/] as task {result.id} on queue {settings.celery_queue}")
     if not wait:
         return
+    limit = settings.sync_wait_timeout_seconds if timeout is None else timeout
     try:
-        outcome = result.get(timeout=timeout, propagate=False)
+        outcome = result.get(timeout=limit, propagate=False)
     except CeleryTimeout:
-        raise fail(f"no outcome within {timeout:g} s; the task may still run (task id {result.id})") from None
+        raise fail(
+            f"no outcome within {limit:g} s: is a worker running on queue {settings.celery_queue}? The task stays "
+            f"queued and may still run (task id {result.id})"
+        ) from None
     if result.failed():
         raise fail(f"task failed after its retries: {type(outcome).__name__}: {outcome}")
     _print_outcome(outcome)
@@ -120,6 +140,10 @@ def run(
     full: FullOption = False,
 ) -> None:
     """Sync now, in this process (no worker needed), with a progress display."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn
+
+    from worker.runs import execute_sync
+
     settings = current_settings()
     _configure_logging(settings)
     _warn_if_budget_low(settings, name)
@@ -138,12 +162,16 @@ def run(
 
 
 def _warn_if_budget_low(settings: Settings, name: str) -> None:
+    from worker.budget_view import low_budget_warning
+
     warning = low_budget_warning(settings, name)
     if warning:
         err_console.print(f"[yellow]{warning}[/]")
 
 
 def _print_outcome(outcome: Any) -> None:
+    from worker.views import outcome_table
+
     if not isinstance(outcome, dict):
         raise fail(f"unexpected task result {outcome!r}")
     console.print(outcome_table(outcome))
@@ -157,6 +185,13 @@ def _print_outcome(outcome: Any) -> None:
 @expected_errors
 def status(name: Annotated[str | None, typer.Argument(help="Only this connection.")] = None) -> None:
     """Connection states, schedules, last runs and cursors."""
+    from syncs.core.db import session_factory
+    from syncs.lifecycle.connections import connection_reports
+    from worker.budget_view import budget_status
+    from worker.views import status_view
+    from worker.webhook_dispatch import redis_for_webhooks
+    from worker.webhook_views import webhook_table
+
     with session_factory(current_settings().database_url)() as session:
         console.print(status_view(connection_reports(session, name), current_settings()))
         client = redis_for_webhooks(current_settings())
@@ -175,11 +210,23 @@ def _exec_celery(arguments: Sequence[str]) -> NoReturn:
 
 
 @app.command(context_settings=PASS_THROUGH)
-def worker(ctx: typer.Context, loglevel: Annotated[str, typer.Option("--loglevel")] = "INFO") -> None:
-    """Run a Celery worker on the configured queue (extra options go to `celery worker`)."""
+def worker(
+    ctx: typer.Context,
+    loglevel: Annotated[str, typer.Option("--loglevel")] = "INFO",
+    restart: Annotated[
+        bool, typer.Option("--restart/--no-restart", help="Start celery again when it exits with an error.")
+    ] = True,
+) -> None:
+    """Run a Celery worker on our queue and Celery's default one (extra options go to `celery worker`)."""
+    from worker.app import worker_queues
+    from worker.supervise import supervise
+
     settings = current_settings()
     node = ["-n", settings.worker_node_name]  # what `exact-sync health worker` pings
-    _exec_celery(["worker", "-Q", settings.celery_queue, *node, "--loglevel", loglevel, *ctx.args])
+    arguments = ["worker", "-Q", ",".join(worker_queues(settings)), *node, "--loglevel", loglevel, *ctx.args]
+    if not restart:
+        _exec_celery(arguments)
+    raise typer.Exit(supervise([sys.executable, "-m", "celery", "-A", "worker.app", *arguments]))
 
 
 @app.command(context_settings=PASS_THROUGH)
@@ -192,12 +239,16 @@ def beat(ctx: typer.Context, loglevel: Annotated[str, typer.Option("--loglevel")
 def sandbox(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8765,
     host: Annotated[str, typer.Option(help="Interface to bind (0.0.0.0 in a container).")] = "127.0.0.1",
+    token_file: Annotated[
+        str | None, typer.Option(help="Keep issued tokens in this file, so a restart strands no connection.")
+    ] = None,
 ) -> None:
     """Run the Exact Online sandbox in the foreground (control API under /sandbox/)."""
     from syncs.sandbox.server import serve
+    from syncs.sandbox.state import SandboxConfig
 
     console.print(f"sandbox on http://{host}:{port} (client id sandbox-client, secret sandbox-secret)")
-    serve(host, port)
+    serve(host, port, SandboxConfig(token_file=token_file))
 
 
 @app.command(context_settings=PASS_THROUGH, add_help_option=False)
@@ -254,7 +305,10 @@ def demo(
 
 
 def _sync_demo(settings: Settings) -> None:
+    from syncs.core.db import session_factory
     from worker.demo import DEMO_CONNECTION, row_counts
+    from worker.runs import execute_sync
+    from worker.views import counts_table, outcome_table
 
     _configure_logging(settings)
     from syncs.entities.registry import ENTITIES

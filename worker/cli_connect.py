@@ -6,20 +6,18 @@ from __future__ import annotations
 import os
 import sys
 import webbrowser
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import redis
 import typer
-from rich.table import Table
 
-from syncs.core.crypto import TokenCipher
-from syncs.core.db import session_factory
-from syncs.core.settings import REGIONS
-from syncs.lifecycle.connect_flow import Connected, ConnectError, ConnectFlow
-from syncs.lifecycle.invites import create_invite, parse_duration
-from worker.callback import CallbackReceiver
+from syncs.core.regions import REGIONS
 from worker.cli_connections import connections_app
 from worker.cli_support import console, current_settings, expected_errors
+
+if TYPE_CHECKING:
+    from syncs.lifecycle.connect_flow import Connected
+
+# The connect flow, Redis, the database and HTTP are imported inside the commands (fast start, see worker.cli).
 
 
 def browser_available() -> bool:
@@ -44,6 +42,12 @@ def connect(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the consent.")] = 600.0,
 ) -> None:
     """Connect (or reconnect) through Exact's consent page; the callback arrives on EXACT_REDIRECT_URI."""
+    import redis
+
+    from syncs.core.db import session_factory
+    from syncs.lifecycle.connect_flow import ConnectError, ConnectFlow
+    from worker.callback import CallbackReceiver
+
     settings = current_settings()
     redis_client: redis.Redis[Any] = redis.Redis.from_url(settings.redis_url)
     try:
@@ -78,6 +82,8 @@ def connect(
 
 
 def print_connected(done: Connected) -> None:
+    from rich.table import Table
+
     verb = "reconnected (tokens replaced; cursors and data kept)" if done.reconnected else "connected"
     console.print(f"connection [bold]{done.name}[/] ({done.region}) {verb}")
     if done.divisions_error:
@@ -103,6 +109,10 @@ def invite(
     expires: Annotated[str, typer.Option(help="How long the link is valid: 30m, 24h, 7d (at most 30d).")] = "24h",
 ) -> None:
     """Print a single-use link to `serve`'s connect page for NAME (send it to whoever gives consent)."""
+    from syncs.core.crypto import TokenCipher
+    from syncs.core.db import session_factory
+    from syncs.lifecycle.invites import create_invite, parse_duration
+
     settings = current_settings()
     key = settings.token_encryption_key
     made = create_invite(

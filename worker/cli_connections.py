@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from syncs.core.clock import SYSTEM_CLOCK, to_datetime
-from syncs.core.crypto import TokenCipher
-from syncs.core.db import session_factory
-from syncs.core.settings import REGIONS, Settings
-from syncs.lifecycle.connections import (
-    add_connection,
-    change_schedule,
-    list_connections,
-    remove_connection,
-    validate_region,
-)
-from syncs.tokens.pair import TokenPair
-from syncs.tokens.store import TokenStore
+from syncs.core.regions import REGIONS
 from worker.cli_support import console, current_settings, expected_errors, fail
-from worker.views import connections_table
+
+if TYPE_CHECKING:
+    from syncs.core.settings import Settings
+
+# Database modules are imported inside the commands (fast start, see worker.cli).
 
 connections_app = typer.Typer(no_args_is_help=True, help="Register, list and remove Exact Online connections.")
 
@@ -36,6 +28,13 @@ def register(
     interval: int | None = None,
 ) -> int:
     """Store a connection and its token pair (encrypted); returns the connection id. Shared with `demo`."""
+    from syncs.core.clock import SYSTEM_CLOCK
+    from syncs.core.crypto import TokenCipher
+    from syncs.core.db import session_factory
+    from syncs.lifecycle.connections import add_connection, validate_region
+    from syncs.tokens.pair import TokenPair
+    from syncs.tokens.store import TokenStore
+
     validate_region(region)
     key = settings.token_encryption_key.get_secret_value() if settings.token_encryption_key else None
     sessions = session_factory(settings.database_url)
@@ -102,6 +101,10 @@ def add(
 @expected_errors
 def list_() -> None:
     """Show every connection with its state and schedule."""
+    from syncs.core.db import session_factory
+    from syncs.lifecycle.connections import list_connections
+    from worker.views import connections_table
+
     with session_factory(current_settings().database_url)() as session:
         connections = list_connections(session)
         if not connections:
@@ -114,6 +117,9 @@ def list_() -> None:
 @expected_errors
 def remove(name: Annotated[str, typer.Argument()]) -> None:
     """Delete a connection with its tokens, divisions, cursors and run history (synced rows are kept)."""
+    from syncs.core.db import session_factory
+    from syncs.lifecycle.connections import remove_connection
+
     with session_factory(current_settings().database_url).begin() as session:
         remove_connection(session, name)
     console.print(f"connection [bold]{name}[/] removed")
@@ -128,13 +134,50 @@ def set_schedule(
         bool | None,
         typer.Option("--pause/--resume", help="Stop or restart scheduled syncs (the tokens are kept alive)."),
     ] = None,
+    entity: Annotated[
+        list[str] | None,
+        typer.Option("--entity", "-e", help="The entity that --every/--on/--off apply to (repeatable)."),
+    ] = None,
+    every: Annotated[
+        str | None, typer.Option(help="How often scheduled runs read --entity: 30m, 4h, 1d (default: its cadence).")
+    ] = None,
+    enabled: Annotated[
+        bool | None, typer.Option("--on/--off", help="Switch --entity on or off for scheduled runs.")
+    ] = None,
 ) -> None:
-    """Change a connection's sync interval, or pause and resume its scheduled syncs."""
-    if interval is None and pause is None:
-        raise fail("nothing to change: give --interval, --pause or --resume", 2)
+    """Change a connection's sync interval, pause and resume it, or set an entity's interval or switch."""
+    if interval is None and pause is None and not entity:
+        raise fail("nothing to change: give --interval, --pause, --resume or --entity with --every/--on/--off", 2)
+    if entity and every is None and enabled is None:
+        raise fail("--entity needs --every, --on or --off", 2)
+    if not entity and (every is not None or enabled is not None):
+        raise fail("--every, --on and --off need --entity", 2)
+    minutes = parse_every(every) if every is not None else None
+    from syncs.core.clock import SYSTEM_CLOCK, to_datetime
+    from syncs.core.db import session_factory
+    from syncs.engine.cadence import set_entity
+    from syncs.entities.registry import ENTITIES
+    from syncs.lifecycle.connections import change_schedule
+    from worker.views import connections_table
+
     with session_factory(current_settings().database_url).begin() as session:
         connection = change_schedule(
             session, name, now=to_datetime(SYSTEM_CLOCK.now()), interval=interval, paused=pause
         )
+        for each in entity or []:
+            try:
+                set_entity(session, connection.id, each, enabled=enabled, every_minutes=minutes)
+            except KeyError:
+                raise fail(f"unknown entity {each!r}; valid: {', '.join(ENTITIES)}", 2) from None
         table = connections_table([connection])
     console.print(table)
+
+
+def parse_every(text: str) -> int:
+    """Minutes from `30m`, `4h`, `1d` or a bare number of minutes."""
+    units = {"m": 1, "h": 60, "d": 1440}
+    value = text.strip().lower()
+    number, unit = (value[:-1], value[-1]) if value and value[-1] in units else (value, "m")
+    if not number.isdigit() or int(number) < 1:
+        raise fail(f"--every {text!r}: give minutes or a number with m, h or d (30m, 4h, 1d)", 2)
+    return int(number) * units[unit]

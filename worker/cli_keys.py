@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import redis
 import typer
 
-from syncs.core.crypto import TokenCipher
-from syncs.core.db import session_factory
-from syncs.core.settings import Settings
-from syncs.lifecycle.keys import RotationReport, rotate_keys
 from worker.cli_support import console, current_settings, expected_errors, fail
+
+if TYPE_CHECKING:
+    from syncs.core.settings import Settings
+    from syncs.lifecycle.keys import RotationReport
+
+# Redis, the database and encryption are imported inside the commands (fast start, see worker.cli).
 
 keys_app = typer.Typer(no_args_is_help=True, help="Manage TOKEN_ENCRYPTION_KEY (key rotation).")
 
 
 def rotate_with(settings: Settings) -> RotationReport:
+    import redis
+
+    from syncs.core.crypto import TokenCipher
+    from syncs.core.db import session_factory
+    from syncs.lifecycle.keys import rotate_keys
+
     key = settings.token_encryption_key
     cipher = TokenCipher(key.get_secret_value() if key else None)
     redis_client: redis.Redis[Any] = redis.Redis.from_url(settings.redis_url)

@@ -4,21 +4,20 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
-from models import Division
-from syncs.core.db import session_factory
-from syncs.core.settings import Settings
-from syncs.lifecycle.connections import get_connection_by_name
-from syncs.lifecycle.divisions import choose_divisions
-from syncs.lifecycle.transfer import export_connection, import_connection
 from worker.cli_connections import connections_app
 from worker.cli_support import console, current_settings, err_console, expected_errors
-from worker.views import divisions_table
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from models import Division
+    from syncs.core.settings import Settings
+
+# Database modules are imported inside the commands (fast start, see worker.cli).
 
 PASSPHRASE_ENV = "EXACT_SYNC_EXPORT_PASSPHRASE"
 
@@ -36,6 +35,11 @@ def divisions(
     all_: Annotated[bool, typer.Option("--all", help="Back to the default: every active division.")] = False,
 ) -> None:
     """List a connection's divisions, or choose which are synced (default: all active ones, Status 1)."""
+    from syncs.core.db import session_factory
+    from syncs.lifecycle.connections import get_connection_by_name
+    from syncs.lifecycle.divisions import choose_divisions
+    from worker.views import divisions_table
+
     with session_factory(current_settings().database_url).begin() as session:
         connection = get_connection_by_name(session, name)
         if include or exclude or all_:
@@ -46,6 +50,10 @@ def divisions(
 
 
 def connection_divisions(session: Session, connection_id: int) -> list[Division]:
+    from sqlalchemy import select
+
+    from models import Division
+
     statement = select(Division).where(Division.connection_id == connection_id).order_by(Division.code)
     return list(session.scalars(statement))
 
@@ -66,6 +74,9 @@ def export(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="File to write (default NAME.exact-sync).")] = None,
 ) -> None:
     """Write an encrypted copy (connection, tokens, divisions, cursors) and disable the connection here."""
+    from syncs.core.db import session_factory
+    from syncs.lifecycle.transfer import export_connection
+
     settings = current_settings()
     passphrase = _passphrase(settings, confirm=True)
     target = out or Path(f"{name}.exact-sync")
@@ -87,6 +98,9 @@ def import_(
     ] = False,
 ) -> None:
     """Create an exported connection here, active, resuming from its cursors."""
+    from syncs.core.db import session_factory
+    from syncs.lifecycle.transfer import import_connection
+
     settings = current_settings()
     passphrase = _passphrase(settings, confirm=False)
     connection = import_connection(

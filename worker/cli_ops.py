@@ -7,13 +7,12 @@ import socket
 import time
 from typing import Annotated
 
-import httpx
-import redis
 import typer
 from rich.markup import escape
 
 from worker.cli_support import console, current_settings, fail
-from worker.health import beat_lock_ttl, ping_worker, read_heartbeat, worker_node
+
+# httpx, Redis, Celery and the health helpers are imported inside the commands (fast start, see worker.cli).
 
 health_app = typer.Typer(no_args_is_help=True, help="Health probes for orchestrators (exit code 0: healthy).")
 
@@ -27,6 +26,7 @@ def worker_health(
 ) -> None:
     """Healthy when this host's Celery worker answers a ping through the broker."""
     from worker.app import create_app
+    from worker.health import ping_worker, worker_node
 
     settings = current_settings()
     target = worker_node(node or settings.worker_node_name)
@@ -47,6 +47,10 @@ def beat_health(
     ] = None,
 ) -> None:
     """Healthy when this host's beat ticked recently (leader or standby)."""
+    import redis
+
+    from worker.health import beat_lock_ttl, read_heartbeat
+
     settings = current_settings()
     limit = max_age if max_age is not None else beat_lock_ttl(settings)
     host = host or socket.gethostname()
@@ -72,6 +76,8 @@ def web_health(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the answer.")] = 5.0,
 ) -> None:
     """Healthy when `serve` answers its readiness check with 200."""
+    import httpx
+
     try:
         response = httpx.get(url, timeout=timeout)
     except httpx.HTTPError as exc:

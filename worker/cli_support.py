@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable
-from typing import ParamSpec, TypeVar
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
-import redis
 import typer
-from kombu.exceptions import OperationalError as BrokerError
-from pydantic import ValidationError
-from redis.exceptions import RedisError
 from rich.console import Console
-from sqlalchemy.exc import ArgumentError, OperationalError, ProgrammingError
 
 from syncs.core.errors import ConfigurationError, ExactSyncError
-from syncs.core.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from syncs.core.settings import Settings
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -32,6 +30,11 @@ BROKER_CHECK_TIMEOUT_SECONDS = 3.0
 
 def current_settings() -> Settings:
     """The settings from the environment; a value that does not parse is one line, not a traceback."""
+    # pydantic (and below, redis) are imported by the commands that need them: the CLI starts without them.
+    from pydantic import ValidationError
+
+    from syncs.core.settings import get_settings
+
     try:
         return get_settings()
     except ValidationError as exc:
@@ -41,6 +44,8 @@ def current_settings() -> Settings:
 
 def check_broker(settings: Settings) -> None:
     """Fail in seconds, with one line, when Redis (the broker) does not answer, rather than after Celery's retries."""
+    import redis
+
     client: redis.Redis[bytes] = redis.Redis.from_url(
         settings.redis_url,
         socket_connect_timeout=BROKER_CHECK_TIMEOUT_SECONDS,
@@ -69,14 +74,33 @@ def expected_errors(func: Callable[P, R]) -> Callable[P, R]:
             raise fail(str(exc), EXIT_USAGE) from None
         except ExactSyncError as exc:
             raise fail(f"{type(exc).__name__}: {exc}") from None
-        except ArgumentError as exc:
-            raise fail(f"DATABASE_URL is not a database URL ({exc})", EXIT_USAGE) from None
-        except OperationalError as exc:
-            raise fail(f"cannot reach the database: {str(exc.orig).strip().splitlines()[0]}") from None
-        except ProgrammingError as exc:
-            first = str(exc.orig).strip().splitlines()[0]
-            raise fail(f"database error: {first} (did you run `exact-sync migrate`?)") from None
-        except (RedisError, BrokerError) as exc:
-            raise fail(f"cannot reach Redis at REDIS_URL: {exc}") from None
+        except Exception as exc:
+            failure = _service_error(exc)
+            if failure is None:
+                raise
+            raise fail(*failure) from None
 
     return wrapper
+
+
+def _service_error(exc: Exception) -> tuple[str, int] | None:
+    """A database or Redis failure as (one line, exit code). The libraries are looked up only if loaded (a command
+    that never imported SQLAlchemy cannot have raised its errors), so starting the CLI does not import them."""
+    sqlalchemy_errors = sys.modules.get("sqlalchemy.exc")
+    if sqlalchemy_errors is not None:
+        if isinstance(exc, sqlalchemy_errors.ArgumentError):
+            return f"DATABASE_URL is not a database URL ({exc})", EXIT_USAGE
+        if isinstance(exc, sqlalchemy_errors.OperationalError):
+            return f"cannot reach the database: {str(exc.orig).strip().splitlines()[0]}", EXIT_FAILURE
+        if isinstance(exc, sqlalchemy_errors.ProgrammingError):
+            first = str(exc.orig).strip().splitlines()[0]
+            return f"database error: {first} (did you run `exact-sync migrate`?)", EXIT_FAILURE
+    broker_errors = tuple(
+        getattr(module, name)
+        for module, name in ((sys.modules.get("redis.exceptions"), "RedisError"),
+                             (sys.modules.get("kombu.exceptions"), "OperationalError"))
+        if module is not None
+    )  # fmt: skip
+    if broker_errors and isinstance(exc, broker_errors):
+        return f"cannot reach Redis at REDIS_URL: {exc}", EXIT_FAILURE
+    return None

@@ -19,9 +19,7 @@ from syncs.feed.outgoing import FAILED, recent_deliveries, reset_deliveries, set
 from syncs.lifecycle.connections import get_connection_by_name
 from syncs.webhooks import subscriptions
 from syncs.webhooks.topics import KNOWN_TOPICS, synced_topics
-from worker.app import create_app
 from worker.cli_support import console, current_settings, expected_errors
-from worker.outgoing import send_deliveries
 from worker.views import when
 
 webhooks_app = typer.Typer(no_args_is_help=True, help="Exact Online webhook subscriptions and outgoing webhooks.")
@@ -181,6 +179,9 @@ def replay(
     failed: Annotated[str | None, typer.Option("--failed", help="Every failed delivery of this connection.")] = None,
 ) -> None:
     """Send deliveries again (from their first attempt on), e.g. after the receiver was fixed."""
+    from worker.app import create_app  # Celery: loaded only by the command that sends
+    from worker.outgoing import send_deliveries
+
     if not ids and failed is None:
         raise ConfigurationError("give delivery ids or --failed NAME")
     settings = current_settings()

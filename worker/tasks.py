@@ -1,16 +1,22 @@
-"""Celery tasks. Thin on purpose: all the work is in `worker.runs.execute_sync`, which the CLI's `run` shares.
+"""Celery tasks. Thin on purpose: the work is in worker.runs, whose steps the CLI's `run` chains in process.
 
-`exact.sync_connection(connection_name, entities=None, full=False, trigger="task")`
+`exact.sync_connection(connection_name, entities=None, full=False, trigger="task")` plans the run under the
+connection's lock (worker.runs.plan_run), then replaces itself with a chord: one `exact.sync_division` task per
+division (so several workers sync one connection's divisions at once, each under its division's lock and within
+that division's rate budget), whose outcomes `exact.finish_run` adds up. The chord's result is stored under the
+`exact.sync_connection` task's id (Celery's `Task.replace`), so `result.get()` and `sync NAME --wait` report the
+whole connection; no task ever waits for another.
 
-- Idempotent: a sync resumes from committed cursors, and a duplicate delivery finds the connection's advisory
-  lock taken and returns status "skipped". That makes `acks_late` (redelivery after a worker dies) safe.
+- Idempotent: a sync resumes from committed cursors, and a duplicate delivery finds the connection's or the
+  division's advisory lock taken and returns status "skipped". That makes `acks_late` (redelivery after a worker
+  dies) safe: a redelivered division task resumes its division, and the chord still ends.
 - Returns a JSON-able summary for every outcome it does not retry: status succeeded / skipped / failed.
-- `RetriableError` is retried with exponential backoff and full jitter, at most `MAX_RETRIES` times; so is
-  SQLAlchemy's `OperationalError` (Postgres restarted or unreachable mid-run: the next attempt resumes from the
-  committed cursors);
+- Planning and each division retry on their own: `RetriableError` (a lost lock included) is retried with
+  exponential backoff and full jitter, at most `MAX_RETRIES` times; so is SQLAlchemy's `OperationalError`
+  (Postgres restarted or unreachable mid-run: the next attempt resumes from the committed cursors);
   `RateLimitedError` waits until its `retry_at` instead (unless that is further away than is safe with the
-  broker's visibility timeout: then the run stays failed and beat picks the connection up after `retry_at`).
-- `FatalError` is never retried: the sync run row says why, and so does the returned summary.
+  broker's visibility timeout: then that part fails and beat picks the connection up after `retry_at`).
+- `FatalError` is never retried: the sync run row says why (per division), and so does the returned summary.
 """
 
 from __future__ import annotations
@@ -18,24 +24,37 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
-from celery import Task
+from celery import Task, chord
+from celery.utils.time import get_exponential_backoff_interval
 from sqlalchemy.exc import OperationalError
 
 from syncs.core.clock import SYSTEM_CLOCK
+from syncs.core.db import session_factory
 from syncs.core.errors import FatalError, RateLimitedError, RetriableError
 from syncs.core.settings import get_settings
-from worker.app import SYNC_TASK, app
-from worker.runs import RunOutcome, execute_sync
+from worker.app import DIVISION_TASK, FINISH_TASK, SYNC_TASK, app
+from worker.locks import any_division_locked, connection_lock
+from worker.runs import (
+    DivisionFailed,
+    DivisionOutcome,
+    RunOutcome,
+    RunPlan,
+    active_connection,
+    division_failure,
+    finish_run,
+    plan_run,
+    resolve_entities,
+    skipped_outcome,
+    sync_one_division,
+)
 
 log = structlog.get_logger(__name__)
 
 MAX_RETRIES = 5
 RATE_LIMIT_MAX_RETRIES = 20
-RETRY_BACKOFF_SECONDS = 30
-RETRY_BACKOFF_MAX_SECONDS = 900
 
 
 def failure_summary(connection_name: str, error: str) -> dict[str, Any]:
@@ -59,13 +78,15 @@ SYNC_RETRIES: dict[str, Any] = {
     "autoretry_for": (RetriableError, OperationalError),
     "dont_autoretry_for": (RateLimitedError,),
     "max_retries": MAX_RETRIES,
-    "retry_backoff": RETRY_BACKOFF_SECONDS,
-    "retry_backoff_max": RETRY_BACKOFF_MAX_SECONDS,
+    "retry_backoff": get_settings().task_retry_backoff_seconds,
+    "retry_backoff_max": get_settings().task_retry_backoff_max_seconds,
     "retry_jitter": True,
 }
 
+T = TypeVar("T")
 
-def run_sync(task: Task[Any, Any], connection_name: str, run: Callable[[], RunOutcome]) -> RunOutcome | dict[str, Any]:
+
+def run_sync(task: Task[Any, Any], connection_name: str, run: Callable[[], T]) -> T | dict[str, Any]:
     """`run()`, with a rate limit retried at its reset and a fatal error turned into the failure summary."""
     settings = get_settings()
     try:
@@ -88,9 +109,54 @@ def sync_connection(
     full: bool = False,
     trigger: str = "task",
 ) -> dict[str, Any]:
-    outcome = run_sync(
-        self,
-        connection_name,
-        lambda: execute_sync(get_settings(), connection_name, entities=entities, full=full, trigger=trigger),
-    )
-    return outcome if isinstance(outcome, dict) else outcome.as_dict()
+    settings = get_settings()
+
+    def plan() -> RunPlan | RunOutcome:
+        names = resolve_entities(entities)
+        connection_id, _ = active_connection(session_factory(settings.database_url), connection_name)
+        with connection_lock(settings.database_url, connection_id) as lock:
+            if lock is None or any_division_locked(session_factory(settings.database_url), connection_id):
+                return skipped_outcome(connection_name)
+            scheduled = not entities and not full
+            return plan_run(settings, connection_name, names, full, trigger, SYSTEM_CLOCK, scheduled=scheduled)
+
+    planned = run_sync(self, connection_name, plan)
+    if isinstance(planned, dict):
+        return planned
+    if isinstance(planned, RunOutcome):
+        return planned.as_dict()
+    if not planned.divisions:
+        return finish_run(settings, planned, []).as_dict()
+    queue = settings.celery_queue
+    header = [sync_division_task.s(planned.as_dict(), division).set(queue=queue) for division in planned.divisions]
+    raise self.replace(chord(header, finish_run_task.s(planned.as_dict()).set(queue=queue)))
+
+
+@app.task(name=DIVISION_TASK, bind=True, acks_late=True)
+def sync_division_task(self: Task[Any, Any], plan: dict[str, Any], division: int) -> dict[str, Any]:
+    """One division of a planned run; always ends in an outcome (after its retries), so the chord completes."""
+    settings = get_settings()
+    run = RunPlan.from_dict(plan)
+    try:
+        return sync_one_division(settings, run, division).as_dict()
+    except DivisionFailed as failed:
+        error, retries = failed.error, self.request.retries
+        if isinstance(error, RateLimitedError):
+            now = SYSTEM_CLOCK.now()
+            countdown = rate_limit_countdown(error.retry_at, now, settings.celery_visibility_timeout_seconds)
+            if countdown is not None and retries < RATE_LIMIT_MAX_RETRIES:
+                raise self.retry(countdown=countdown, max_retries=RATE_LIMIT_MAX_RETRIES) from None
+        elif isinstance(error, RetriableError | OperationalError) and retries < MAX_RETRIES:
+            countdown = get_exponential_backoff_interval(
+                settings.task_retry_backoff_seconds, retries, settings.task_retry_backoff_max_seconds, full_jitter=True
+            )
+            log.info("sync.division_retry", division=division, countdown=countdown, error=str(error))
+            raise self.retry(countdown=countdown, max_retries=MAX_RETRIES) from None
+        return division_failure(settings, run, division, failed).as_dict()
+
+
+@app.task(name=FINISH_TASK, acks_late=True)
+def finish_run_task(outcomes: list[dict[str, Any]], plan: dict[str, Any]) -> dict[str, Any]:
+    """The chord's end: the run's result, as `exact.sync_connection` reports it."""
+    done = [DivisionOutcome.from_dict(outcome) for outcome in outcomes]
+    return finish_run(get_settings(), RunPlan.from_dict(plan), done).as_dict()

@@ -128,8 +128,8 @@ def status_view(
     overview = Table(title="Connections", show_lines=True)
     for column in ("name", "state", "next sync", "last success", "last run", "tokens", "divisions"):
         overview.add_column(column, overflow="fold", no_wrap=column in ("next sync", "last success"))
-    cursors = Table(title="Cursors (highest Exact Timestamp committed)")
-    for column in ("connection", "division", "entity", "timestamp", "unfinished enumeration", "updated"):
+    cursors = Table(title="Entities per division: cursor (highest Exact Timestamp committed) and freshness")
+    for column in ("connection", "division", "entity", "timestamp", "unfinished enumeration", "updated", "checked"):
         cursors.add_column(column)
     for report in reports:  # the cursors table is the last run per division and entity
         c = report.connection
@@ -156,7 +156,13 @@ def status_view(
             if division is not None and not (division.sync_enabled and division.available):
                 label += " (off)"
             cursors.add_row(
-                shown(c.name), label, cursor.entity, str(cursor.timestamp), _unfinished(cursor), when(cursor.updated_at)
+                shown(c.name),
+                label,
+                cursor.entity,
+                str(cursor.timestamp),
+                _unfinished(cursor),
+                when(cursor.updated_at),
+                when(cursor.checked_at),
             )
     return Group(overview, cursors) if reports else "no connections; add one with `exact-sync connections add`"
 

@@ -48,6 +48,10 @@ class LockUnavailableError(RetriableError):
     """A lock (Redis) could not be taken or the lock service is down."""
 
 
+class LockLostError(RetriableError):
+    """The run's advisory lock vanished (its database connection ended): the run stopped before committing more."""
+
+
 class ExactRequestError(FatalError):
     """Exact refused the request (400, 403, 404, ...); `reason` carries the 403 Reason header when present."""
 

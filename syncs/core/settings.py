@@ -7,7 +7,9 @@ from functools import lru_cache
 from pydantic import SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-REGIONS = ("nl", "be", "de", "fr", "es", "co.uk", "com")
+from syncs.core.regions import REGIONS
+
+__all__ = ["REGIONS", "Settings", "get_settings"]
 
 
 class Settings(BaseSettings):
@@ -51,6 +53,9 @@ class Settings(BaseSettings):
     default_sync_interval_minutes: int = 15
     beat_tick_seconds: float = 5.0
     celery_visibility_timeout_seconds: int = 3600
+    # The sync task's automatic retries of retriable failures: up to 2**n times this (with full jitter), capped.
+    task_retry_backoff_seconds: int = 30
+    task_retry_backoff_max_seconds: int = 900
     # Rate budget per division (issue 4, see syncs/ratelimit.py): requests in flight at once per division
     # (a Redis semaphore whose slots expire after rate_in_flight_ttl_seconds, so a killed worker frees its slot),
     # the longest wait for budget before the task is handed back, and a margin after each reset for clock skew.
@@ -87,6 +92,15 @@ class Settings(BaseSettings):
     outgoing_webhook_backoff_max_seconds: float = 3600.0
     redis_key_prefix: str = "exact-sync"
     celery_queue: str = "exact-sync"
+    # The worker also consumes Celery's default queue ("celery"), where a client with no routing of ours sends
+    # `send_task('exact.sync_connection', ...)`. Turn off when another Celery app shares this Redis database.
+    celery_consume_default_queue: bool = True
+    # Prefix of Celery's own Redis keys (queues, unacknowledged messages, results). Empty: Celery's standard
+    # names, which a plain client knows. Set it to share one Redis database between installations (clients then
+    # need the same prefix in broker and result transport options: `global_keyprefix`).
+    celery_key_prefix: str = ""
+    # `exact-sync sync --wait` gives up after this long (a worker that is down or a broker that is gone).
+    sync_wait_timeout_seconds: float = 900.0
     # The node name `exact-sync worker` runs as and `exact-sync health worker` pings (%h: this host's name).
     worker_node_name: str = "celery@%h"
     log_level: str = "INFO"

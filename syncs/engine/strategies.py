@@ -66,12 +66,22 @@ def params_for(spec: EntitySpec) -> Params:
     return {Strategy.SYNC: sync, Strategy.MODIFIED: modified, Strategy.SNAPSHOT: snapshot}[spec.strategy]
 
 
+def from_start(params: Params) -> Params:
+    """The same request from the very beginning, whatever the cursor (a reconciliation's full read)."""
+
+    def start(division: int, cursor: int) -> dict[str, str]:
+        return params(division, 0)
+
+    return start
+
+
 class SnapshotRun:
-    """One snapshot enumeration: writes pages remembering the keys listed, then marks the rest deleted."""
+    """One complete listing (a snapshot, or a reconciliation's full read): writes pages remembering the keys
+    listed per table, then marks the rest deleted."""
 
     def __init__(self, spec: EntitySpec) -> None:
         self.spec = spec
-        self.seen: set[Any] = set()
+        self.seen: dict[str, set[Any]] = {}
 
     def write_page(self, session: Session, division: int, rows: Sequence[Row]) -> PageResult:
         return self.spec.writer.write_page(session, division, rows, seen=self.seen)

@@ -42,7 +42,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models.internal import SyncCursor
 from syncs.core.errors import ConfigurationError, ExactRequestError, MalformedResponseError
-from syncs.engine import deletions, strategies
+from syncs.engine import cadence, deletions, strategies
 from syncs.entities.base import PageResult, PageWriter, Row
 from syncs.entities.declaration import Strategy
 from syncs.entities.registry import ENTITIES, EntitySpec
@@ -106,21 +106,24 @@ class Stream:
     finish: strategies.Finish | None = None  # runs in the last page's transaction of a complete enumeration
 
 
-def entity_stream(spec: EntitySpec) -> Stream:
-    """A stream for one run of an entity (a snapshot's stream remembers the keys it has seen)."""
+def entity_stream(spec: EntitySpec, reconcile: bool = False) -> Stream:
+    """A stream for one run of an entity. A snapshot's stream remembers the keys it has seen and marks the rest
+    deleted at its end; so does every stream of a reconciliation, which reads everything from 0."""
     params = strategies.params_for(spec)
-    if spec.strategy is Strategy.SNAPSHOT:
+    if spec.strategy is Strategy.SNAPSHOT or reconcile:
         run = strategies.SnapshotRun(spec)
+        if reconcile:
+            params = strategies.from_start(params)
         return Stream(spec.name, spec.endpoint, spec.select, run.write_page, params, False, run.finish)
     return Stream(spec.name, spec.endpoint, spec.select, spec.write_page, params)
 
 
-def streams_for(entities: Sequence[str]) -> list[Stream]:
+def streams_for(entities: Sequence[str], reconcile: bool = False) -> list[Stream]:
     """The entity streams asked for (in order, once each), then the deletions stream, which always runs."""
     unknown = [name for name in entities if name not in ENTITIES]
     if unknown:
         raise ConfigurationError(f"unknown entities {unknown}; known: {sorted(ENTITIES)}")
-    found = [entity_stream(ENTITIES[name]) for name in dict.fromkeys(entities)]
+    found = [entity_stream(ENTITIES[name], reconcile) for name in dict.fromkeys(entities)]
     deleted = strategies.sync_params_of(deletions.SELECT)
     found.append(Stream(deletions.CURSOR_ENTITY, deletions.ENDPOINT, deletions.SELECT, deletions.write_page, deleted))
     return found
@@ -135,10 +138,23 @@ def sync_division(
     *,
     full: bool = False,
     progress: Progress | None = None,
+    schedule: cadence.Schedule | None = None,
 ) -> SyncCounts:
+    """Sync the entities asked for (with a `schedule`: only those due), then the deletions stream. Each stream
+    read to its end is marked checked (at the schedule's start, else the database's now)."""
+    names = list(entities)
+    with sessions() as session:
+        reconcile = not full and cadence.deletions_stale(session, connection_id, division)
+        if schedule is not None and not reconcile:
+            due = set(schedule.due(cadence.last_checked(session, connection_id, division)))
+            names = [name for name in names if name in due]
+    if reconcile:
+        log.warning("sync.reconcile", division=division, reason="sync/Deleted last read over 60 days ago")
     total = SyncCounts()
-    for stream in streams_for(entities):
+    for stream in streams_for(names, reconcile=reconcile):
         total += sync_stream(sessions, client, connection_id, division, stream, full=full, progress=progress)
+        with sessions.begin() as session:
+            cadence.mark_checked(session, connection_id, division, [stream.name], schedule.now if schedule else None)
     return total
 
 

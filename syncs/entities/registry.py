@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -13,7 +13,7 @@ from models.synced import SYNCED_TABLES
 from syncs.entities.base import Deletion, PageResult, Record, Row
 from syncs.entities.catalog import CATALOG
 from syncs.entities.declaration import Cadence, Entity, Strategy
-from syncs.entities.hooks import HOOKS
+from syncs.entities.hooks import BEFORE_HOOKS, HOOKS
 from syncs.entities.writer import EntityWriter
 
 
@@ -53,8 +53,8 @@ class EntitySpec:
 
     @cached_property
     def writer(self) -> EntityWriter:
-        hook = HOOKS[self.entity.hook] if self.entity.hook else None
-        return EntityWriter(self.entity, SYNCED_TABLES, hook)
+        name = self.entity.hook
+        return EntityWriter(self.entity, SYNCED_TABLES, HOOKS.get(name or ""), BEFORE_HOOKS.get(name or ""))
 
     def write_page(self, session: Session, division: int, rows: Sequence[Row]) -> PageResult:
         return self.writer.write_page(session, division, rows)
@@ -66,11 +66,10 @@ class EntitySpec:
         """A page's records per table, as they would be written (for benchmarks and tests)."""
         return self.writer.records(rows, division)
 
-    def mark_missing(self, session: Session, division: int, seen: set[Any]) -> int:
+    def mark_missing(self, session: Session, division: int, seen: Mapping[str, set[Any]]) -> int:
         return self.writer.mark_missing(session, division, seen)
 
 
 ENTITIES: dict[str, EntitySpec] = {name: EntitySpec(entity) for name, entity in CATALOG.items()}
-# What a run without `--entity` syncs. Every entity is a step away (`--entity NAME`, `demo`); the default set
-# grows to the whole catalog with per-entity cadence, which keeps idle runs within the API budget.
-DEFAULT_ENTITIES: tuple[str, ...] = ("accounts", "sales_invoices")
+# What a run without `--entity` syncs: every entity (per-entity cadence decides when each is read).
+DEFAULT_ENTITIES: tuple[str, ...] = tuple(ENTITIES)

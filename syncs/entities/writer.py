@@ -42,6 +42,8 @@ NEWER_BY_TIMESTAMP = "t.timestamp < excluded.timestamp"
 Rank = tuple[int, int, datetime | None]  # (header row first, Timestamp, Modified): which duplicate wins
 # A hook runs after rows of these header ids were written or marked deleted (derived totals).
 Hook = Callable[[Session, int, set[Any]], None]
+# A hook that sees a page's records of the entity's first table before they are written.
+BeforeHook = Callable[[Session, int, list[Record]], None]
 
 
 def name_key(*parts: object) -> uuid.UUID:
@@ -67,9 +69,12 @@ class TablePlan:
 class EntityWriter:
     """Compiled once per entity: converts pages and writes them, applies its deletions."""
 
-    def __init__(self, entity: Entity, tables: Mapping[str, Table], hook: Hook | None = None) -> None:
+    def __init__(
+        self, entity: Entity, tables: Mapping[str, Table], hook: Hook | None = None, before: BeforeHook | None = None
+    ) -> None:
         self.entity = entity
         self.hook = hook
+        self.before = before
         declared = {f.exact: f for f in entity_fields(entity)}
         extra: dict[str, Kind] = {}
         if entity.strategy is Strategy.SYNC:
@@ -189,12 +194,15 @@ class EntityWriter:
         return name_key(*parts)
 
     def write_page(
-        self, session: Session, division: int, rows: Sequence[Row], seen: set[Any] | None = None
+        self, session: Session, division: int, rows: Sequence[Row], seen: dict[str, set[Any]] | None = None
     ) -> PageResult:
-        """Upsert a page; `seen` (a snapshot's) collects the keys of the first table's records."""
+        """Upsert a page; `seen` (a snapshot's or a reconciliation's) collects the keys written per table."""
         by_table = self.records(rows, division)
         if seen is not None:
-            seen.update(record["id"] for record in by_table[self.plans[0].decl.name])
+            for name, records in by_table.items():
+                seen.setdefault(name, set()).update(record["id"] for record in records)
+        if self.before is not None:
+            self.before(session, division, by_table[self.plans[0].decl.name])
         inserted = updated = 0
         for plan in self.plans:
             added, changed = upsert_records(session, plan.table, by_table[plan.decl.name], self._newer)
@@ -240,15 +248,19 @@ class EntityWriter:
             self.hook(session, division, touched)
         return marked
 
-    def mark_missing(self, session: Session, division: int, seen: set[Any]) -> int:
-        """Snapshot end: mark the division's live rows that the whole snapshot did not list."""
+    def mark_missing(self, session: Session, division: int, seen: Mapping[str, set[Any]]) -> int:
+        """End of a complete listing (a snapshot, a reconciliation): mark the division's live rows it did not list.
+        A table the listing never reached (a feed with no header rows at all) is left alone."""
         marked = 0
         for plan in self.plans:
+            if plan.decl.name not in seen:
+                continue
             stmt = text(
                 f'UPDATE "{plan.table.name}" SET deleted_at = now(), synced_at = now() '
                 "WHERE division = :division AND deleted_at IS NULL AND NOT (id = ANY(CAST(:seen AS uuid[])))"
             )
-            result = session.execute(stmt, {"division": division, "seen": [str(key) for key in seen]})
+            keys = [str(key) for key in seen[plan.decl.name]]
+            result = session.execute(stmt, {"division": division, "seen": keys})
             marked += cast(CursorResult[Any], result).rowcount
         return marked
 

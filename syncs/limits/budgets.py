@@ -7,12 +7,14 @@ run has listed them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import redis
-from sqlalchemy import select
+from sqlalchemy import Integer, any_, literal, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from models import Connection, Division
@@ -37,14 +39,31 @@ class BudgetReport:
 
 
 def synced_divisions(session: Session, connection: Connection) -> list[int]:
-    codes = session.scalars(
-        select(Division.code)
-        .where(Division.connection_id == connection.id, Division.sync_enabled, Division.available)
-        .order_by(Division.code)
-    ).all()
-    if codes:
-        return list(codes)
-    return [connection.current_division] if connection.current_division is not None else []
+    return synced_divisions_of(session, [connection.id]).get(connection.id, [])
+
+
+def synced_divisions_of(session: Session, connection_ids: Sequence[int]) -> dict[int, list[int]]:
+    """Per connection (one query for all): its enabled, available divisions, or its current one before the first
+    run has listed them."""
+    found: dict[int, list[int]] = {}
+    rows = session.execute(
+        select(Connection.id, Connection.current_division, Division.code)
+        .outerjoin(
+            Division,
+            (Division.connection_id == Connection.id) & Division.sync_enabled & Division.available,
+        )
+        .where(Connection.id == any_(literal(list(connection_ids), ARRAY(Integer))))  # one parameter, not 10,000
+        .order_by(Connection.id, Division.code)
+    )
+    current: dict[int, int | None] = {}
+    for connection_id, current_division, code in rows:
+        current[connection_id] = current_division
+        if code is not None:
+            found.setdefault(connection_id, []).append(code)
+    for connection_id, current_division in current.items():
+        if connection_id not in found:
+            found[connection_id] = [current_division] if current_division is not None else []
+    return found
 
 
 def _gate(client: redis.Redis[Any], settings: Settings, clock: Clock) -> RateGate:
@@ -55,12 +74,24 @@ def low_daily_budget(
     client: redis.Redis[Any], settings: Settings, clock: Clock, divisions: list[int]
 ) -> DivisionBudget | None:
     """The first division whose daily budget is below `daily_budget_low_fraction` of its limit, if any."""
-    gate, now = _gate(client, settings, clock), clock.now()
-    for division in divisions:
-        state = gate.status(str(division))
-        if state.daily_low(now, settings.daily_budget_low_fraction):
-            return DivisionBudget(division, state)
-    return None
+    return low_daily_budgets(client, settings, clock, {0: divisions}).get(0)
+
+
+def low_daily_budgets(
+    client: redis.Redis[Any], settings: Settings, clock: Clock, divisions_of: Mapping[int, list[int]]
+) -> dict[int, DivisionBudget]:
+    """Per key of `divisions_of` (a connection), its first division low on daily budget; one Redis round trip."""
+    wanted = sorted({str(d) for divisions in divisions_of.values() for d in divisions})
+    states = _gate(client, settings, clock).statuses(wanted) if wanted else {}
+    now, fraction = clock.now(), settings.daily_budget_low_fraction
+    low: dict[int, DivisionBudget] = {}
+    for key, divisions in divisions_of.items():
+        for division in divisions:
+            state = states[str(division)]
+            if state.daily_low(now, fraction):
+                low[key] = DivisionBudget(division, state)
+                break
+    return low
 
 
 def low_budget_message(low: DivisionBudget) -> str:

@@ -62,7 +62,8 @@ async def guarded(request: Request, division: int | None, handler: Handler) -> R
         return exact_error(403, _blocked_message(state, until))
     if not state.division_access(division):
         state.record_client_error(division, endpoint)
-        return exact_error(403, "Forbidden", {"Reason": "NoDivisionAccess"})
+        reason = state.config.restricted_reason
+        return exact_error(403, "Forbidden", {"Reason": reason} if reason else {})
     burst = state.burst(division)
     if burst is not None:
         return exact_error(429, "Too many requests", burst)
@@ -132,6 +133,8 @@ def divisions(request: Request, state: SandboxState, division: int) -> dict[str,
         if only is not None and code != int(only.group(1)):
             continue
         record = division_record(code, data.description)
+        if data.move_date is not None:
+            record["DivisionMoveDate"] = data.move_date
         record["Current"] = code == current
         records.append(record)
     fields = frozenset(records[0]) | DIVISION_FIELDS if records else DIVISION_FIELDS

@@ -25,6 +25,8 @@ class SandboxConfig:
     extra_divisions: tuple[DivisionSpec, ...] = ()
     # The login has them but consent does not: 403 with header Reason: NoDivisionAccess.
     restricted_divisions: tuple[int, ...] = ()
+    # The Reason header of those 403s (None: no header); e.g. "BlockedUser" for a login-wide refusal.
+    restricted_reason: str | None = "NoDivisionAccess"
     # GET /api/oauth2/auth: the test user refuses consent (redirect with error=access_denied).
     deny_consent: bool = False
     # Exact's error limit: more than this many 400/401/403/404 per (division, endpoint) within an hour
@@ -45,6 +47,8 @@ class SandboxConfig:
     webhook_secret: str = "sandbox-webhook-secret"
     webhook_bad_signature: bool = False
     webhook_duplicates: int = 0
+    # Where issued tokens are kept across restarts (a file; None: in memory only, lost when the process ends).
+    token_file: str | None = None
 
 
 def _division_spec(value: Any) -> DivisionSpec:

@@ -57,6 +57,7 @@ class DivisionData:
         # Keys come from a generator seeded by the division: the same on every start (stable invoice line IDs).
         self._ids = random.Random(f"ids:{code}")
         self.catalog = CatalogStore(code, self.bump, self._deleted)
+        self.move_date: str | None = None  # system/Divisions DivisionMoveDate (set: Exact moved the division)
 
     def new_id(self) -> str:
         return str(uuid.UUID(int=self._ids.getrandbits(128), version=4))

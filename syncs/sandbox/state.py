@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
+import os
 import random
 import threading
 from datetime import datetime
@@ -33,6 +35,9 @@ class SandboxState:
         self.lock = threading.Lock()
         self._config = config or SandboxConfig()
         self._tokens = TokenStore()
+        if self._config.token_file and os.path.exists(self._config.token_file):
+            with open(self._config.token_file, encoding="utf-8") as file:
+                self._tokens.load(json.load(file))
         self._limiter = RateLimiter()
         self._counters = Counters()
         self._errors = ErrorLimit()
@@ -97,15 +102,28 @@ class SandboxState:
         c = self._config
         return Lifetimes(c.access_token_lifetime, c.refresh_window, c.refresh_token_lifetime)
 
+    def _keep_tokens(self) -> None:
+        """Write the token store to `token_file` (atomically), so a restart strands no stored connection."""
+        path = self._config.token_file
+        if path:
+            temporary = f"{path}.tmp"
+            with open(temporary, "w", encoding="utf-8") as file:
+                json.dump(self._tokens.dump(), file)
+            os.replace(temporary, path)
+
     def issue_tokens(self) -> dict[str, str]:
         """A fresh pair for the test user, as if consent had just been given."""
         with self.lock:
             self._counters.tokens_issued += 1
-            return self._tokens.issue(self.clock.now(), self._lifetimes())
+            pair = self._tokens.issue(self.clock.now(), self._lifetimes())
+            self._keep_tokens()
+            return pair
 
     def issue_code(self, redirect_uri: str | None = None) -> str:
         with self.lock:
-            return self._tokens.issue_code(self.clock.now(), redirect_uri)
+            code = self._tokens.issue_code(self.clock.now(), redirect_uri)
+            self._keep_tokens()
+            return code
 
     def authorize(self, client_id: str, redirect_uri: str, response_type: str = "code") -> str | None:
         """GET /api/oauth2/auth for the test user: a code, None when consent is denied. LookupError for an
@@ -120,11 +138,15 @@ class SandboxState:
                 self._counters.consents_denied += 1
                 return None
             self._counters.consents_given += 1
-            return self._tokens.issue_code(self.clock.now(), redirect_uri)
+            code = self._tokens.issue_code(self.clock.now(), redirect_uri)
+            self._keep_tokens()
+            return code
 
     def revoke_refresh_tokens(self) -> int:
         with self.lock:
-            return self._tokens.revoke_refresh_tokens()
+            revoked = self._tokens.revoke_refresh_tokens()
+            self._keep_tokens()
+            return revoked
 
     def token_request(self, form: dict[str, str], client_id: str | None, client_secret: str | None) -> dict[str, str]:
         """One POST /api/oauth2/token; raises TokenError with Exact's status and body when refused."""
@@ -146,6 +168,7 @@ class SandboxState:
                     setattr(self._counters, refused.counter, getattr(self._counters, refused.counter) + 1)
                 raise
             self._counters.tokens_issued += 1
+            self._keep_tokens()
             return pair
 
     def access_status(self, token: str) -> str:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import base64
 import secrets
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 CODE_LIFETIME = 180.0  # authorization codes live 3 minutes
 
@@ -112,6 +113,19 @@ class TokenStore:
         if issued is None:
             return "unknown"
         return "ok" if now < issued + life.access else "expired"
+
+    def dump(self) -> dict[str, Any]:
+        """Everything a restarted sandbox needs to honour the tokens it issued (see `load`)."""
+        return {
+            "access": self._access,
+            "refresh": {token: asdict(entry) for token, entry in self._refresh.items()},
+            "codes": {code: asdict(entry) for code, entry in self._codes.items()},
+        }
+
+    def load(self, state: dict[str, Any]) -> None:
+        self._access = {str(k): float(v) for k, v in state.get("access", {}).items()}
+        self._refresh = {str(k): _Refresh(**v) for k, v in state.get("refresh", {}).items()}
+        self._codes = {str(k): _Code(**v) for k, v in state.get("codes", {}).items()}
 
     def revoke_refresh_tokens(self) -> int:
         live = [e for e in self._refresh.values() if not e.used and not e.revoked]

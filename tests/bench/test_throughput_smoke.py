@@ -27,6 +27,7 @@ OPTIONS = BenchOptions(
     page_size=40,
     database="unused",
     page_latency=0.01,
+    memory_records=500,
 )
 
 
@@ -79,7 +80,8 @@ def test_tiny_benchmark_counts_every_record_and_prints_the_table() -> None:
     for phase in (*phases, report.fetch_slow, report.exact_slow):
         assert phase.load.seconds > 0
         assert phase.rate > 0
-    for phase in (report.exact, report.exact_half):
+    assert report.exact_large is not None and report.exact_large.db_records == 100 + 100 * 4
+    for phase in (report.exact, report.exact_half, report.exact_large):
         assert phase.memory is not None
         assert phase.memory.peak >= phase.memory.baseline > 0
     assert report.naive_ratio > 0
@@ -102,6 +104,7 @@ def test_tiny_benchmark_counts_every_record_and_prints_the_table() -> None:
         "peak growth",
         f"{records:,}",
         "naive loader ran on a subset",
+        "large data set: 500 records",
     ):
         assert expected in table
     assert messages  # progress went to the log callable

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -12,8 +13,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from models import Account, SalesInvoice, SalesInvoiceLine
 from syncs.core.errors import MalformedResponseError
 from syncs.engine import deletions
+from syncs.engine.streams import SyncCounts, sync_division
 from syncs.entities.registry import ENTITIES
-from tests.engine.support import DIVISION, recorded_accounts
+from syncs.exact.odata import Page
+from tests.engine.support import DIVISION, FakeExact, recorded_accounts
 from tests.engine.test_sales_invoices import INV_A, INV_B, line_row
 
 
@@ -30,18 +33,33 @@ def deleted(key: str, entity_type: int, timestamp: int, date: str | None = None)
     }
 
 
-def test_select_lists_the_documented_fields() -> None:
-    assert deletions.ENDPOINT == "sync/Deleted"
-    assert deletions.CURSOR_ENTITY == "deleted"
-    assert set(deletions.FIELDS) == {
-        "Timestamp",
-        "DeletedBy",
-        "DeletedDate",
-        "Division",
-        "EntityKey",
-        "EntityType",
-        "ID",
-    }
+class SelectingExact(FakeExact):
+    """Serves only the fields named in $select, as Exact does: a field the engine forgets to ask for is missing."""
+
+    def pages(
+        self, division: int, endpoint: str, params: Mapping[str, str], *, resume_url: str | None = None
+    ) -> Iterator[Page]:
+        fields = params["$select"].split(",")
+        for page in super().pages(division, endpoint, params, resume_url=resume_url):
+            yield Page([{k: row[k] for k in fields if k in row} for row in page.rows], page.next_url)
+
+
+def test_the_deletions_request_selects_what_marking_a_row_needs(db: sessionmaker[Session], connection_id: int) -> None:
+    rows = recorded_accounts()[:2]
+    with db.begin() as session:
+        ENTITIES["accounts"].write_page(session, DIVISION, rows)
+    exact = SelectingExact()
+    exact.add("sync/Deleted", deleted(rows[0]["ID"], 2, 5000, "/Date(1721037600000)/"))
+    assert sync_division(db, exact, connection_id, DIVISION, []) == SyncCounts(deleted=1)
+    [(_, endpoint, params, _)] = exact.calls
+    assert endpoint == "sync/Deleted"
+    assert set(params["$select"].split(",")) == {
+        "Timestamp", "DeletedBy", "DeletedDate", "Division", "EntityKey", "EntityType", "ID",
+    }  # fmt: skip
+    with db() as session:
+        marks = {a.id: a.deleted_at for a in session.scalars(select(Account))}
+    # DeletedDate was asked for and used: 2024-07-15 10:00 Amsterdam = 08:00 UTC.
+    assert marks == {uuid.UUID(rows[0]["ID"]): datetime(2024, 7, 15, 8, 0, tzinfo=UTC), uuid.UUID(rows[1]["ID"]): None}
 
 
 def test_accounts_are_marked_unless_newer(db: sessionmaker[Session]) -> None:

@@ -145,7 +145,7 @@ def test_a_deletion_marks_the_row_in_every_table_of_the_entity(db: sessionmaker[
 def test_a_snapshot_marks_what_it_no_longer_lists(db: sessionmaker[Session], name: str) -> None:
     entity = CATALOG[name]
     rows = generated(entity)
-    seen: set[Any] = set()
+    seen: dict[str, set[Any]] = {}
     with db.begin() as session:
         ENTITIES[name].writer.write_page(session, DIV, rows[1:], seen=seen)
         write_first_only = ENTITIES[name].writer.write_page(session, DIV + 1, rows[:1])  # another division

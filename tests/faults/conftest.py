@@ -12,17 +12,19 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from models import Account, SalesInvoiceLine
+from models import Account, SalesInvoiceLine, SyncCursor
 from syncs.core.settings import Settings
 from syncs.lifecycle.connections import add_connection
-from syncs.sandbox.state import SandboxState
+from syncs.sandbox import SandboxConfig, SandboxServer, SandboxState
 from syncs.tokens.pair import TokenPair
+from tests.support.cli import aimed_at
 from tests.support.net import free_port
 from tests.support.tokens import token_store
 
@@ -52,6 +54,31 @@ def assert_equal_to_source(db: sessionmaker[Session], state: SandboxState, divis
         (r["ID"], r["Timestamp"]) for r in state.accounts(division)
     )
     assert sorted(str(i) for i, _ in lines) == sorted(r["ID"] for r in state.invoice_lines(division))
+
+
+@pytest.fixture
+def slow_sandbox() -> Iterator[SandboxServer]:
+    """Small pages and some latency: a first sync takes a few seconds. Short-lived access tokens, so tokens
+    are refreshed while things break."""
+    config = SandboxConfig(
+        page_size=20, latency=0.02, minutely_limit=None, daily_limit=None, access_token_lifetime=4, refresh_window=2
+    )
+    server = SandboxServer(SandboxState(config))
+    for division in server.state.divisions:
+        server.state.generate(division, accounts=600, invoices=150, lines_per_invoice=2)
+    server.start()
+    yield server
+    server.stop()
+
+
+def aimed_at_fast_tokens(settings: Settings, sandbox: SandboxServer, **changes: Any) -> Settings:
+    """Settings aimed at `sandbox` with a 2 s refresh window, so short-lived tokens refresh during the faults."""
+    return aimed_at(settings, sandbox, token_refresh_window_seconds=2.0, token_refresh_margin_seconds=0.2, **changes)
+
+
+def cursors(db: sessionmaker[Session]) -> int:
+    with db() as session:
+        return session.scalar(select(func.count()).select_from(SyncCursor)) or 0
 
 
 @dataclass

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from datetime import timedelta
 
 import pytest
@@ -15,6 +16,8 @@ from models import Connection, SyncRun
 from syncs.core.clock import to_datetime
 from syncs.core.errors import ErrorBudgetExhaustedError, ExactRequestError, ExactSyncError
 from syncs.core.settings import Settings
+from syncs.entities.declaration import Cadence
+from syncs.entities.registry import ENTITIES
 from syncs.exact.client import open_client
 from syncs.limits.errorbudget import ErrorBudget
 from syncs.limits.ratelimit import RateGate
@@ -25,7 +28,7 @@ from tests.support.cli import aimed_at
 from tests.support.clock import FakeClock
 from worker.budget_view import budget_status, low_budget_warning
 from worker.runs import RunOutcome, execute_sync
-from worker.scheduler import daily_budget_deferral, schedule_due_connections
+from worker.scheduler import Due, daily_budget_deferral, schedule_due_connections
 
 DIV = 124132
 
@@ -102,22 +105,33 @@ def test_5xx_and_429_bursts_end_equal_to_the_source_without_429s_from_the_budget
     assert counters.old_refresh_token_used == 0 and counters.http_401 == 0, counters
 
 
-def test_idle_runs_cost_three_calls_per_division(
+def idle_day_calls(runs_per_day: int) -> int:
+    """The documented idle cost of one division and day (README, "Idle cost")."""
+    per_cadence = Counter(spec.cadence for spec in ENTITIES.values())
+    return (
+        (per_cadence[Cadence.TRANSACTIONAL] + 1) * runs_per_day  # + the deletions stream, every run
+        + per_cadence[Cadence.MASTER] * (24 // 4)
+        + per_cadence[Cadence.REFERENCE]  # one page each while a list has at most 60 rows
+        + 2  # the daily division check: current/Me and system/Divisions
+    )
+
+
+def test_an_idle_day_with_every_entity_stays_within_1000_calls_per_division(
     fake_settings: Settings, db: sessionmaker[Session], sandbox: SandboxServer, clock: FakeClock
 ) -> None:
-    """The documented idle cost: 3 calls a run (accounts, invoices, deleted) -> 288 a day at 15 minutes."""
+    """Every default entity on: a day of hourly runs against the sandbox costs exactly what the arithmetic says,
+    and the same arithmetic at 15-minute runs stays within 1,000 calls per division."""
     register(db, fake_settings, sandbox.state)
     first = execute_sync(fake_settings, "acme", clock=clock)
-    per_run = []
-    for _ in range(3):
-        clock.advance(15 * 60)  # the access token expires in between: refreshes are not API calls
-        before = sum(sandbox.state.counters.api_calls.values())
-        outcome = execute_sync(fake_settings, "acme", clock=clock)
-        per_run.append(sum(sandbox.state.counters.api_calls.values()) - before)
-        assert outcome.api_calls == per_run[-1]
-    assert per_run == [3 * len(first.divisions)] * 3
-    runs_per_day = 24 * 60 // fake_settings.default_sync_interval_minutes
-    assert runs_per_day * per_run[0] / len(first.divisions) <= 300
+    assert first.inserted > 0
+    before = dict(sandbox.state.counters.api_calls)
+    for _ in range(24):
+        clock.advance(3600)  # the access token expires in between: refreshes are not API calls
+        execute_sync(fake_settings, "acme", clock=clock)
+    calls = {d: n - before.get(d, 0) for d, n in sandbox.state.counters.api_calls.items()}
+    for division in first.divisions:  # the division check's two calls go to the current division only
+        assert idle_day_calls(24) - 2 <= calls[division] <= idle_day_calls(24), (division, calls)
+    assert idle_day_calls(24 * 4) <= 1000
 
 
 def test_the_error_budget_stops_an_endpoint_before_exacts_limit(
@@ -180,13 +194,17 @@ def test_beat_defers_a_connection_whose_daily_budget_runs_low(
     gate.observe(str(DIV + 1), 200, {**daily, "X-RateLimit-Remaining": "500"})
     sent: list[str] = []
     defer = daily_budget_deferral(db, redis_client, fake_settings, clock)
-    assert schedule_due_connections(db, lambda name, _: sent.append(name), clock, defer) == ["fine"]
+
+    def send(batch: Sequence[Due]) -> None:
+        sent.extend(due.name for due in batch)
+
+    assert schedule_due_connections(db, send, clock, defer) == ["fine"]
     with db() as session:
         low = session.get_one(Connection, low_id)
         margin = timedelta(seconds=fake_settings.daily_budget_defer_margin_seconds)
         assert low.next_sync_at == to_datetime(reset) + margin
     clock.advance(3 * 3600 + fake_settings.daily_budget_defer_margin_seconds)  # after the reset: due and sent
-    assert schedule_due_connections(db, lambda name, _: sent.append(name), clock, defer) == ["fine", "low"]
+    assert schedule_due_connections(db, send, clock, defer) == ["fine", "low"]
 
 
 def test_status_shows_budgets_and_stopped_endpoints_and_manual_runs_warn(

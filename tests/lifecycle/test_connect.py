@@ -241,3 +241,19 @@ def test_a_missing_encryption_key_fails_before_any_consent(
     assert sandbox.state.counters == before  # no region check, no consent, no code exchange reached Exact
     assert stored(db) == (0, 0)
     assert not list(redis_client.scan_iter(match=f"{life_settings.redis_key_prefix}:oauth-state:*"))
+
+
+def test_a_started_consent_expires_after_the_state_ttl(
+    life_settings: Settings, db: sessionmaker[Session], redis_client: redis.Redis[Any], clock: FakeClock
+) -> None:
+    flow = ConnectFlow(life_settings.model_copy(update={"oauth_state_ttl_seconds": 1}), db, redis_client, clock)
+    url, state = flow.begin("acme", "nl")
+    [key] = redis_client.scan_iter(match=f"{life_settings.redis_key_prefix}:oauth-state:*")
+    assert 0 < redis_client.pttl(key) <= 1000  # Redis itself forgets the state: no clock of ours can keep it
+    params = callback_params(consent(url))
+    deadline = time.monotonic() + 5
+    while redis_client.exists(key) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    with pytest.raises(ConnectError, match="unknown, expired or already used state"):
+        flow.complete(state, params["code"], expected_state=state)
+    assert stored(db) == (0, 0)

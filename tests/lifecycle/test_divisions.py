@@ -10,7 +10,7 @@ from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from models import Account, Connection, Division, SyncCursor
+from models import Account, Connection, Division, SyncCursor, SyncRun
 from syncs.core.errors import ExactRequestError, MalformedResponseError
 from syncs.core.settings import Settings
 from syncs.exact.client import ExactClient, open_client
@@ -93,12 +93,25 @@ def test_without_system_divisions_the_current_division_from_me_is_used() -> None
     assert [(d.code, d.is_current) for d in listed] == [(42, True)]
 
 
-@pytest.mark.parametrize("reason", ["BlockedUser", None])
-def test_a_login_wide_403_still_fails_the_run(reason: str | None) -> None:
-    from syncs.lifecycle.divisions import division_unavailable
-
-    assert not division_unavailable(ExactRequestError("no", 403, reason))
-    assert division_unavailable(ExactRequestError("no", 403, "DivisionBlocked"))
+@pytest.mark.parametrize("reason", ["BlockedUser", "LicenseExpired", None])
+def test_a_login_wide_403_still_fails_the_run(
+    reason: str | None,
+    sandbox: SandboxServer,
+    flow: ConnectFlow,
+    life_settings: Settings,
+    db: sessionmaker[Session],
+    clock: FakeClock,
+) -> None:
+    connected = connect_via_flow(flow)
+    sandbox.state.configure(restricted_divisions=[SECOND], restricted_reason=reason)
+    with pytest.raises(ExactRequestError, match="answered 403") as refused:
+        execute_sync(life_settings, "acme", clock=clock)
+    assert refused.value.status_code == 403 and refused.value.reason == reason
+    with db() as session:
+        second = session.get_one(Division, (connected.connection_id, SECOND))
+        assert second.available and second.unavailable_reason is None  # not blamed on the division
+        run = session.scalars(select(SyncRun).order_by(SyncRun.id.desc())).first()
+        assert run is not None and run.status == "failed" and "403" in (run.error or "")
 
 
 ME_ROW = {"UserID": "0b5b6f6e-9d4b-4f4e-9b1a-3c1f0e0d0c0b", "FullName": "Test User"}

@@ -39,6 +39,8 @@ def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
         "REDIS_URL": settings.redis_url,
         "REDIS_KEY_PREFIX": settings.redis_key_prefix,
         "CELERY_QUEUE": settings.celery_queue,
+        "CELERY_KEY_PREFIX": settings.celery_key_prefix,
+        "CELERY_CONSUME_DEFAULT_QUEUE": str(settings.celery_consume_default_queue).lower(),
         "TOKEN_ENCRYPTION_KEY": key.get_secret_value() if key else "",
         "EXACT_BASE_URL": settings.exact_base_url or "",
         "EXACT_CLIENT_ID": settings.exact_client_id or "",

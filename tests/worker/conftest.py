@@ -75,22 +75,29 @@ def add_sandbox_connection(cli: CliInvoke, sandbox: SandboxServer) -> Callable[.
 @pytest.fixture
 def queue_length(settings: Settings, redis_client: redis.Redis[bytes]) -> Callable[[], int]:
     """Messages waiting in this test's Celery queue (kombu keeps a Redis list named after the queue)."""
-    return lambda: int(redis_client.llen(settings.celery_queue))
+    return lambda: int(redis_client.llen(f"{settings.celery_key_prefix}{settings.celery_queue}"))
+
+
+def start_celery_worker(
+    settings: Settings, pool: str = "solo", concurrency: int = 1, **extra_env: str
+) -> subprocess.Popen[bytes]:
+    """A real `celery worker` subprocess consuming `settings`' queue."""
+    env = {**os.environ, **settings_env(settings, **extra_env)}
+    return subprocess.Popen(
+        [
+            CELERY, "-A", "worker.app", "worker", "-Q", settings.celery_queue,
+            "--pool", pool, "--concurrency", str(concurrency), "--loglevel", "INFO",
+            "--without-gossip", "--without-mingle", "--without-heartbeat",
+            "-n", f"{settings.celery_queue}@%h",
+        ],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
 
 
 @pytest.fixture
 def celery_worker(sandbox_settings: Settings) -> Iterator[subprocess.Popen[bytes]]:
     """A real `celery worker` subprocess consuming this test's queue."""
-    env = {**os.environ, **settings_env(sandbox_settings)}
-    process = subprocess.Popen(
-        [
-            CELERY, "-A", "worker.app", "worker", "-Q", sandbox_settings.celery_queue,
-            "--pool", "solo", "--loglevel", "INFO",
-            "--without-gossip", "--without-mingle", "--without-heartbeat",
-            "-n", f"{sandbox_settings.celery_queue}@%h",
-        ],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    process = start_celery_worker(sandbox_settings)
     yield process
     stop(process)
 

@@ -109,3 +109,10 @@ def test_dates_do_not_wrap_at_80_columns(
             expected = [when(stored.last_sync_at), when(stored.next_sync_at)]
         for text in expected:
             assert text in result.output, (args, text, result.output)
+
+
+def test_migrate_succeeds_when_the_secrets_step_cannot_run(cli: CliInvoke, monkeypatch: pytest.MonkeyPatch) -> None:
+    reconfigure(monkeypatch, REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
+    result = cli("migrate")
+    assert result.exit_code == 0, result.output
+    assert "newest schema" in result.output and "run `exact-sync keys rotate`" in result.output

@@ -20,7 +20,8 @@ from syncs.core.settings import Settings
 from syncs.sandbox.server import SandboxServer
 from tests.support.cli import settings_env
 from tests.worker.conftest import CURRENT, ROOT, wait_for
-from worker.runs import connection_lock, execute_sync
+from worker.locks import connection_lock
+from worker.runs import execute_sync
 
 SECOND = 124133
 
@@ -99,7 +100,7 @@ def test_a_connection_never_syncs_twice_at_once(
     sandbox_settings: Settings, db: sessionmaker[Session], add_sandbox_connection: Callable[..., Any]
 ) -> None:
     add_sandbox_connection("acme")
-    with connection_lock(sandbox_settings, connection(db).id) as held:
+    with connection_lock(sandbox_settings.database_url, connection(db).id) as held:
         assert held
         outcome = execute_sync(sandbox_settings, "acme")
     assert (outcome.status, outcome.run_id) == ("skipped", None)
@@ -119,8 +120,8 @@ def test_the_lock_dies_with_a_killed_process_and_its_run_is_marked_interrupted(
         f"""
         import sys, time
         from syncs.core.settings import Settings
-        from worker.runs import connection_lock
-        with connection_lock(Settings(), {acme_id}) as held:
+        from worker.locks import connection_lock
+        with connection_lock(Settings().database_url, {acme_id}) as held:
             print("held" if held else "busy", flush=True)
             time.sleep(60)
         """

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -21,7 +21,7 @@ from tests.support.cli import CliInvoke, settings_env
 from tests.support.clock import FakeClock
 from tests.worker.conftest import CELERY, ROOT, stop, wait_for
 from worker.app import create_app
-from worker.scheduler import ConnectionScheduler, schedule_due_connections
+from worker.scheduler import ConnectionScheduler, Due, schedule_due_connections
 
 
 def make_connections(db: sessionmaker[Session], *names: str, interval: int = 15) -> None:
@@ -43,8 +43,8 @@ def test_due_connections_are_sent_once_per_interval(db: sessionmaker[Session]) -
     clock = FakeClock()
     sent: list[tuple[str, int]] = []
 
-    def send(name: str, interval: int) -> None:
-        sent.append((name, interval))
+    def send(batch: Sequence[Due]) -> None:
+        sent.extend((due.name, due.interval_minutes) for due in batch)
 
     assert schedule_due_connections(db, send, clock) == ["a", "b"]
     assert sent == [("a", 15), ("b", 60)]
@@ -67,8 +67,8 @@ def test_pause_resume_and_a_shorter_interval_take_effect_at_the_next_tick(
     clock = FakeClock()
     sent: list[str] = []
 
-    def send(name: str, _: int) -> None:
-        sent.append(name)
+    def send(batch: Sequence[Due]) -> None:
+        sent.extend(due.name for due in batch)
 
     assert schedule_due_connections(db, send, clock) == ["a"]
     result = cli("connections", "set", "a", "--pause")
@@ -94,11 +94,11 @@ def test_a_failed_send_leaves_the_connection_due(db: sessionmaker[Session]) -> N
     make_connections(db, "a")
     clock = FakeClock()
 
-    def broken(name: str, interval: int) -> None:
+    def broken(batch: Sequence[Due]) -> None:
         raise ConnectionError("broker down")
 
     assert schedule_due_connections(db, broken, clock) == []
-    assert schedule_due_connections(db, lambda name, interval: None, clock) == ["a"]
+    assert schedule_due_connections(db, lambda batch: None, clock) == ["a"]
 
 
 def test_two_beats_racing_never_claim_a_connection_twice(db: sessionmaker[Session]) -> None:
@@ -113,7 +113,7 @@ def test_two_beats_racing_never_claim_a_connection_twice(db: sessionmaker[Sessio
 
         def beat(barrier: threading.Barrier = barrier, results: list[list[str]] = results) -> None:
             barrier.wait()
-            results.append(schedule_due_connections(db, lambda name, interval: None, clock))
+            results.append(schedule_due_connections(db, lambda batch: None, clock))
 
         threads = [threading.Thread(target=beat) for _ in range(2)]
         for thread in threads:

@@ -6,14 +6,16 @@ import subprocess
 from collections.abc import Callable
 from typing import Any
 
+import redis
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from models import Account, SyncRun
+from models import Account, Connection, SyncRun
 from syncs.core.settings import Settings
+from syncs.entities.registry import ENTITIES
 from syncs.sandbox.server import SandboxServer
 from tests.support.cli import CliInvoke
-from tests.worker.conftest import CURRENT, stop
+from tests.worker.conftest import CURRENT, start_celery_worker, stop, wait_for
 from worker.app import create_app
 from worker.tasks import rate_limit_countdown
 
@@ -39,7 +41,7 @@ def test_send_task_by_name_runs_the_sync_in_the_worker(
         run = session.scalars(select(SyncRun)).one()
         assert (run.status, run.trigger, run.id) == ("succeeded", "task", summary["run_id"])
         assert run.rows_inserted == summary["inserted"]
-        assert sorted(run.entities) == ["accounts", "sales_invoices"]
+        assert sorted(run.entities) == sorted(ENTITIES)
         in_current = select(func.count()).select_from(Account).where(Account.division == CURRENT)
         assert session.scalar(in_current) == len(sandbox.state.accounts(CURRENT))
 
@@ -98,3 +100,44 @@ def test_cli_sync_wait_prints_the_outcome(
     with db() as session:
         run = session.scalars(select(SyncRun)).one()
         assert run.entities == ["accounts"] and run.trigger == "cli-queued"
+
+
+def test_a_retriable_failure_is_retried_by_the_worker_until_it_succeeds(
+    sandbox_settings: Settings,
+    db: sessionmaker[Session],
+    add_sandbox_connection: Callable[..., Any],
+    sandbox: SandboxServer,
+    redis_client: redis.Redis[bytes],
+) -> None:
+    # Tokens that are due at once (and that the sandbox lets us refresh at once), so the run needs the token lock.
+    sandbox.state.configure(access_token_lifetime=2, refresh_window=2)
+    add_sandbox_connection("acme")
+    with db() as session:
+        connection_id = session.scalars(select(Connection.id)).one()
+    lock = f"{sandbox_settings.redis_key_prefix}:token-lock:{connection_id}"
+    redis_client.set(lock, "another worker", px=60_000)  # held elsewhere: LockUnavailableError, a RetriableError
+    worker = start_celery_worker(
+        sandbox_settings, TOKEN_LOCK_TIMEOUT_SECONDS="0.3", TASK_RETRY_BACKOFF_SECONDS="1"
+    )
+    try:
+        app = create_app(sandbox_settings)
+        result = app.send_task("exact.sync_connection", args=["acme"], queue=sandbox_settings.celery_queue)
+
+        def failed_once() -> bool:
+            with db() as session:
+                return "failed" in session.scalars(select(SyncRun.status)).all()
+
+        wait_for(failed_once, timeout=60)
+        redis_client.delete(lock)  # the other worker is done
+        try:
+            summary = result.get(timeout=60)  # the same task, retried by Celery
+        except Exception as exc:
+            raise AssertionError(f"{exc!r}\n{stop(worker)}") from None
+    finally:
+        log = stop(worker)
+    assert summary["status"] == "succeeded", (summary, log)
+    with db() as session:
+        runs = session.execute(select(SyncRun.status, SyncRun.error).order_by(SyncRun.id)).all()
+    assert runs[0].status == "failed" and "LockUnavailableError" in (runs[0].error or "")
+    assert runs[-1].status == "succeeded"
+    assert "retry" in log.lower()

@@ -230,7 +230,8 @@ def serve_sandbox(sandbox_signed: Settings) -> Iterator[str]:
 def test_subscribe_list_unsubscribe_per_division_and_idempotent(
     serve_sandbox: str, synced_once: None, sandbox: SandboxServer, cli: CliInvoke
 ) -> None:
-    first = cli("webhooks", "subscribe", "acme", "--callback-url", serve_sandbox)
+    topics = ("-t", "Accounts", "-t", "SalesInvoices")  # the default is every synced entity's topic
+    first = cli("webhooks", "subscribe", "acme", *topics, "--callback-url", serve_sandbox)
     assert first.exit_code == 0, first.output
     assert f"division {CURRENT}: Accounts subscribed" in first.output
     hub = sandbox.state.webhooks
@@ -240,7 +241,7 @@ def test_subscribe_list_unsubscribe_per_division_and_idempotent(
     validations = [a for a in hub.attempts if a.topic is None]
     assert len(validations) == 4 and all(a.status == 200 for a in validations)  # serve acknowledged each
 
-    again = cli("webhooks", "subscribe", "acme", "--callback-url", serve_sandbox)
+    again = cli("webhooks", "subscribe", "acme", *topics, "--callback-url", serve_sandbox)
     assert again.exit_code == 0 and "already subscribed" in again.output and "Accounts subscribed" not in again.output
     assert len(hub.subscriptions) == 4
 

@@ -28,6 +28,14 @@ PAYMENT_TERMS = _term_table(
 PAYMENTS = _term_table("payments", "Payments to suppliers: the payment terms with LineType 22.")
 RECEIVABLES = _term_table("receivables", "Amounts customers owe: the payment terms with LineType 20.")
 
+# Added as the README's example of a new entity: this declaration, then `python -m models.revision`.
+PAYMENT_CONDITIONS = TableDecl(
+    "payment_conditions",
+    ("ID",),
+    fields(text="Code Description", int="PaymentDays", datetime="Modified"),
+    "Payment conditions (the terms master data: code, description, days), not the installments.",
+)
+
 ENTITIES = (
     Entity(
         "payment_terms", "sync/Cashflow/PaymentTerms", Strategy.SYNC,
@@ -38,5 +46,9 @@ ENTITIES = (
         ),
         Cadence.TRANSACTIONAL, frozenset({10}), None,
         "PIS Sync/Cashflow/PaymentTerms.php (LineType 22 payment, 20 receipt; filtered on our side)",
+    ),
+    Entity(
+        "payment_conditions", "cashflow/PaymentConditions", Strategy.SNAPSHOT, (Output(PAYMENT_CONDITIONS),),
+        Cadence.REFERENCE, source="catalog #25 (cashflow/PaymentConditions: no sync or bulk endpoint)",
     ),
 )  # fmt: skip

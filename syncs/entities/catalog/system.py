@@ -23,5 +23,6 @@ ENTITIES = (
     Entity(
         "exact_divisions", "system/Divisions", Strategy.SNAPSHOT, (Output(EXACT_DIVISIONS),), Cadence.REFERENCE,
         source="PIS System/Divisions.php; NG syncs/divisions.ts", filter="Code eq {division}",
+        hook="division_moved",
     ),
 )  # fmt: skip
