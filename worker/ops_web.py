@@ -74,7 +74,7 @@ def ops_routes(
         return Response(render_metrics(), media_type=CONTENT_TYPE, headers=NO_STORE)
 
     def dashboard(request: Request) -> Response:
-        if (refused := require_admin(request)) is not None:
+        if (refused := require_admin(request, browser_page=True)) is not None:
             return refused
         page = render_dashboard(settings, sessions, redis_client, clock)
         return HTMLResponse(page, headers={**NO_STORE, "Content-Security-Policy": CONTENT_SECURITY_POLICY})

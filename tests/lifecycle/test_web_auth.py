@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from urllib.parse import urlsplit
 
 import httpx
@@ -25,9 +26,16 @@ def admin_probe(request: Request) -> Response:
     return PlainTextResponse("admin ok")
 
 
+def page_probe(request: Request) -> Response:
+    if (refused := require_admin(request, browser_page=True)) is not None:
+        return refused
+    return PlainTextResponse("page ok")
+
+
 def serve_with_probe(settings: Settings, clock: FakeClock) -> ServerThread:
     app = create_web_app(settings, clock)
     app.add_route("/admin-probe", admin_probe, methods=["GET"])
+    app.add_route("/page-probe", page_probe, methods=["GET", "POST"])
     port = urlsplit(settings.exact_redirect_uri).port
     assert port is not None
     return ServerThread(app, port)
@@ -50,6 +58,27 @@ def test_admin_routes_answer_only_the_configured_bearer_token(life_settings: Set
         assert good.headers.get("cache-control") is None  # the route's own response, untouched
         assert missing.headers["cache-control"] == "no-store"
         assert httpx.get(f"{web.base_url}/health").status_code == 200  # public: no token needed
+
+
+def basic(user: str, password: str) -> dict[bytes, bytes]:
+    return {b"Authorization": b"Basic " + base64.b64encode(f"{user}:{password}".encode())}
+
+
+def test_browser_pages_also_take_basic_with_the_token_as_password_on_get_only(
+    life_settings: Settings, clock: FakeClock
+) -> None:
+    settings = life_settings.model_copy(update={"serve_admin_token": SecretStr(TOKEN)})
+    with serve_with_probe(settings, clock) as web:
+        page = f"{web.base_url}/page-probe"
+        missing = httpx.get(page)
+        assert missing.status_code == 401 and missing.headers["www-authenticate"].startswith("Basic ")  # prompts
+        assert httpx.get(page, headers=basic("anyone", TOKEN)).text == "page ok"
+        assert httpx.get(page, headers={b"Authorization": f"Bearer {TOKEN}".encode()}).text == "page ok"
+        for refused in (basic("anyone", TOKEN[:-1]), basic(TOKEN, ""), {b"Authorization": b"Basic !!notbase64"}):
+            assert httpx.get(page, headers=refused).status_code == 401
+        # Browsers replay Basic credentials on cross-site requests: never accepted where a request changes state.
+        assert httpx.post(page, headers=basic("anyone", TOKEN)).status_code == 401
+        assert httpx.get(f"{web.base_url}/admin-probe", headers=basic("anyone", TOKEN)).status_code == 401
 
 
 def test_without_a_token_admin_routes_are_off(life_settings: Settings, clock: FakeClock) -> None:

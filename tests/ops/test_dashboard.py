@@ -14,6 +14,7 @@ import httpx
 import pytest
 from PIL import Image
 from playwright.sync_api import ConsoleMessage, sync_playwright
+from playwright.sync_api import Error as PlaywrightError
 from sqlalchemy.orm import Session, sessionmaker
 
 from syncs.core.errors import ReauthRequiredError
@@ -21,7 +22,7 @@ from syncs.core.settings import Settings
 from syncs.sandbox import SandboxServer
 from tests.faults.conftest import register
 from tests.lifecycle.conftest import ServerThread
-from tests.ops.conftest import ADMIN, DIV
+from tests.ops.conftest import ADMIN_TOKEN, DIV
 from tests.support.clock import FakeClock
 from worker.dashboard import BAR_COLOUR
 from worker.runs import execute_sync
@@ -82,12 +83,19 @@ def test_dashboard_renders_in_chromium_and_refuses_without_the_token(
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
         try:
-            anonymous = browser.new_page()
-            refused = anonymous.goto(url)
-            assert refused is not None and refused.status == 401
-            assert "admin token required" in anonymous.content()
-
-            context = browser.new_context(extra_http_headers=ADMIN, viewport={"width": 1440, "height": 900})
+            # The page answers 401 with a Basic challenge; the browser answers it with the credentials it holds, as
+            # a person typing the token at its prompt. Without any, the browser gives up at the challenge; with the
+            # wrong ones, it shows the refusal.
+            with pytest.raises(PlaywrightError, match="ERR_INVALID_AUTH_CREDENTIALS"):
+                browser.new_page().goto(url)
+            wrong = browser.new_context(http_credentials={"username": "ops", "password": "not-the-token"})
+            refused = wrong.new_page()
+            answer = refused.goto(url)
+            assert answer is not None and answer.status == 401 and "invalid admin token" in refused.content()
+            wrong.close()
+            context = browser.new_context(
+                http_credentials={"username": "ops", "password": ADMIN_TOKEN}, viewport={"width": 1440, "height": 900}
+            )
             context.grant_permissions(["clipboard-read", "clipboard-write"], origin=web.base_url)
             page = context.new_page()
 
