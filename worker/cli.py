@@ -101,7 +101,7 @@ def sync(
     from syncs.core.db import session_factory
     from syncs.lifecycle.connections import get_connection_by_name
     from worker.app import SYNC_TASK, create_app
-    from worker.runs import resolve_entities
+    from worker.run_plan import resolve_entities
 
     settings = current_settings()
     entities = resolve_entities(entity) if entity else None

@@ -1,7 +1,8 @@
-"""Celery tasks. Thin on purpose: the work is in worker.runs, whose steps the CLI's `run` chains in process.
+"""Celery tasks. Thin on purpose: the work is in worker.runs (with worker.run_plan and worker.run_records), whose
+steps the CLI's `run` chains in process.
 
 `exact.sync_connection(connection_name, entities=None, full=False, trigger="task")` plans the run under the
-connection's lock (worker.runs.plan_run), then replaces itself with a chord: one `exact.sync_division` task per
+connection's lock (worker.run_plan.plan_run), then replaces itself with a chord: one `exact.sync_division` task per
 division (so several workers sync one connection's divisions at once, each under its division's lock and within
 that division's rate budget), whose outcomes `exact.finish_run` adds up. The chord's result is stored under the
 `exact.sync_connection` task's id (Celery's `Task.replace`), so `result.get()` and `sync NAME --wait` report the
@@ -37,19 +38,9 @@ from syncs.core.errors import FatalError, RateLimitedError, RetriableError
 from syncs.core.settings import get_settings
 from worker.app import DIVISION_TASK, FINISH_TASK, SYNC_TASK, app
 from worker.locks import any_division_locked, connection_lock
-from worker.runs import (
-    DivisionFailed,
-    DivisionOutcome,
-    RunOutcome,
-    RunPlan,
-    active_connection,
-    division_failure,
-    finish_run,
-    plan_run,
-    resolve_entities,
-    skipped_outcome,
-    sync_one_division,
-)
+from worker.run_plan import RunPlan, active_connection, plan_run, resolve_entities
+from worker.run_records import DivisionOutcome, RunOutcome, skipped_outcome
+from worker.runs import DivisionFailed, division_failure, finish_run, sync_one_division
 
 log = structlog.get_logger(__name__)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
@@ -39,6 +40,23 @@ class Schedule:
 
     now: datetime
     intervals: Mapping[str, timedelta | None]
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-able (it travels in a run's plan): the start as ISO 8601, intervals in seconds."""
+        return {
+            "now": self.now.isoformat(),
+            "intervals": {
+                name: None if interval is None else interval.total_seconds()
+                for name, interval in self.intervals.items()
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Schedule:
+        intervals = {
+            name: None if seconds is None else timedelta(seconds=seconds) for name, seconds in data["intervals"].items()
+        }
+        return cls(datetime.fromisoformat(data["now"]), intervals)
 
     def due(self, checked: Mapping[str, datetime | None]) -> list[str]:
         """The enabled entities whose interval has passed since `checked` (their last check), in catalog order."""

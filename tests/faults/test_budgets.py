@@ -27,7 +27,8 @@ from tests.faults.conftest import assert_equal_to_source, register
 from tests.support.cli import aimed_at
 from tests.support.clock import FakeClock
 from worker.budget_view import budget_status, low_budget_warning
-from worker.runs import RunOutcome, execute_sync
+from worker.run_records import RunOutcome
+from worker.runs import execute_sync
 from worker.scheduler import Due, daily_budget_deferral, schedule_due_connections
 
 DIV = 124132

@@ -31,7 +31,8 @@ from tests.support.cli import settings_env
 from tests.support.tokens import token_store
 from tests.worker.conftest import CELERY, ROOT, stop, wait_for
 from worker.app import create_app
-from worker.runs import RunOutcome, execute_sync
+from worker.run_records import RunOutcome
+from worker.runs import execute_sync
 
 VISIBILITY_TIMEOUT = 5  # only on a private redis-server: no other application's messages to redeliver
 

@@ -20,7 +20,8 @@ from tests.faults.conftest import assert_equal_to_source
 from tests.worker.conftest import CURRENT, start_celery_worker, stop, wait_for
 from worker.app import create_app
 from worker.locks import division_namespace
-from worker.runs import RunOutcome, execute_sync
+from worker.run_records import RunOutcome
+from worker.runs import execute_sync
 
 SECOND = 124133
 
