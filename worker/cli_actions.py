@@ -70,6 +70,10 @@ def _describe_fields(action: Action) -> str:
             extra.append(f"-> {param.references}")
         if param.max_length:
             extra.append(f"max {param.max_length}")
+        if param.max_bytes:
+            extra.append(f"max {param.max_bytes} bytes")
+        if param.lookup:
+            extra.append(f"empty: the division's only {param.lookup.what}")
         return f"{param.name} ({', '.join(extra)})"
 
     parts = [one(param) for param in action.params]

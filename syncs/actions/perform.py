@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from typing import Any
-from uuid import UUID
 
 import orjson
 import structlog
@@ -25,13 +24,14 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.actions import ActionRecord, ActionState
+from syncs.actions.calls import ActionRefusedError, error_body, get_record, jsonable, key_of, keyed, look_up, read
 from syncs.actions.catalog import ACTIONS
 from syncs.actions.declaration import Action, Verb
 from syncs.actions.readback import mark_synced_deleted, synced_row, upsert_synced
-from syncs.actions.validate import ActionValidationError, check_payload, reference_errors
+from syncs.actions.validate import ActionValidationError, check_payload, reference_errors, resolve_lookups
 from syncs.core.clock import SYSTEM_CLOCK, Clock
 from syncs.core.db import engine_for, session_factory
-from syncs.core.errors import AmbiguousWriteError, ConfigurationError, ExactRequestError, FatalError
+from syncs.core.errors import AmbiguousWriteError, ConfigurationError, ExactRequestError
 from syncs.core.settings import Settings
 from syncs.exact.client import ExactClient
 from syncs.exact.odata import decode_json, page_from_json
@@ -39,10 +39,6 @@ from syncs.lifecycle.clients import Target, connection_client, division_of, reso
 
 log = structlog.get_logger(__name__)
 LOCK_CLASS = 7_309  # advisory-lock namespace of action keys (two-int form: apart from other locks)
-
-
-class ActionRefusedError(FatalError):
-    """Exact refused the write (4xx), or a precondition failed; the ledger keeps the answer."""
 
 
 def find_action(name: str) -> Action:
@@ -74,22 +70,31 @@ def perform(
     clean, errors = check_payload(action, payload)  # no I/O at all
     sessions = session_factory(settings.database_url)
     target = resolve_target(sessions, connection, division)
-    if target.division is not None:
-        with sessions() as session:  # every bad field in one answer, before any call
-            errors = reference_errors(session, action, target.division, clean) | errors
+    chosen: dict[str, str] = {}
+    if target.division is not None:  # every bad field in one answer, before any call
+        chosen, errors = _database_checks(sessions, action, target.division, clean, errors)
     if errors:
         raise ActionValidationError(action.name, errors)
     with connection_client(settings, sessions, target, clock=clock) as client:
         on = division_of(target, client)
         if not action.writes:
-            return _read(client, action, on, clean, sessions)
+            return read(client, action, on, clean, sessions)
         if target.division is None:
-            with sessions() as session:
-                if late := reference_errors(session, action, on, clean):
-                    raise ActionValidationError(action.name, late)
+            chosen, late = _database_checks(sessions, action, on, clean, {})
+            if late:
+                raise ActionValidationError(action.name, late)
         key = idempotency_key or derive_key(connection, on, action.name, clean)
         with _action_lock(settings, target.connection_id, key):
-            return _write(sessions, client, action, Target(target.connection_id, connection, on), key, clean)
+            return _write(sessions, client, action, Target(target.connection_id, connection, on), key, clean, chosen)
+
+
+def _database_checks(
+    sessions: sessionmaker[Session], action: Action, division: int, clean: dict[str, Any], errors: dict[str, str]
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Tenant values looked up (journals) and referenced records checked against the synced tables."""
+    with sessions() as session:
+        chosen, missing = resolve_lookups(session, action, division, clean)
+        return chosen, reference_errors(session, action, division, clean) | missing | errors
 
 
 @contextmanager
@@ -160,6 +165,7 @@ def _write(
     target: Target,
     key: str,
     clean: dict[str, Any],
+    chosen: dict[str, str],
 ) -> dict[str, Any]:
     row = _ledger_row(sessions, target, key, action, clean)
     if row.state is ActionState.SUCCEEDED and row.answer is not None:
@@ -177,9 +183,9 @@ def _write(
         body[action.marker] = marker
         _update(sessions, row.id, marker=marker, payload=body)
     if row.state is ActionState.SENT:  # an earlier attempt's answer was lost: look before sending again
-        record_key, recovered = _look_up(client, action, division, body, marker)
+        record_key, recovered = look_up(client, action, division, body, marker)
     if action.verb is Verb.UPDATE:
-        current = _get(client, action, division, str(body[action.key]))
+        current = get_record(client, action, division, str(body[action.key]))
         if current is None:
             return _refuse(sessions, row.id, action, f"no {action.resource} record {body[action.key]}")
         if action.require_status and current.get(action.require_status[0]) != action.require_status[1]:
@@ -189,12 +195,12 @@ def _write(
         record_key = _send(sessions, client, action, division, row, body)
     assert record_key is not None
     answer = _finish(sessions, client, action, division, record_key)
-    answer.update(idempotency_key=key, marker=marker, recovered=recovered, replayed=False)
+    answer.update(idempotency_key=key, marker=marker, recovered=recovered, replayed=False, chosen=chosen)
     _update(
         sessions, row.id, state=ActionState.SUCCEEDED, record_key=record_key, answer=answer, error=None,
         finished_at=datetime.now(UTC),
     )  # fmt: skip
-    log.info("action.succeeded", action=action.name, key=key, record=record_key, recovered=recovered)
+    log.info("action.succeeded", action=action.name, key=key, record=record_key, recovered=recovered, chosen=chosen)
     return answer
 
 
@@ -207,7 +213,7 @@ def _send(
     sessions: sessionmaker[Session], client: ExactClient, action: Action, division: int, row: ActionRecord,
     body: dict[str, Any],
 ) -> str:  # fmt: skip
-    path = action.resource if action.verb is Verb.CREATE else _keyed(action, str(body[action.key]))
+    path = action.resource if action.verb is Verb.CREATE else keyed(action, str(body[action.key]))
     method = {Verb.CREATE: "POST", Verb.UPDATE: "PUT", Verb.DELETE: "DELETE"}[action.verb]
     sent_body = None if action.verb is Verb.DELETE else {k: v for k, v in body.items() if k != action.key}
     _update(sessions, row.id, state=ActionState.SENT, attempts=row.attempts + 1, sent_at=datetime.now(UTC))
@@ -218,7 +224,7 @@ def _send(
         hint = f"{exc}; Exact may have stored it: run it again with idempotency key {row.idempotency_key}"
         raise AmbiguousWriteError(f"{hint} (it looks the record up before sending again)") from exc
     except ExactRequestError as exc:
-        answer = _error_body(exc)
+        answer = error_body(exc)
         if action.verb is Verb.DELETE and exc.status_code == 404:
             return str(body[action.key])  # already gone: what a delete wants
         _update(
@@ -231,63 +237,7 @@ def _send(
     if action.verb is not Verb.CREATE:
         return str(body[action.key])
     echo = page_from_json(decode_json(response.content, path), path).rows[0]
-    return _key_of(action, echo)
-
-
-def _key_of(action: Action, record: dict[str, Any]) -> str:
-    value = record.get(action.key)
-    if not value:  # NG parses the key from __metadata.uri when the echo lacks it (catalog W1)
-        uri = str((record.get("__metadata") or {}).get("uri", ""))
-        value = uri.rsplit("guid'", 1)[-1].rstrip("')") if "guid'" in uri else None
-    if not value:
-        raise ActionRefusedError(f"{action.resource}: Exact's answer names no {action.key}")
-    return str(UUID(str(value)))
-
-
-def _error_body(exc: ExactRequestError) -> dict[str, Any] | None:
-    try:
-        parsed = orjson.loads(exc.body) if exc.body else None
-    except orjson.JSONDecodeError:
-        return None
-    return parsed if isinstance(parsed, dict) else None
-
-
-def _keyed(action: Action, key: str) -> str:
-    return f"{action.resource}(guid'{key}')"
-
-
-def _get(client: ExactClient, action: Action, division: int, key: str) -> dict[str, Any] | None:
-    params = {"$expand": action.expand} if action.expand else None
-    try:
-        response = client.request("GET", _keyed(action, key), division=division, params=params)
-    except ExactRequestError as exc:
-        if exc.status_code == 404:
-            return None
-        raise
-    return page_from_json(decode_json(response.content, action.resource), action.resource).rows[0]
-
-
-def _look_up(
-    client: ExactClient, action: Action, division: int, body: dict[str, Any], marker: str | None
-) -> tuple[str | None, bool]:
-    """After a lost answer: (the record's key, True) when Exact has the write already, else (None, False)."""
-    if action.verb is Verb.CREATE:
-        if not action.marker or marker is None:
-            return None, False
-        escaped = marker.replace("'", "''")
-        response = client.request(
-            "GET", action.resource, division=division,
-            params={"$filter": f"{action.marker} eq '{escaped}'", "$select": action.key},
-        )  # fmt: skip
-        rows = page_from_json(decode_json(response.content, action.resource), action.resource).rows
-        if len(rows) > 1:
-            raise ActionRefusedError(f"{action.name}: {len(rows)} records carry the marker {marker!r}; resolve by hand")
-        log.info("action.lookup", action=action.name, marker=marker, found=bool(rows))
-        return (_key_of(action, rows[0]), True) if rows else (None, False)
-    if action.verb is Verb.DELETE:
-        gone = _get(client, action, division, str(body[action.key])) is None
-        return (str(body[action.key]), True) if gone else (None, False)
-    return None, False  # an update: sending the same PUT again is harmless
+    return key_of(action, echo)
 
 
 def _finish(
@@ -300,35 +250,11 @@ def _finish(
             mark_synced_deleted(session, action, division, record_key)
             result["record"] = None
         else:
-            record = _get(client, action, division, record_key)
+            record = get_record(client, action, division, record_key)
             if record is None:
                 raise ActionRefusedError(f"{action.name}: Exact has no record {record_key} right after the write")
             upsert_synced(session, action, division, record_key, record)
             result["record"] = record
         session.commit()
-        result["row"] = _jsonable(synced_row(session, action, division, record_key))
+        result["row"] = jsonable(synced_row(session, action, division, record_key))
     return result
-
-
-def _jsonable(row: dict[str, Any] | None) -> dict[str, Any] | None:
-    if row is None:
-        return None
-    parsed: dict[str, Any] = orjson.loads(orjson.dumps(row, default=str))
-    return parsed
-
-
-def _read(
-    client: ExactClient, action: Action, division: int, clean: dict[str, Any], sessions: sessionmaker[Session]
-) -> dict[str, Any]:
-    if action.verb is Verb.GET:
-        key = clean[action.key]
-        record = _get(client, action, division, key)
-        if record is None:
-            raise ActionRefusedError(f"{action.name}: no {action.resource} record {key}")
-        with sessions() as session:
-            row = _jsonable(synced_row(session, action, division, key))
-        return {"action": action.name, "division": division, "key": key, "state": "succeeded", "record": record,
-                "row": row}  # fmt: skip
-    params = {k: v for k, v in (("$select", action.select), ("$filter", action.filter)) if v}
-    records = [row for page in client.pages(division, action.resource, params) for row in page.rows]
-    return {"action": action.name, "division": division, "state": "succeeded", "records": records}

@@ -41,10 +41,26 @@ def _line_row(header: dict[str, Any], line: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def sync_rows(action: Action, record: dict[str, Any], fields: tuple[str, ...], timestamp: int) -> list[dict[str, Any]]:
-    """The record in its sync feed's shape (the feed's `$select` fields only): one row, or one per line."""
-    merged = [record] if action.expand is None else [_line_row(record, line) for line in _lines(record, action.expand)]
-    return [{**{name: row[name] for name in fields if name in row}, "Timestamp": timestamp} for row in merged]
+def sync_rows(
+    action: Action, spec: EntitySpec, record: dict[str, Any], key: str, timestamp: int
+) -> list[dict[str, Any]]:
+    """The record in its sync feed's shape (the feed's `$select` fields only): one row; or, for a header/line
+    feed, one per line with the header's fields (and the LineNumber 0 header row when Exact's feed has one).
+    The header table's key is filled with the record's key when the standard record lacks it (a sales order's
+    sync `ID` is its `OrderID`, as far as known)."""
+    header = {spec.entity.tables[0].key[0]: key, **record}
+    merged = [header]
+    lines = action.record_lines
+    if spec.entity.header_of and lines is not None:
+        merged = [_line_row(header, line) for line in _lines(record, lines.name)]
+        if lines.header_row:
+            merged.insert(0, {**header, "LineNumber": 0})
+    return [_feed_row(spec, row, timestamp) for row in merged]
+
+
+def _feed_row(spec: EntitySpec, row: dict[str, Any], timestamp: int) -> dict[str, Any]:
+    found = {name: row[name] for name in spec.fields if name in row}
+    return {**found, "Timestamp": timestamp} if spec.strategy is Strategy.SYNC else found
 
 
 def _stored_timestamp(session: Session, spec: EntitySpec, division: int, rows: list[dict[str, Any]]) -> int:
@@ -64,35 +80,43 @@ def _stored_timestamp(session: Session, spec: EntitySpec, division: int, rows: l
     return top
 
 
-def upsert_synced(session: Session, action: Action, division: int, key: str, record: dict[str, Any]) -> bool:
-    """Write the record into its synced table(s); False when that entity is not synced here."""
-    spec = ENTITIES.get(action.table or "")
-    if spec is None:
-        return False
-    rows = sync_rows(action, record, spec.fields, 0)
+def _upsert(session: Session, spec: EntitySpec, division: int, rows: list[dict[str, Any]]) -> None:
+    """Rows of a sync feed get the stored row's Timestamp + 1 (see the module's docstring)."""
     if spec.strategy is Strategy.SYNC:
         timestamp = _stored_timestamp(session, spec, division, rows) + 1
         rows = [{**row, "Timestamp": timestamp} for row in rows]
-    else:
-        rows = [{k: v for k, v in row.items() if k != "Timestamp"} for row in rows]
     spec.write_page(session, division, rows)
+
+
+def upsert_synced(session: Session, action: Action, division: int, key: str, record: dict[str, Any]) -> bool:
+    """Write the record into its synced table(s), and its lines into theirs when they are another stream;
+    False when that entity is not synced here."""
+    spec = ENTITIES.get(action.entity or "")
+    if spec is None:
+        return False
+    _upsert(session, spec, division, sync_rows(action, spec, record, key, 0))
+    declared = action.record_lines
+    lines = ENTITIES.get(declared.entity or "") if declared else None
+    if lines is not None and declared is not None:
+        rows = [_feed_row(lines, {action.key: key, **line}, 0) for line in _lines(record, declared.name)]
+        _upsert(session, lines, division, rows)
     return True
 
 
 def synced_row(session: Session, action: Action, division: int, key: str) -> dict[str, Any] | None:
-    if action.table not in ENTITIES:
+    if action.entity not in ENTITIES:
         return None
     row = session.execute(
-        text(f'SELECT * FROM "{action.table}" WHERE division = :d AND id = :k'), {"d": division, "k": UUID(key)}
+        text(f'SELECT * FROM "{action.entity}" WHERE division = :d AND id = :k'), {"d": division, "k": UUID(key)}
     ).mappings().first()  # fmt: skip
     return dict(row) if row is not None else None
 
 
 def mark_synced_deleted(session: Session, action: Action, division: int, key: str) -> None:
-    if action.table not in ENTITIES:
+    if action.entity not in ENTITIES:
         return
     session.execute(
-        text(f'UPDATE "{action.table}" SET deleted_at = now(), synced_at = now() '
+        text(f'UPDATE "{action.entity}" SET deleted_at = now(), synced_at = now() '
              "WHERE division = :d AND id = :k AND deleted_at IS NULL"),
         {"d": division, "k": UUID(key)},
     )  # fmt: skip

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from collections.abc import Mapping
 from datetime import date
@@ -66,8 +68,18 @@ def _value(param: Param, value: Any) -> tuple[Any, str | None]:
             return date.fromisoformat(str(value)[:10]).isoformat(), None
         except ValueError:
             return None, f"must be a date YYYY-MM-DD, not {value!r}"
+    return _base64(param, value)
+
+
+def _base64(param: Param, value: Any) -> tuple[Any, str | None]:
     if not isinstance(value, str):
         return None, "must be base64 text"
+    try:
+        size = len(base64.b64decode(value, validate=True))
+    except (binascii.Error, ValueError):
+        return None, "must be base64 text (A-Z, a-z, 0-9, +, /, = padding)"
+    if param.max_bytes is not None and size > param.max_bytes:
+        return None, f"at most {param.max_bytes} bytes once decoded (got {size})"
     return value, None
 
 
@@ -81,7 +93,7 @@ def _fields(
     for name, param in params.items():
         value = payload.get(name)
         if value is None or value == "":
-            if param.required:
+            if param.required and param.lookup is None:  # a lookup fills it (resolve_lookups) or says why not
                 errors[f"{prefix}{name}"] = "required"
             continue
         checked, problem = _value(param, value)
@@ -152,3 +164,33 @@ def reference_errors(session: Session, action: Action, division: int, clean: Map
             if t == table and key not in present:
                 errors[path] = f"no {table} record {key} in division {division} (synced; run a sync if it is new)"
     return errors
+
+
+def resolve_lookups(
+    session: Session, action: Action, division: int, clean: dict[str, Any]
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Fill each empty field that has a Lookup from the synced tables: (what was chosen and why, errors).
+    Exactly one candidate is taken; none or several ask the caller to choose."""
+    chosen: dict[str, str] = {}
+    errors: dict[str, str] = {}
+    for param in action.params:
+        lookup = param.lookup
+        if lookup is None or clean.get(param.name) not in (None, ""):
+            continue
+        field, wanted = lookup.where
+        if session.scalar(text("SELECT to_regclass(:t)"), {"t": lookup.table}) is None:
+            errors[param.name] = f"required (no synced {lookup.table} here to look up the {lookup.what})"
+            continue
+        found = session.scalars(
+            text(f'SELECT "{lookup.column}" FROM "{lookup.table}" WHERE division = :d AND deleted_at IS NULL '
+                 f'AND "{field}" = :w ORDER BY 1'),
+            {"d": division, "w": wanted},
+        ).all()  # fmt: skip
+        if len(found) == 1:
+            clean[param.name] = found[0]
+            chosen[param.name] = f"{found[0]}: the division's only {lookup.what}"
+        elif found:
+            errors[param.name] = f"required: the division has {len(found)} of them ({', '.join(found)}); choose one"
+        else:
+            errors[param.name] = f"required: the division has no {lookup.what} in the synced {lookup.table}"
+    return chosen, errors

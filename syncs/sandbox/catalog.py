@@ -17,6 +17,7 @@ from typing import Any
 from syncs.entities.catalog import CATALOG
 from syncs.entities.declaration import Entity, Kind, Strategy
 from syncs.entities.mapper import entity_fields
+from syncs.entities.references import referenced
 from syncs.sandbox.dates import exact_date, exact_datetime
 from syncs.sandbox.synclog import SyncLog
 
@@ -25,32 +26,15 @@ NAMESPACE = uuid.UUID("0b5c1e9a-5d0e-4a4b-8d8e-9f3c0c2b7a11")
 NATIVE = frozenset({"accounts", "sales_invoices"})  # served by the hand-written division data
 ROWS_PER_ENTITY = 6
 FIRST_DAY = date(2024, 1, 1)
-# GUID fields that refer to another entity's key: (entity or "" for any, field) -> (entity, its key field).
-REFERENCES: dict[tuple[str, str], tuple[str, str]] = {
-    ("", "Account"): ("accounts", "ID"),
-    ("", "OrderedBy"): ("accounts", "ID"),
-    ("", "OrderAccount"): ("accounts", "ID"),
-    ("", "DeliveryAccount"): ("accounts", "ID"),
-    ("", "Supplier"): ("accounts", "ID"),
-    ("", "Item"): ("items", "ID"),
-    ("", "ItemId"): ("items", "ID"),
-    ("", "ItemGroup"): ("item_groups", "ID"),
-    ("", "GLAccount"): ("gl_accounts", "ID"),
-    ("", "Employee"): ("employees", "ID"),
-    ("", "Project"): ("projects", "ID"),
-    ("", "Document"): ("documents", "ID"),
-    ("", "Contact"): ("contacts", "ID"),
-    ("", "OrderID"): ("sales_orders", "OrderID"),
-    ("", "QuotationID"): ("quotations", "QuotationID"),
-    ("", "SalesOrderLineID"): ("sales_order_lines", "ID"),
-    ("goods_delivery_lines", "EntryID"): ("goods_deliveries", "EntryID"),
-}
 # Generated first, in this order: the entities others refer to. Every other declared entity follows.
 REFERENCED_FIRST = (
     "item_groups", "items", "gl_accounts", "employees", "projects", "documents", "contacts", "sales_orders",
     "sales_order_lines", "quotations", "goods_deliveries",
 )  # fmt: skip
 SERVED_ELSEWHERE = NATIVE | {"exact_divisions"}  # system/Divisions is served with the login's divisions
+# One journal of each kind (Exact's Type: 20 sales, 22 purchase, 12 bank, 10 cash, 90 general, 21 return invoice),
+# so a division has exactly one sales and one purchase journal for actions to find.
+JOURNAL_TYPES = (20, 22, 12, 10, 90, 21)
 _TEXT_VALUES = {"Currency": "EUR", "Country": "NL ", "VATCode": "2", "SalesVatCode": "2", "Unit": "pc"}
 
 
@@ -115,7 +99,7 @@ class CatalogStore:
         if kind is Kind.TEXT:
             return _TEXT_VALUES.get(name, f"{name} {n}" if name != "Code" else f"{n:04d}")
         if kind is Kind.INT or kind is Kind.BIGINT:
-            return _int_value(name, n)
+            return _int_value(entity.name, name, n)
         if kind is Kind.NUMBER:
             return float(n % 3) if "Delivered" in name or "Invoiced" in name else round(n * 12.5, 2)
         if kind is Kind.BOOL:
@@ -127,7 +111,7 @@ class CatalogStore:
     def _guid(self, entity: Entity, name: str, n: int, accounts: list[str], key: bool) -> str | None:
         if key:  # a header key groups three rows (a header row and two lines) of a header/line feed
             return self._id(entity.name, name, (n + 2) // 3 if name == entity.header_of else n)
-        target = REFERENCES.get((entity.name, name)) or REFERENCES.get(("", name))
+        target = referenced(entity.name, name)
         if target is None:
             return self._id(entity.name, name, n)
         if target[0] == "accounts":
@@ -179,7 +163,9 @@ class CatalogStore:
         return dict(record)
 
 
-def _int_value(name: str, n: int) -> int:
+def _int_value(entity: str, name: str, n: int) -> int:
+    if (entity, name) == ("journals", "Type"):
+        return JOURNAL_TYPES[(n - 1) % len(JOURNAL_TYPES)]
     if name == "LineType":
         return 20 if n % 2 else 22  # receipts and payments alternate
     if name == "Type":

@@ -27,7 +27,7 @@ from tests.worker.conftest import CELERY, CURRENT, ROOT, stop
 from worker.app import ACTION_TASK, create_app
 from worker.runs import execute_sync
 
-SYNCED = ["accounts", "sales_invoices", "gl_accounts", "contacts", "items"]  # what the actions tested here refer to
+SYNCED = ["accounts", "sales_invoices", "gl_accounts", "contacts", "items", "journals"]  # what the actions tested here refer to
 VOLATILE = {"timestamp", "synced_at"}  # what a later sync may change without the row's content changing
 
 
@@ -265,6 +265,23 @@ def test_update_of_a_processed_invoice_is_refused(acme: Settings, sandbox: Sandb
     with pytest.raises(Exception, match="Status is 50; only 20 can change"):
         by_python(acme, "sales_invoices.update", {"InvoiceID": invoice, "YourRef": "late"}, None)
     assert sandbox.state.invoice(CURRENT, invoice)["YourRef"] != "late"
+
+
+def test_a_journal_left_empty_is_looked_up_and_named(acme: Settings, sandbox: SandboxServer) -> None:
+    payload = {k: v for k, v in _invoice_payload(sandbox).items() if k != "Journal"}
+    sales = [j for j in sandbox.state.records(CURRENT, "journals") if j["Type"] == 20]
+    assert len(sales) == 1
+    result = by_python(acme, "sales_invoices.create", payload, None)
+    assert result["chosen"] == {"Journal": f"{sales[0]['Code']}: the division's only sales journal"}
+    assert sandbox.state.invoice(CURRENT, result["key"])["Journal"] == sales[0]["Code"]
+    sandbox.state.create_record(CURRENT, "journals", Code="0099", Description="Second sales", Type=20)
+    execute_sync(acme, "acme", entities=["journals"])
+    before = calls(sandbox)
+    with pytest.raises(ActionValidationError) as refused:
+        by_python(acme, "sales_invoices.create", {**payload, "YourRef": "another"}, None)
+    assert calls(sandbox) == before
+    assert refused.value.errors == {"Journal": f"required: the division has 2 of them ({sales[0]['Code']}, 0099); "
+                                    "choose one"}  # fmt: skip
 
 
 def test_get_and_list(acme: Settings, sandbox: SandboxServer) -> None:
