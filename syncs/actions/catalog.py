@@ -23,6 +23,34 @@ def journal(what: str, type_: int) -> Rule:
     )
 
 
+def customer_document(
+    entity: str,
+    resource: str,
+    key: str,
+    party: str,
+    day: str,
+    until: str,
+    lines_name: str,
+    lines_entity: str,
+    doc: str,
+) -> Action:
+    """A sales order or a quotation: a customer, a date, lines of items kept in their own sync stream."""
+    return create(
+        entity,
+        resource,
+        key=key,
+        required=party,
+        optional=f"{day} Currency",
+        write_only=fields(date=until, text="YourRef Description Remarks"),
+        rules={"Currency": CURRENCY},
+        document_lines=lines(
+            lines_name, lines_entity, "Item", "Quantity NetPrice VATCode", fields(text="Description"), separate=True
+        ),
+        marker="Remarks",
+        doc=doc,
+    )
+
+
 ACCOUNTS = create(
     "accounts", "crm/Accounts", required="Name",
     optional="Code Status Email Phone Website AddressLine1 Postcode City Country VATNumber ChamberOfCommerce "
@@ -54,12 +82,9 @@ SALES_INVOICES = create(
                          "Description VATCode", one_of=("Item", "GLAccount")),
     marker="Remarks", doc="Create a sales invoice with its lines (Status 20 Open).",
 )  # fmt: skip
-SALES_ORDERS = create(
-    "sales_orders", "salesorder/SalesOrders", key="OrderID", required="OrderedBy", optional="OrderDate Currency",
-    write_only=fields(date="DeliveryDate", text="YourRef Description Remarks"), rules={"Currency": CURRENCY},
-    document_lines=lines("SalesOrderLines", "sales_order_lines", "Item", "Quantity NetPrice VATCode",
-                         fields(text="Description"), separate=True),
-    marker="Remarks", doc="Create a sales order with its lines (Status 12 Open).",
+SALES_ORDERS = customer_document(
+    "sales_orders", "salesorder/SalesOrders", "OrderID", "OrderedBy", "OrderDate", "DeliveryDate", "SalesOrderLines",
+    "sales_order_lines", "Create a sales order with its lines (Status 12 Open).",
 )  # fmt: skip
 PURCHASE_ENTRIES = create(
     "purchase_entries", "purchaseentry/PurchaseEntries", required="Journal Supplier",
@@ -69,12 +94,9 @@ PURCHASE_ENTRIES = create(
                          fields(guid="GLAccount", number="AmountFC", text="VATCode Description")),
     marker="Description", doc="Create a purchase invoice (purchase entry) with its lines.",
 )  # fmt: skip
-QUOTATIONS = create(
-    "quotations", "crm/Quotations", key="QuotationID", required="OrderAccount", optional="QuotationDate Currency",
-    write_only=fields(date="ClosingDate", text="YourRef Description Remarks"), rules={"Currency": CURRENCY},
-    document_lines=lines("QuotationLines", "quotation_lines", "Item", "Quantity NetPrice VATCode",
-                         fields(text="Description"), separate=True),
-    marker="Remarks", doc="Create a quotation with its lines.",
+QUOTATIONS = customer_document(
+    "quotations", "crm/Quotations", "QuotationID", "OrderAccount", "QuotationDate", "ClosingDate", "QuotationLines",
+    "quotation_lines", "Create a quotation with its lines.",
 )  # fmt: skip
 PURCHASE_ORDERS = create(
     "purchase_orders", "purchaseorder/PurchaseOrders", required="Supplier", optional="OrderDate",
