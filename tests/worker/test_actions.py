@@ -27,7 +27,7 @@ from tests.worker.conftest import CELERY, CURRENT, ROOT, stop
 from worker.app import ACTION_TASK, create_app
 from worker.runs import execute_sync
 
-SYNCED = ["accounts", "sales_invoices", "gl_accounts", "contacts", "items", "journals"]  # what the actions tested here refer to
+SYNCED = ["accounts", "sales_invoices", "gl_accounts", "contacts", "items", "journals"]  # what the actions refer to
 VOLATILE = {"timestamp", "synced_at"}  # what a later sync may change without the row's content changing
 
 
