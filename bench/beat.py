@@ -1,8 +1,9 @@
 """Beat at scale: one tick that finds 10,000 connections due in a 100,000-row connections table.
 
 `python -m bench.beat [--connections 100000] [--due 10000]` (a few seconds). In a fresh database next to
-DATABASE_URL's: the claim's query plan, then one `schedule_due_connections` with beat's own budget check and bulk
-publishing to a scratch queue in REDIS_URL; every due connection must be sent once, and a second tick sends
+DATABASE_URL's: the claim's query plan, then one `schedule_due_connections` with beat's own budget check and send
+(`send_scheduled`: which connections have webhook subscriptions, then bulk publishing) to a scratch queue in
+REDIS_URL; every due connection must be sent once, and a second tick sends
 nothing. For comparison, `send_task` one message at a time on a sample. Goal: the tick under 1 s.
 """
 
@@ -24,8 +25,7 @@ from syncs.core.clock import SYSTEM_CLOCK, to_datetime
 from syncs.core.db import session_factory
 from syncs.core.settings import Settings
 from worker.app import SYNC_TASK, create_app
-from worker.publish import TaskCall, publish_many
-from worker.scheduler import CLAIM_DUE, Due, daily_budget_deferral, schedule_due_connections
+from worker.scheduler import CLAIM_DUE, Due, daily_budget_deferral, schedule_due_connections, send_scheduled
 
 TARGET_SECONDS = 1.0
 SAMPLE = 200
@@ -71,9 +71,8 @@ def run(rows: int, due: int) -> str:
         app = create_app(settings)
         defer = daily_budget_deferral(sessions, redis_client, settings, SYSTEM_CLOCK)
 
-        def send(batch: Sequence[Due]) -> None:
-            calls = [TaskCall((d.name,), {"trigger": "beat"}, d.interval_minutes * 60.0) for d in batch]
-            publish_many(app, SYNC_TASK, settings.celery_queue, calls)
+        def send(batch: Sequence[Due]) -> None:  # beat's own: the webhook check, then bulk publishing
+            send_scheduled(app, settings, sessions, redis_client, batch)
 
         started = time.perf_counter()
         sent = schedule_due_connections(sessions, send, SYSTEM_CLOCK, defer)

@@ -8,7 +8,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from cryptography.fernet import Fernet
 from pydantic import SecretStr
@@ -37,6 +37,12 @@ HALF_CONNECTION = "bench-half"
 WARMUP_CONNECTION = "bench-warmup"
 REGION = "nl"
 SYNCED_TABLES = ("accounts", "sales_invoices", "sales_invoice_lines")
+
+
+class TokenIssuer(Protocol):
+    """The sandbox in this process (SandboxState) or in its own (bench.sandbox_process.SandboxProcess)."""
+
+    def issue_tokens(self) -> dict[str, Any]: ...
 
 
 class BenchmarkError(RuntimeError):
@@ -137,7 +143,7 @@ def delete_redis_keys(redis_client: Redis[Any], prefix: str) -> None:
         redis_client.delete(*keys)
 
 
-def register(sessions: sessionmaker[Session], settings: Settings, state: SandboxState, name: str, division: int) -> int:
+def register(sessions: sessionmaker[Session], settings: Settings, state: TokenIssuer, name: str, division: int) -> int:
     key = settings.token_encryption_key.get_secret_value() if settings.token_encryption_key else None
     tokens = state.issue_tokens()
     pair = TokenPair(
@@ -167,7 +173,7 @@ def worker_values(
 
 
 def register_divisions(
-    sessions: sessionmaker[Session], store: TokenStore, state: SandboxState, name: str, divisions: Sequence[int]
+    sessions: sessionmaker[Session], store: TokenStore, state: TokenIssuer, name: str, divisions: Sequence[int]
 ) -> None:
     """A connection syncing `divisions` (the first is its current one), with a pair the sandbox just issued."""
     tokens = state.issue_tokens()

@@ -117,6 +117,17 @@ def _orm_objects(spec: EntitySpec, row: Row, division: int) -> list[SyncedRecord
     ]
 
 
+def merge_page(sessions: sessionmaker[Session], spec: EntitySpec, rows: Sequence[Row], division: int) -> int:
+    """One `session.merge` per mapped object of a page, one commit; the objects written."""
+    written = 0
+    with sessions.begin() as session:
+        for row in rows:
+            for obj in _orm_objects(spec, row, division):
+                session.merge(obj)
+                written += 1
+    return written
+
+
 def naive_load(
     client: ExactClient, sessions: sessionmaker[Session], division: int, quotas: Sequence[int]
 ) -> LoadResult:
@@ -126,11 +137,7 @@ def naive_load(
     for spec, quota in zip(STREAMS, quotas, strict=True):
         done = 0
         for rows in stream_pages(client, division, spec):
-            with sessions.begin() as session:
-                for row in rows:
-                    for obj in _orm_objects(spec, row, division):
-                        session.merge(obj)
-                        written += 1
+            written += merge_page(sessions, spec, rows, division)
             done += len(rows)
             clock.page_done(spec.name, len(rows))
             if done >= quota:
@@ -170,6 +177,16 @@ def create_raw_tables(database_url: str) -> None:
             conn.execute(f'CREATE TABLE "{_raw_table(spec)}" ({columns}, raw jsonb)')
 
 
+def copy_raw_page(conn: psycopg.Connection[Any], spec: EntitySpec, rows: Sequence[Row]) -> None:
+    """COPY a page's rows as fetched (a text column per selected field, the row as jsonb), one transaction."""
+    fields = spec.select.split(",")
+    names = ", ".join(f'"{field}"' for field in fields)
+    statement = f'COPY "{_raw_table(spec)}" ({names}, raw) FROM STDIN'
+    with conn.transaction(), conn.cursor() as cursor, cursor.copy(statement) as copy:
+        for row in rows:
+            copy.write_row([*(row.get(field) for field in fields), Jsonb(row)])
+
+
 def raw_copy_load(client: ExactClient, database_url: str, division: int) -> LoadResult:
     """The physical limit: fetch each page, then COPY its rows as fetched, one transaction per page."""
     calls, records, clock = client.api_calls, 0, StreamClock()
@@ -177,13 +194,8 @@ def raw_copy_load(client: ExactClient, database_url: str, division: int) -> Load
         started = time.perf_counter()
         clock.restart()
         for spec in STREAMS:
-            fields = spec.select.split(",")
-            names = ", ".join(f'"{field}"' for field in fields)
             for rows in stream_pages(client, division, spec):
-                statement = f'COPY "{_raw_table(spec)}" ({names}, raw) FROM STDIN'
-                with conn.transaction(), conn.cursor() as cursor, cursor.copy(statement) as copy:
-                    for row in rows:
-                        copy.write_row([*(row.get(field) for field in fields), Jsonb(row)])
+                copy_raw_page(conn, spec, rows)
                 records += len(rows)
                 clock.page_done(spec.name, len(rows))
         seconds = time.perf_counter() - started

@@ -72,10 +72,10 @@ def render_report(report: BenchReport) -> str:
     lines = [
         "exact-sync throughput benchmark",
         f"python {platform.python_version()}, PostgreSQL {report.postgres_version}, {platform.machine()}, "
-        f"sandbox in process (same interpreter, rate limits off, page size {o.page_size})",
+        f"sandbox in a process of its own (as Exact is a remote server; rate limits off, page size {o.page_size})",
         f"data: division {DIVISION}: {o.accounts:,} accounts + {o.invoices:,} invoices x {o.lines_per_invoice} "
         f"lines = {o.invoices * o.lines_per_invoice:,} invoice lines -> {o.records:,} records "
-        f"(generated in {report.generate_seconds:.1f} s)",
+        f"(sandbox started and data generated in {report.generate_seconds:.1f} s)",
         f"machine: {os.cpu_count()} CPUs, load average {_loads(report.load_before)} at start, "
         f"{_loads(report.load_after)} at the end (other work on the machine slows every method alike, roughly)",
         "a record = a row read from the API (an account or an invoice line); exact-sync also writes one header "
@@ -96,6 +96,18 @@ def render_report(report: BenchReport) -> str:
     ]
     for phase in (report.fetch_slow, report.exact_slow):
         lines.append(_phase_line(report, phase, excl_fetch=False))
+    lines += [
+        "",
+        f"write side alone (division {DIVISION}'s pages fetched once and held in memory, then written; one "
+        "transaction per page each):",
+        f"{'method':<34}{'records':>10}{'seconds':>10}{'records/s':>12}{'us/record':>11}{'rows written':>14}",
+    ]
+    for phase in (report.written_copy, report.written_exact, report.written_naive):
+        load = phase.load
+        lines.append(
+            f"{phase.name:<34}{load.records:>10,}{load.seconds:>10.2f}{phase.rate:>12,.0f}"
+            f"{1e6 * load.seconds / max(load.records, 1):>11.1f}{load.rows_written:>14,}"
+        )
     naive_scope = (
         "all records"
         if report.naive.load.records >= o.records
@@ -106,10 +118,11 @@ def render_report(report: BenchReport) -> str:
         "",
         f"naive loader ran on {naive_scope}; rates (records/s) are compared, not totals.",
         "records/s excl. fetch: records / (seconds - the fetch-only time for as many records), an estimate of the "
-        "mapping + database side alone (load cost beyond fetching).",
+        "mapping + database side alone; the write-side table measures it directly (the ratios below use that).",
         "physical limit: fetch each page, then COPY its rows as fetched (a text column per selected field + the row "
         "as jsonb) into a table without keys or indexes, one transaction per page: no mapping, no upsert, no "
-        "overlap of fetching and writing.",
+        "overlap of fetching and writing. exact-sync fetches the next page while it writes one (one request in "
+        "flight), so end to end it can come near max(fetch, write) instead of their sum.",
         "map_row + COPY: the physical limit plus exact-sync's mapping (the entity modules' map_row / map_page) into "
         "unindexed twins of the synced tables: the difference is what mapping costs.",
         "",
@@ -121,10 +134,12 @@ def render_report(report: BenchReport) -> str:
          f">= {TARGET_CEILING_SHARE:.0%}", report.ceiling_share >= TARGET_CEILING_SHARE),
         (f"end to end, {o.page_latency * 1000:.0f} ms/page: exact-sync / fetch only (records/s)",
          f"{report.latency_share:.0%}", f">= {TARGET_LATENCY_SHARE:.0%}", report.latency_share >= TARGET_LATENCY_SHARE),
-        ("load cost beyond fetching: exact-sync / physical limit", f"{report.cost_vs_ceiling:.1f}x",
+        ("load cost beyond fetching (write side): exact-sync / COPY", f"{report.cost_vs_ceiling:.1f}x",
          f"<= {TARGET_COST_VS_CEILING:.0f}x", report.cost_vs_ceiling <= TARGET_COST_VS_CEILING),
-        ("load cost beyond fetching: naive ORM merge / exact-sync", f"{report.naive_cost_ratio:.1f}x",
+        ("load cost beyond fetching (write side): naive ORM merge / exact-sync", f"{report.naive_cost_ratio:.1f}x",
          f">= {TARGET_NAIVE_COST_RATIO:.0f}x", report.naive_cost_ratio >= TARGET_NAIVE_COST_RATIO),
+        ("  the same estimated end to end (minus fetch-only time): exact-sync / physical limit",
+         f"{report.estimated_cost_vs_ceiling:.1f}x", "", None),
         ("end to end, zero latency: exact-sync / naive ORM merge (records/s)", f"{report.naive_ratio:.1f}x", "", None),
         ("exact-sync API calls per 1,000 records", f"{calls:.3f}", f"<= {TARGET_CALLS_PER_1000}",
          calls <= TARGET_CALLS_PER_1000),
@@ -139,7 +154,7 @@ def render_report(report: BenchReport) -> str:
     lines += [
         "",
         f"memory: peak RSS growth of this process during an exact-sync run, over its RSS when the run began "
-        f"({full.memory.method}; includes the in-process sandbox serving the pages)",
+        f"({full.memory.method}; the sandbox holding the data set is another process)",
         f"{'data set':<34}{'records':>10}{'RSS at start':>16}{'peak RSS':>14}{'peak growth':>14}",
     ]
     measured = [("half", half), ("full", full)] + ([("large", report.exact_large)] if report.exact_large else [])

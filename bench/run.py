@@ -1,7 +1,7 @@
 """The throughput benchmark's run: warm-up, fetch only, exact-sync on the half and the full data set, the naive
-loader, the mapped COPY and the physical-limit ceiling, then fetch only and exact-sync again with the sandbox
-answering each page after a realistic latency; each checked against the rows it left in the database (see
-bench.throughput)."""
+loader, the mapped COPY and the physical-limit ceiling, the write side alone of COPY, exact-sync and the naive
+loader on the same pages held in memory, then fetch only and exact-sync again with the sandbox answering each
+page after a realistic latency; each checked against the rows it left in the database (see bench.throughput)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 
 from redis import Redis
 from sqlalchemy import text
@@ -54,12 +55,12 @@ from bench.loaders import (
     stream_quotas,
 )
 from bench.memory import MemoryUse, PeakRss
+from bench.sandbox_process import SandboxProcess
+from bench.write_side import copy_written, engine_written, fetch_all, naive_written
 from models.migrate import upgrade_to_head
 from syncs.core.db import engine_for, session_factory
 from syncs.core.settings import Settings, get_settings
 from syncs.exact.client import open_client
-from syncs.sandbox.server import SandboxServer
-from syncs.sandbox.state import SandboxState
 from worker.runs import execute_sync
 
 BENCH_ENTITIES = ["accounts", "sales_invoices"]  # the entities the benchmark generates data for
@@ -99,6 +100,10 @@ class BenchReport:
     ceiling: Phase  # the physical limit: fetch + COPY of the rows as fetched
     fetch_slow: Phase  # fetch only, the sandbox answering each page after options.page_latency
     exact_slow: Phase  # exact-sync on the same pages at that latency
+    # The write side alone, on the full data set's pages fetched once and held in memory:
+    written_copy: Phase  # the physical limit's COPY
+    written_exact: Phase  # exact-sync's engine (sync_division on the fetched pages)
+    written_naive: Phase  # the naive loader, on its subset
     exact_large: Phase | None = None  # --memory-records: exact-sync on the large data set, for its memory
 
     @property
@@ -126,13 +131,22 @@ class BenchReport:
 
     @property
     def cost_vs_ceiling(self) -> float:
-        """exact-sync's load cost beyond fetching over the ceiling's (lower is better)."""
-        return self.load_cost(self.exact) / self.load_cost(self.ceiling)
+        """exact-sync's write-side seconds per record over COPY's, on the same fetched pages (lower is better)."""
+        return _per_record(self.written_exact) / _per_record(self.written_copy)
 
     @property
     def naive_cost_ratio(self) -> float:
-        """The naive loader's load cost beyond fetching over exact-sync's (higher is better)."""
-        return self.load_cost(self.naive) / self.load_cost(self.exact)
+        """The naive loader's write-side seconds per record over exact-sync's (higher is better)."""
+        return _per_record(self.written_naive) / _per_record(self.written_exact)
+
+    @property
+    def estimated_cost_vs_ceiling(self) -> float:
+        """As `cost_vs_ceiling`, estimated from the end-to-end runs by subtracting the fetch-only time."""
+        return self.load_cost(self.exact) / self.load_cost(self.ceiling)
+
+
+def _per_record(phase: Phase) -> float:
+    return phase.load.seconds / phase.load.records if phase.load.records else 0.0
 
 
 def _load_average() -> tuple[float, float, float] | None:
@@ -172,18 +186,16 @@ def run_benchmark(options: BenchOptions, base: Settings | None = None, log: Log 
     base = base or get_settings()
     load_before = _load_average()
     config = sandbox_config(options)
-    state = SandboxState(config)
     log(
-        f"generating {options.accounts:,} accounts and {options.invoices:,} invoices x "
-        f"{options.lines_per_invoice} lines (plus half of that in division {HALF_DIVISION})"
+        f"starting the sandbox's process, generating {options.accounts:,} accounts and {options.invoices:,} "
+        f"invoices x {options.lines_per_invoice} lines (plus half of that in division {HALF_DIVISION})"
     )
     started = time.perf_counter()
-    generate_data(state, options)
-    generate_seconds = time.perf_counter() - started
     half_records = options.half_records
 
-    with SandboxServer(state) as server:
-        settings = bench_settings(base, server.base_url, options.database, config)
+    with SandboxProcess(config, partial(generate_data, options=options)) as sandbox:
+        generate_seconds = time.perf_counter() - started
+        settings = bench_settings(base, sandbox.base_url, options.database, config)
         log(f"creating database {options.database}")
         drop_database(settings.database_url)
         upgrade_to_head(settings.database_url)
@@ -192,9 +204,9 @@ def run_benchmark(options: BenchOptions, base: Settings | None = None, log: Log 
             sessions = session_factory(settings.database_url)
             with sessions() as session:
                 postgres = str(session.scalar(text("SHOW server_version")))
-            main_id = register(sessions, settings, state, MAIN_CONNECTION, DIVISION)
-            half_id = register(sessions, settings, state, HALF_CONNECTION, HALF_DIVISION)
-            register(sessions, settings, state, WARMUP_CONNECTION, WARMUP_DIVISION)
+            main_id = register(sessions, settings, sandbox, MAIN_CONNECTION, DIVISION)
+            half_id = register(sessions, settings, sandbox, HALF_CONNECTION, HALF_DIVISION)
+            register(sessions, settings, sandbox, WARMUP_CONNECTION, WARMUP_DIVISION)
 
             log("warm-up sync (not measured)")
             _exact_sync(settings, sessions, WARMUP_CONNECTION, "warm-up")
@@ -240,7 +252,25 @@ def run_benchmark(options: BenchOptions, base: Settings | None = None, log: Log 
             ceiling = Phase(CEILING, raw, raw_records(settings.database_url))
             expect("physical limit", ceiling.db_records, options.records)
 
-            state.config.latency = options.page_latency
+            log("write side alone: the full data set's pages fetched once, held in memory")
+            with open_client(settings, main_id, REGION, sessions=sessions, redis=redis_client) as client:
+                in_memory = fetch_all(client, DIVISION, BENCH_ENTITIES)
+            expect("fetched pages", in_memory.records, options.records)
+            written_copy = Phase("COPY of the rows as fetched", copy_written(in_memory, settings.database_url), 0)
+            expect("COPY of fetched pages", written_copy.load.records, options.records)
+            empty_synced_tables(sessions)
+            gc.collect()
+            load = engine_written(in_memory, settings.database_url, main_id, BENCH_ENTITIES)
+            written_exact = Phase("exact-sync engine (sync_division)", load, records_in(sessions))
+            expect("exact-sync on fetched pages", written_exact.db_records, options.records)
+            empty_synced_tables(sessions)
+            written_naive = Phase("naive ORM merge per record", naive_written(in_memory, sessions, quotas), 0)
+            written_naive = replace(written_naive, db_records=records_in(sessions))
+            expect("naive loader on fetched pages", written_naive.db_records, written_naive.load.records)
+            empty_synced_tables(sessions)
+            del in_memory
+
+            sandbox.set_latency(options.page_latency)
             log(f"fetch only, {options.page_latency * 1000:.0f} ms per page ({half_records:,} records)")
             with open_client(settings, half_id, REGION, sessions=sessions, redis=redis_client) as client:
                 slow = fetch_only(client, HALF_DIVISION)
@@ -254,11 +284,11 @@ def run_benchmark(options: BenchOptions, base: Settings | None = None, log: Log 
 
             exact_large = None
             if options.memory_records > 0:
-                state.config.latency = 0
+                sandbox.set_latency(0)
                 accounts, invoices, lines = memory_sizes(options.memory_records)
                 large = accounts + invoices * lines
                 log(f"exact-sync, large data set for memory ({large:,} records)")
-                register(sessions, settings, state, MEMORY_CONNECTION, MEMORY_DIVISION)
+                register(sessions, settings, sandbox, MEMORY_CONNECTION, MEMORY_DIVISION)
                 exact_large = _exact_sync(settings, sessions, MEMORY_CONNECTION, "exact-sync, large data set")
                 expect("exact-sync (large)", exact_large.db_records, large)
         finally:
@@ -283,5 +313,8 @@ def run_benchmark(options: BenchOptions, base: Settings | None = None, log: Log 
         ceiling,
         fetch_slow,
         exact_slow,
+        written_copy,
+        written_exact,
+        written_naive,
         exact_large,
     )

@@ -185,16 +185,18 @@ def _print_outcome(outcome: Any) -> None:
 @expected_errors
 def status(name: Annotated[str | None, typer.Argument(help="Only this connection.")] = None) -> None:
     """Connection states, schedules, last runs and cursors."""
+    import redis
+
     from syncs.core.db import session_factory
     from syncs.lifecycle.connections import connection_reports
     from worker.budget_view import budget_status
     from worker.views import status_view
-    from worker.webhook_dispatch import redis_for_webhooks
     from worker.webhook_views import webhook_table
 
     with session_factory(current_settings().database_url)() as session:
         console.print(status_view(connection_reports(session, name), current_settings()))
-        client = redis_for_webhooks(current_settings())
+        # Short timeouts, as worker.webhook_dispatch's (not imported: it loads Celery).
+        client = redis.Redis.from_url(current_settings().redis_url, socket_connect_timeout=2, socket_timeout=2)
         try:
             webhooks = webhook_table(session, name, current_settings(), client)
         finally:

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
-from syncs.actions.catalog import ACTIONS
-from syncs.actions.declaration import Action, Param
-from syncs.actions.perform import perform
-from syncs.actions.validate import ActionValidationError
 from syncs.core.errors import ConfigurationError, ExactRequestError
 from syncs.core.logging import configure_logging
-from syncs.lifecycle.clients import proxy
 from worker.cli_support import EXIT_USAGE, console, current_settings, err_console, expected_errors, fail
+
+if TYPE_CHECKING:
+    from syncs.actions.declaration import Action, Param
+
+# The actions and the proxy (SQLAlchemy, httpx, Redis) are imported in the commands that use them: the CLI's
+# other commands and --help start without them.
 
 DivisionOption = Annotated[int | None, typer.Option("--division", "-d", help="Division code; default: current.")]
 
@@ -44,6 +45,8 @@ def proxy_command(
     all_pages: Annotated[bool, typer.Option("--all-pages", help="Follow d.__next (GET).")] = False,
 ) -> None:
     """Call any Exact API path through the connection's auth and budgets; prints Exact's JSON answer."""
+    from syncs.lifecycle.clients import proxy
+
     body = read_json(data, "--data") if data is not None else None
     settings = current_settings()
     configure_logging(settings)  # logs to stderr: stdout is Exact's JSON
@@ -88,6 +91,8 @@ def _describe_fields(action: Action) -> str:
 
 
 def list_actions() -> None:
+    from syncs.actions.catalog import ACTIONS
+
     table = Table("action", "what it does", "fields", show_lines=True)
     for action in ACTIONS.values():
         table.add_row(action.name, action.doc, _describe_fields(action))
@@ -104,6 +109,9 @@ def action_command(
     list_: Annotated[bool, typer.Option("--list", help="List every action with its fields.")] = False,
 ) -> None:
     """Run an action (create/update/delete/get/list) in this process; prints the result as JSON."""
+    from syncs.actions.perform import perform
+    from syncs.actions.validate import ActionValidationError
+
     if list_:
         list_actions()
         return

@@ -4,23 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
-import redis
 import typer
 from rich.table import Table
-from sqlalchemy import select
 
-from models import Connection, Division
-from syncs.core.db import session_factory
 from syncs.core.errors import ConfigurationError
-from syncs.exact.client import ExactClient, open_client
-from syncs.feed.outgoing import FAILED, recent_deliveries, reset_deliveries, set_outgoing_url
-from syncs.lifecycle.connections import get_connection_by_name
-from syncs.webhooks import subscriptions
-from syncs.webhooks.topics import KNOWN_TOPICS, synced_topics
 from worker.cli_support import console, current_settings, expected_errors
-from worker.views import when
+
+if TYPE_CHECKING:
+    from models import Connection
+    from syncs.exact.client import ExactClient
+    from syncs.webhooks import subscriptions
+
+# Database, Redis and API libraries are imported by the commands that use them: `--help` starts without them.
 
 webhooks_app = typer.Typer(no_args_is_help=True, help="Exact Online webhook subscriptions and outgoing webhooks.")
 
@@ -33,6 +30,14 @@ T = TypeVar("T")
 @contextmanager
 def _divisions_client(name: str) -> Iterator[tuple[ExactClient, Connection, list[int]]]:
     """An API client for the connection, and its synced divisions (known once it has synced or connected)."""
+    import redis
+    from sqlalchemy import select
+
+    from models import Division
+    from syncs.core.db import session_factory
+    from syncs.exact.client import open_client
+    from syncs.lifecycle.connections import get_connection_by_name
+
     settings = current_settings()
     sessions = session_factory(settings.database_url)
     with sessions() as session:
@@ -59,6 +64,9 @@ def _divisions_client(name: str) -> Iterator[tuple[ExactClient, Connection, list
 
 def _per_division(name: str, work: Callable[[ExactClient, int], list[subscriptions.Subscription]]) -> Table:
     """Run `work` in each division, store what it reports as the division's subscriptions, tabulate them."""
+    from syncs.core.db import session_factory
+    from syncs.webhooks import subscriptions
+
     sessions = session_factory(current_settings().database_url)
     table = Table(title=f"Webhook subscriptions of {name}")
     for column in ("division", "topic", "callback URL", "Exact ID"):
@@ -74,6 +82,8 @@ def _per_division(name: str, work: Callable[[ExactClient, int], list[subscriptio
 
 
 def _topics(topic: list[str] | None) -> list[str]:
+    from syncs.webhooks.topics import KNOWN_TOPICS, synced_topics
+
     chosen = list(dict.fromkeys(topic or synced_topics()))
     unknown = [t for t in chosen if t not in KNOWN_TOPICS]
     if unknown:
@@ -95,6 +105,7 @@ def subscribe(
     if not url:
         raise ConfigurationError("give --callback-url or set WEBHOOK_CALLBACK_URL")
     topics = _topics(topic)
+    from syncs.webhooks import subscriptions
 
     def work(client: ExactClient, division: int) -> list[subscriptions.Subscription]:
         now, made = subscriptions.subscribe(client, division, topics, url)
@@ -110,6 +121,8 @@ def subscribe(
 @expected_errors
 def list_(name: Annotated[str, typer.Argument(help="Connection name.")]) -> None:
     """The subscriptions Exact holds for each synced division (and our copy of them is refreshed)."""
+    from syncs.webhooks import subscriptions
+
     console.print(_per_division(name, subscriptions.listed))
 
 
@@ -117,6 +130,8 @@ def list_(name: Annotated[str, typer.Argument(help="Connection name.")]) -> None
 @expected_errors
 def unsubscribe(name: Annotated[str, typer.Argument(help="Connection name.")], topic: TopicOption = None) -> None:
     """Delete the division's subscriptions of these topics (default: all); safe to run again."""
+    from syncs.webhooks import subscriptions
+
     chosen = list(dict.fromkeys(topic)) if topic else None
 
     def work(client: ExactClient, division: int) -> list[subscriptions.Subscription]:
@@ -136,6 +151,10 @@ def outgoing(
     off: Annotated[bool, typer.Option("--off", help="Stop sending outgoing webhooks.")] = False,
 ) -> None:
     """Set (or with --off remove) the connection's outgoing webhook URL."""
+    from syncs.core.db import session_factory
+    from syncs.feed.outgoing import set_outgoing_url
+    from syncs.lifecycle.connections import get_connection_by_name
+
     settings = current_settings()
     if (url is None) == (not off):
         raise ConfigurationError("give either --url URL or --off")
@@ -158,6 +177,10 @@ def deliveries(
     limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20,
 ) -> None:
     """Outgoing webhook deliveries: status, attempts and the last error."""
+    from syncs.core.db import session_factory
+    from syncs.feed.outgoing import FAILED, recent_deliveries
+    from worker.views import when
+
     with session_factory(current_settings().database_url)() as session:
         rows = recent_deliveries(session, name, FAILED if failed else None, limit)
     table = Table(title="Outgoing webhook deliveries")
@@ -179,6 +202,8 @@ def replay(
     failed: Annotated[str | None, typer.Option("--failed", help="Every failed delivery of this connection.")] = None,
 ) -> None:
     """Send deliveries again (from their first attempt on), e.g. after the receiver was fixed."""
+    from syncs.core.db import session_factory
+    from syncs.feed.outgoing import reset_deliveries
     from worker.app import create_app  # Celery: loaded only by the command that sends
     from worker.outgoing import send_deliveries
 

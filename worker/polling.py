@@ -10,7 +10,7 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from models import Connection
+from models import Connection, WebhookSubscription
 from syncs.core.settings import Settings
 from syncs.entities.registry import DEFAULT_ENTITIES
 from syncs.webhooks.health import PollingPlan, has_subscriptions, synced_divisions
@@ -26,6 +26,15 @@ def polling_plan(settings: Settings, client: redis.Redis[Any], connection_id: in
         settings.webhook_safety_sweep_hours * 3600,
         settings.webhook_unhealthy_hours * 3600,
     )
+
+
+def subscribed_connections(sessions: sessionmaker[Session], connection_ids: Sequence[int]) -> set[int]:
+    """Which of these connections have webhook subscriptions (one query; beat asks for thousands at once)."""
+    if not connection_ids:
+        return set()
+    found = select(WebhookSubscription.connection_id).where(WebhookSubscription.connection_id.in_(connection_ids))
+    with sessions() as session:
+        return set(session.scalars(found.distinct()))
 
 
 def scheduled_entities(

@@ -69,7 +69,10 @@ def publish_many(app: Celery, task_name: str, queue: str, calls: Sequence[TaskCa
         }
         messages.append(orjson.dumps(envelope))
         ids.append(task_id)
-    with app.connection_for_write() as connection:
+    # A connection from the app's broker pool: its channel and Redis client are made once per process, not for
+    # every batch (a fresh connection per call set up a channel and a Redis connection each time).
+    pool: Any = app.pool
+    with pool.acquire(block=True) as connection:
         channel: Any = connection.default_channel
         # One LPUSH of them all: atomic, in order (workers pop from the other end). Priority 0 lives in the list
         # named after the queue.

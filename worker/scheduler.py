@@ -39,7 +39,7 @@ from syncs.core.settings import Settings, get_settings
 from syncs.limits.budgets import low_budget_message, low_daily_budgets, synced_divisions_of
 from worker.app import SYNC_TASK
 from worker.health import BeatHeartbeat, beat_lock_ttl, leader_key
-from worker.polling import scheduled_entities
+from worker.polling import scheduled_entities, subscribed_connections
 from worker.publish import TaskCall, publish_many
 
 log = structlog.get_logger(__name__)
@@ -152,6 +152,27 @@ def _deferrals(defer: Deferral | None, connection_ids: list[int]) -> Mapping[int
         return {}
 
 
+def send_scheduled(
+    app: Celery, settings: Settings, sessions: sessionmaker[Session], client: redis.Redis[bytes], batch: Sequence[Due]
+) -> None:
+    """Publish the sync messages of a batch of claimed connections (beat's `Send`). Only connections with webhook
+    subscriptions (found in one query for the batch) need their polling plan; the others poll everything."""
+    subscribed = subscribed_connections(sessions, [due.id for due in batch])
+    calls = []
+    for due in batch:
+        entities = scheduled_entities(settings, sessions, client, due.name) if due.id in subscribed else None
+        if entities == []:
+            log.info("beat.covered_by_webhooks", connection=due.name)  # healthy webhooks; no safety sweep due
+            continue
+        kwargs: dict[str, Any] = {"trigger": "beat"}
+        if entities is not None:
+            kwargs["entities"] = entities
+        # A message older than the interval is superseded by the next one: it expires rather than pile up while
+        # workers are down.
+        calls.append(TaskCall((due.name,), kwargs, due.interval_minutes * 60.0))
+    publish_many(app, SYNC_TASK, settings.celery_queue, calls)
+
+
 class LeaderLock:
     """A Redis lock that one beat holds while alive: taken without blocking, extended on every tick."""
 
@@ -214,19 +235,7 @@ class ConnectionScheduler(Scheduler):
         return float(min(super().tick(*args, **kwargs), self.tick_seconds))
 
     def _send(self, batch: Sequence[Due]) -> None:
-        # A message older than the interval is superseded by the next one: it expires rather than pile up while
-        # workers are down.
-        calls = []
-        for due in batch:
-            entities = scheduled_entities(self.settings, self._sessions, self._redis, due.name)
-            if entities == []:
-                log.info("beat.covered_by_webhooks", connection=due.name)  # healthy webhooks; no safety sweep due
-                continue
-            kwargs: dict[str, Any] = {"trigger": "beat"}
-            if entities is not None:
-                kwargs["entities"] = entities
-            calls.append(TaskCall((due.name,), kwargs, due.interval_minutes * 60.0))
-        publish_many(self.app, SYNC_TASK, self.settings.celery_queue, calls)
+        send_scheduled(self.app, self.settings, self._sessions, self._redis, batch)
 
     def close(self) -> None:
         try:

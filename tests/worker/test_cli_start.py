@@ -8,8 +8,7 @@ import sys
 
 from tests.worker.conftest import ROOT
 
-# worker.cli_actions (the `action`/`proxy` commands) still loads SQLAlchemy, httpx and Redis at start.
-HEAVY = ("celery", "alembic", "starlette", "uvicorn", "kombu")
+HEAVY = ("sqlalchemy", "httpx", "redis", "psycopg", "celery", "alembic", "starlette", "uvicorn", "kombu")
 
 
 def loaded_after(code: str) -> list[str]:
