@@ -190,6 +190,7 @@ def status(name: Annotated[str | None, typer.Argument(help="Only this connection
     from syncs.core.db import session_factory
     from syncs.lifecycle.connections import connection_reports
     from worker.budget_view import budget_status
+    from worker.clock_view import clock_status
     from worker.views import status_view
     from worker.webhook_views import webhook_table
 
@@ -204,6 +205,7 @@ def status(name: Annotated[str | None, typer.Argument(help="Only this connection
         if webhooks is not None:
             console.print(webhooks)
     console.print(budget_status(current_settings(), name))
+    console.print(clock_status(current_settings()))
 
 
 def _exec_celery(arguments: Sequence[str]) -> NoReturn:
@@ -244,13 +246,16 @@ def sandbox(
     token_file: Annotated[
         str | None, typer.Option(help="Keep issued tokens in this file, so a restart strands no connection.")
     ] = None,
+    clock_offset: Annotated[
+        float, typer.Option(help="Run the sandbox's clock this many seconds ahead of ours (negative: behind).")
+    ] = 0.0,
 ) -> None:
     """Run the Exact Online sandbox in the foreground (control API under /sandbox/)."""
     from syncs.sandbox.server import serve
     from syncs.sandbox.state import SandboxConfig
 
     console.print(f"sandbox on http://{host}:{port} (client id sandbox-client, secret sandbox-secret)")
-    serve(host, port, SandboxConfig(token_file=token_file))
+    serve(host, port, SandboxConfig(token_file=token_file, clock_offset_seconds=clock_offset))
 
 
 @app.command(context_settings=PASS_THROUGH, add_help_option=False)

@@ -6,10 +6,9 @@ Levels: OK, WARN (works, but needs attention), FAIL (something is broken: the co
 
 from __future__ import annotations
 
-import time
+import contextlib
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -25,11 +24,13 @@ from syncs.core.clock import SYSTEM_CLOCK, Clock
 from syncs.core.crypto import TokenCipher
 from syncs.core.errors import ConfigurationError
 from syncs.core.settings import Settings
+from syncs.exact.exact_time import ClockOffsets, OffsetBounds
 from syncs.lifecycle.connections import ConnectionReport, connection_reports
 from syncs.limits.budgets import synced_divisions
 from syncs.limits.ratelimit import RateGate
 from syncs.tokens.store import TokenStore
 from worker.app import create_app
+from worker.clock_view import offset_problem
 from worker.health import broker_reachable, leader_held, migration_level, ping_worker
 from worker.ops_state import REFRESH_TOKEN_LIFETIME_SECONDS
 
@@ -199,29 +200,26 @@ def _exact(context: Context) -> Iterator[Check]:
     regions = sorted({report.connection.region for report in context.reports or _reports(context)}) or ["nl"]
     hosts = {settings.base_url_for(region) for region in regions}
     for host in sorted(hosts):
-        yield _reach(host, settings)
+        yield _reach(host, context)
 
 
-def _reach(host: str, settings: Settings) -> Check:
+def _reach(host: str, context: Context) -> Check:
+    """Exact reachable, and this machine's clock against its Date header (the estimate the workers use)."""
     name = f"exact: {host}"
-    sent = time.time()
+    sent = context.clock.now()
     try:
         response = httpx.get(f"{host}/api/v1/current/Me", timeout=TIMEOUT_SECONDS, follow_redirects=False)
     except httpx.HTTPError as exc:
         return Check(name, FAIL, f"unreachable: {_error(exc)}", "check the network, proxy and EXACT_BASE_URL")
-    received = time.time()
-    date = response.headers.get("Date")
-    if not date:
+    bounds = OffsetBounds.from_exchange(sent, context.clock.now(), response.headers.get("Date"))
+    if bounds is None:
         return Check(name, WARN, f"answered {response.status_code} without a Date header: clock offset unknown")
-    offset = parsedate_to_datetime(date).timestamp() - (sent + received) / 2
-    # The Date header has 1 s resolution; the refresh margin is how early a refresh may be by our clock.
-    allowed = settings.token_refresh_margin_seconds + 1.0
-    detail = f"reachable ({response.status_code}), clock offset {offset:+.1f} s"
-    if abs(offset) > settings.token_refresh_window_seconds:
-        return Check(name, FAIL, detail, "synchronise this machine's clock (NTP): token refreshes would be refused")
-    if abs(offset) > allowed:
-        return Check(name, WARN, detail, f"synchronise the clock (NTP): more than {allowed:g} s off Exact's")
-    return Check(name, OK, detail)
+    if context.redis is not None:
+        with contextlib.suppress(redis.RedisError, OSError):  # the redis check already says so
+            ClockOffsets(context.redis, context.settings.redis_key_prefix).save(host, bounds)
+    detail = f"reachable ({response.status_code}), {bounds.describe()}"
+    problem = offset_problem(bounds, context.settings)
+    return Check(name, problem[0], detail, problem[1]) if problem else Check(name, OK, detail)
 
 
 def _reports(context: Context) -> list[ConnectionReport]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -22,6 +23,20 @@ class SystemClock:
     def sleep(self, seconds: float) -> None:
         if seconds > 0:
             time.sleep(seconds)
+
+
+class ShiftedClock:
+    """Another clock read `offset()` seconds later (negative: earlier): a machine whose clock is off."""
+
+    def __init__(self, inner: Clock, offset: Callable[[], float]) -> None:
+        self._inner = inner
+        self._offset = offset
+
+    def now(self) -> float:
+        return self._inner.now() + self._offset()
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
 
 
 def to_datetime(epoch_seconds: float) -> datetime:

@@ -28,6 +28,12 @@ class Settings(BaseSettings):
     # Seconds into the window before we refresh, so clock drift between us and Exact never makes us early.
     token_refresh_margin_seconds: float = 2.0
     token_lock_timeout_seconds: float = 90.0
+    # Exact's clock against ours, from the Date header of its answers (syncs/exact/exact_time.py): `status` and
+    # `doctor` warn when it is surely further off than this; bounds older than max_age are not used; API answers
+    # refresh the shared bounds (Redis) at most every save seconds (token answers always do).
+    clock_offset_warn_seconds: float = 5.0
+    clock_offset_max_age_seconds: float = 3600.0
+    clock_offset_save_seconds: float = 60.0
     # Keep-alive: refresh any active connection whose refresh token is older than this, so an idle connection
     # never reaches Exact's 30-day refresh-token expiry. The beat entry checks every keepalive_check_minutes.
     token_keepalive_days: float = 7.0

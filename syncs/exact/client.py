@@ -32,6 +32,7 @@ from syncs.core.errors import (
 )
 from syncs.core.settings import Settings
 from syncs.exact.auth import ExactAuth
+from syncs.exact.exact_time import exact_time_for
 from syncs.exact.oauth import OAuthClient
 from syncs.exact.odata import Page, decode_json, error_message, page_from_json
 from syncs.exact.transport import DIVISION_KEY, BudgetedTransport
@@ -247,6 +248,7 @@ def open_client(
         raise ConfigurationError("EXACT_CLIENT_ID and EXACT_CLIENT_SECRET must be set")
     key = settings.token_encryption_key.get_secret_value() if settings.token_encryption_key else None
     base_url = settings.base_url_for(region)
+    exact_time = exact_time_for(settings, redis, clock, region)  # shared by the token endpoint and the API
     oauth = OAuthClient(
         base_url,
         settings.exact_client_id,
@@ -254,6 +256,7 @@ def open_client(
         clock=clock,
         timeout=settings.http_timeout_seconds,
         transport=transport,
+        exact_time=exact_time,
     )
     store = TokenStore(sessions, TokenCipher(key))
     refresher = TokenRefresher(store, oauth, redis, settings, sessions, clock)
@@ -278,6 +281,7 @@ def open_client(
             errors,
             auth.reauthorize,
             CallStats(redis, settings.redis_key_prefix, clock),
+            exact_time,
         ),
         follow_redirects=False,
     )

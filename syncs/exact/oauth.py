@@ -1,6 +1,7 @@
 """Exact Online's token endpoint: refresh and code exchange, with its errors mapped onto syncs.core.errors.
 
-`received_at` is read from our clock after the response arrived, so a slow answer makes us later, never early.
+`received_at` is Exact's time of the answer (its `Date` header, rounded up; see syncs/exact/exact_time.py), so the
+refresh window is kept in Exact's time; every answer also feeds the estimate of Exact's clock against ours.
 
 No part of a token-endpoint body ever goes into an error message: a 200 body holds tokens (even a truncated or
 garbled one), and these messages are logged, stored (connection_tokens.last_refresh_error) and shown by `status`.
@@ -16,6 +17,7 @@ import structlog
 
 from syncs.core.clock import Clock
 from syncs.core.errors import ExactRequestError, MalformedResponseError, ReauthRequiredError, TokenRefreshError
+from syncs.exact.exact_time import ExactTime
 from syncs.exact.odata import oauth_error
 from syncs.tokens.pair import TokenPair
 
@@ -36,11 +38,14 @@ class OAuthClient:
         clock: Clock,
         timeout: float = 30.0,
         transport: httpx.BaseTransport | None = None,
+        exact_time: ExactTime | None = None,
     ) -> None:
         self.token_url = f"{base_url.rstrip('/')}/api/oauth2/token"
         self._client_id = client_id
         self._client_secret = client_secret
         self._clock = clock
+        # Without a shared one (Redis), this client keeps its own estimate from the answers it gets.
+        self.exact_time = exact_time or ExactTime(clock, base_url.rstrip("/"))
         self._http = httpx.Client(timeout=timeout, transport=transport, headers={"Accept": "application/json"})
 
     def refresh(self, refresh_token: str) -> TokenPair:
@@ -55,13 +60,16 @@ class OAuthClient:
     def _request(self, form: dict[str, str]) -> TokenPair:
         grant = form["grant_type"]
         data = {**form, "client_id": self._client_id, "client_secret": self._client_secret}
+        sent = self._clock.now()
         try:
             response = self._http.post(self.token_url, data=data)
         except httpx.TimeoutException:
             raise TokenRefreshError(f"token endpoint ({grant}) timed out") from None
         except httpx.TransportError as exc:
             raise TokenRefreshError(f"token endpoint ({grant}) unreachable: {type(exc).__name__}") from None
-        received_at = self._clock.now()
+        received = self._clock.now()
+        self.exact_time.observe(sent, received, response.headers, save=True)
+        received_at = self.exact_time.stamped(received, response.headers)
         if response.status_code >= 500 or response.status_code == 429:
             raise TokenRefreshError(f"token endpoint ({grant}) answered {response.status_code}")
         if response.status_code != 200:

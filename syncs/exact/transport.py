@@ -5,7 +5,8 @@ paged GETs, the retry after a 401, and proxy or write calls when they come. The 
 client and its own limits, so it does not spend the API budget.
 
 Per request: error budget check -> rate budget reservation and an in-flight slot (waits) -> send and read the
-body -> record the rate headers, any counted error and the call (per division and hour) -> free the slot.
+body -> record the rate headers, any counted error, the call (per division and hour) and what its `Date` header
+says of Exact's clock -> free the slot.
 
 After a wait for budget the access token may be due for a refresh. A refresh can wait for the token lock longer
 than an in-flight slot lives, so it never happens while holding one: the slot is given back, the token
@@ -19,6 +20,7 @@ from typing import Protocol
 
 import httpx
 
+from syncs.exact.exact_time import ExactTime
 from syncs.limits.callstats import CallStats
 from syncs.limits.errorbudget import ErrorBudget, endpoint_of
 from syncs.limits.ratelimit import RateGate
@@ -40,8 +42,10 @@ class BudgetedTransport(httpx.BaseTransport):
         errors: ErrorBudget | None = None,
         reauthorize: Reauthorize | None = None,
         stats: CallStats | None = None,
+        exact_time: ExactTime | None = None,
     ) -> None:
         self._inner = inner
+        self._exact_time = exact_time  # fed from each answer's Date header
         self._stats = stats  # calls per division and hour, for metrics and the dashboard
         self._gate = gate
         self._errors = errors
@@ -75,6 +79,7 @@ class BudgetedTransport(httpx.BaseTransport):
                         raise
         try:
             self.sent += 1
+            sent = self._exact_time.clock.now() if self._exact_time is not None else 0.0
             response = self._inner.handle_request(request)
             try:
                 response.read()  # the slot covers the whole exchange, body included
@@ -82,6 +87,8 @@ class BudgetedTransport(httpx.BaseTransport):
                 response.close()
                 raise
             self._gate.observe(division, response.status_code, response.headers)
+            if self._exact_time is not None:
+                self._exact_time.observe(sent, self._exact_time.clock.now(), response.headers)
             if self._errors is not None:
                 self._errors.record(endpoint, response.status_code)
             if self._stats is not None:

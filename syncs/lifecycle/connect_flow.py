@@ -53,6 +53,7 @@ from syncs.core.errors import (
 )
 from syncs.core.settings import Settings
 from syncs.exact.client import open_client
+from syncs.exact.exact_time import exact_time_for
 from syncs.exact.oauth import OAuthClient
 from syncs.lifecycle.connections import add_connection, validate_name, validate_region
 from syncs.lifecycle.divisions import ListedDivision, refresh_divisions
@@ -261,6 +262,7 @@ class ConnectFlow:
             clock=self._clock,
             timeout=self.settings.http_timeout_seconds,
             transport=self._transport,
+            exact_time=exact_time_for(self.settings, self._redis, self._clock, region),
         )
         try:
             return oauth.exchange_code(code, redirect_uri)

@@ -28,6 +28,7 @@ from syncs.core.clock import SYSTEM_CLOCK, Clock, to_datetime
 from syncs.core.crypto import TokenCipher
 from syncs.core.errors import ConfigurationError, ExactSyncError
 from syncs.core.settings import Settings
+from syncs.exact.exact_time import exact_time_for
 from syncs.exact.oauth import OAuthClient
 from syncs.tokens.store import TokenRefresher, TokenStore
 
@@ -78,15 +79,13 @@ def keep_alive(
             clock=clock,
             timeout=settings.http_timeout_seconds,
             transport=transport,
+            exact_time=exact_time_for(settings, redis_client, clock, region),
         )
         refresher = TokenRefresher(store, oauth, redis_client, settings, sessions, clock)
         try:
             pair = store.load(connection_id)
             if not refresher.needs_refresh(pair):
-                opens = pair.refreshable_at(
-                    settings.token_refresh_window_seconds, settings.token_refresh_margin_seconds
-                )
-                wait = (opens or clock.now()) - clock.now()
+                wait = refresher.seconds_until_refreshable(pair)
                 if wait > settings.token_keepalive_max_wait_seconds:
                     log.info("keepalive.not_in_window", connection=name, window_opens_in=round(wait))
                     report.not_in_window.append(name)

@@ -101,7 +101,7 @@ def _endpoint(handler: Handler, with_division: bool = True) -> Callable[[Request
 
 
 def me(request: Request, state: SandboxState, division: int) -> dict[str, Any]:
-    now = datetime.fromtimestamp(state.clock.now(), tz=AMSTERDAM)
+    now = datetime.fromtimestamp(state.exact_clock.now(), tz=AMSTERDAM)
     offset = state.config.server_utc_offset
     if offset is None:
         delta = now.utcoffset()

@@ -47,6 +47,9 @@ class SandboxConfig:
     webhook_secret: str = "sandbox-webhook-secret"
     webhook_bad_signature: bool = False
     webhook_duplicates: int = 0
+    # The sandbox's clock runs this many seconds ahead of the injected one (negative: behind): its Date header,
+    # token windows, rate resets and timestamps all use it, as Exact's own clock would be off a worker's.
+    clock_offset_seconds: float = 0.0
     # Where issued tokens are kept across restarts (a file; None: in memory only, lost when the process ends).
     token_file: str | None = None
 

@@ -42,6 +42,7 @@ class SandboxServer:
             access_log=False,
             lifespan="off",
             timeout_keep_alive=30,
+            date_header=False,  # the app sets Date from the sandbox's clock
         )
         server = uvicorn.Server(config)
         self._server = server
@@ -76,7 +77,7 @@ class SandboxServer:
 def serve(host: str = "127.0.0.1", port: int = 8765, config: SandboxConfig | None = None) -> None:
     """Run in the foreground until interrupted (what `exact-sync sandbox --port P` calls)."""
     state = SandboxState(config or SandboxConfig(), clock=SYSTEM_CLOCK)
-    uvicorn.run(build_app(state), host=host, port=port, log_level="info", lifespan="off")
+    uvicorn.run(build_app(state), host=host, port=port, log_level="info", lifespan="off", date_header=False)
 
 
 def main(port: int = 8765, host: str = "127.0.0.1") -> None:

@@ -11,7 +11,7 @@ import threading
 from datetime import datetime
 from typing import Any
 
-from syncs.core.clock import SYSTEM_CLOCK, Clock
+from syncs.core.clock import SYSTEM_CLOCK, Clock, ShiftedClock
 from syncs.sandbox import seed
 from syncs.sandbox.catalog import EntityStore, key_field
 from syncs.sandbox.config import Counters, SandboxConfig, bump, normalise
@@ -31,9 +31,11 @@ STANDARD_PAGE_SIZE = 60  # Exact's page size on standard (non-sync, non-bulk) en
 
 class SandboxState:
     def __init__(self, config: SandboxConfig | None = None, clock: Clock = SYSTEM_CLOCK) -> None:
-        self.clock = clock
         self.lock = threading.Lock()
         self._config = config or SandboxConfig()
+        self.clock = clock  # the injected clock (tests move it)
+        # Exact's clock, what everything here runs on: the injected one shifted by `clock_offset_seconds`.
+        self.exact_clock: Clock = ShiftedClock(clock, lambda: self._config.clock_offset_seconds)
         self._tokens = TokenStore()
         if self._config.token_file and os.path.exists(self._config.token_file):
             with open(self._config.token_file, encoding="utf-8") as file:
@@ -50,7 +52,7 @@ class SandboxState:
         self.add_division(seed.FIRST_DIVISION, "Nango")
         self.add_division(seed.SECOND_DIVISION, seed.SECOND_DESCRIPTION)
         if self._config.seed:
-            now = clock.now()
+            now = self.exact_clock.now()
             seed.seed_first(self.divisions[seed.FIRST_DIVISION], now)
             seed.seed_second(self.divisions[seed.SECOND_DIVISION], now)
         self._add_extra_divisions()
@@ -115,13 +117,13 @@ class SandboxState:
         """A fresh pair for the test user, as if consent had just been given."""
         with self.lock:
             self._counters.tokens_issued += 1
-            pair = self._tokens.issue(self.clock.now(), self._lifetimes())
+            pair = self._tokens.issue(self.exact_clock.now(), self._lifetimes())
             self._keep_tokens()
             return pair
 
     def issue_code(self, redirect_uri: str | None = None) -> str:
         with self.lock:
-            code = self._tokens.issue_code(self.clock.now(), redirect_uri)
+            code = self._tokens.issue_code(self.exact_clock.now(), redirect_uri)
             self._keep_tokens()
             return code
 
@@ -138,7 +140,7 @@ class SandboxState:
                 self._counters.consents_denied += 1
                 return None
             self._counters.consents_given += 1
-            code = self._tokens.issue_code(self.clock.now(), redirect_uri)
+            code = self._tokens.issue_code(self.exact_clock.now(), redirect_uri)
             self._keep_tokens()
             return code
 
@@ -156,7 +158,7 @@ class SandboxState:
                 if (client_id, client_secret) != (self._config.client_id, self._config.client_secret):
                     raise TokenError(400, "invalid_client", "Invalid client credentials.", "invalid_client")
                 grant = form.get("grant_type")
-                now, life = self.clock.now(), self._lifetimes()
+                now, life = self.exact_clock.now(), self._lifetimes()
                 if grant == "refresh_token":
                     pair = self._tokens.refresh(form.get("refresh_token", ""), now, life)
                 elif grant == "authorization_code":
@@ -173,7 +175,7 @@ class SandboxState:
 
     def access_status(self, token: str) -> str:
         with self.lock:
-            status = self._tokens.access_status(token, self.clock.now(), self._lifetimes())
+            status = self._tokens.access_status(token, self.exact_clock.now(), self._lifetimes())
             if status != "ok":
                 self._counters.http_401 += 1
             return status
@@ -181,7 +183,7 @@ class SandboxState:
     # API budget and faults ---------------------------------------------------------------------------------
     def spend(self, division: int) -> Verdict:
         with self.lock:
-            c, now = self._config, self.clock.now()
+            c, now = self._config, self.exact_clock.now()
             verdict = self._limiter.take(division, now, c.minutely_limit, c.daily_limit)
             bump(self._counters.api_calls if verdict.allowed else self._counters.http_429, division)
             if not verdict.allowed:
@@ -199,7 +201,7 @@ class SandboxState:
             bump(self._counters.burst_429_sent, division)
             if not self._config.burst_429_headers:
                 return {}
-            return burst_headers(self.clock.now(), self._config.minutely_limit)
+            return burst_headers(self.exact_clock.now(), self._config.minutely_limit)
 
     def inject_fault(self, division: int | None = None) -> bool:
         with self.lock:
@@ -216,7 +218,7 @@ class SandboxState:
             bump(self._counters.http_4xx, division)
             if endpoint is None:
                 return
-            until = self._errors.record((division, endpoint), self.clock.now(), self._config.error_limit_per_hour)
+            until = self._errors.record((division, endpoint), self.exact_clock.now(), self._config.error_limit_per_hour)
             if until is not None:
                 bump(self._counters.error_limit_blocks, division)
                 self._counters.error_limit_blocked_until.setdefault(division, {})[endpoint] = until
@@ -224,7 +226,7 @@ class SandboxState:
     def blocked_until(self, division: int, endpoint: str) -> float | None:
         """When the error-limit block on (division, endpoint) lifts, else None. Counts refused calls."""
         with self.lock:
-            until = self._errors.blocked_until((division, endpoint), self.clock.now())
+            until = self._errors.blocked_until((division, endpoint), self.exact_clock.now())
             if until is not None:
                 bump(self._counters.error_limit_blocked, division)
             return until
@@ -294,14 +296,14 @@ class SandboxState:
         """Create a row of a generated entity (any fields; the key is made up when absent)."""
         with self.lock:
             store = self._div(division).catalog.store(entity)
-            record = self._div(division).catalog.create(entity, fields, self.clock.now())
+            record = self._div(division).catalog.create(entity, fields, self.exact_clock.now())
         self._publish_record(division, store, "Create", str(record[key_field(store.entity)]))
         return record
 
     def update_record(self, division: int, entity: str, key: str, **fields: Any) -> Record:
         with self.lock:
             store = self._div(division).catalog.store(entity)
-            record = self._div(division).catalog.update(entity, key, fields, self.clock.now())
+            record = self._div(division).catalog.update(entity, key, fields, self.exact_clock.now())
         self._publish_record(division, store, "Update", key)
         return record
 
@@ -309,7 +311,7 @@ class SandboxState:
         """Delete a row; entities with a deletion EntityType get their sync/Deleted row."""
         with self.lock:
             store = self._div(division).catalog.store(entity)
-            record = self._div(division).catalog.delete(entity, key, self.clock.now())
+            record = self._div(division).catalog.delete(entity, key, self.exact_clock.now())
         self._publish_record(division, store, "Delete", key)
         return record
 
@@ -330,49 +332,49 @@ class SandboxState:
 
     def create_account(self, division: int, **fields: Any) -> Record:
         with self.lock:
-            record = self._div(division).create_account(fields, self.clock.now())
+            record = self._div(division).create_account(fields, self.exact_clock.now())
         self.publish_webhook(division, "Accounts", "Create", record["ID"])
         return record
 
     def update_account(self, division: int, id: str, **fields: Any) -> Record:
         with self.lock:
-            record = self._div(division).update_account(id, fields, self.clock.now())
+            record = self._div(division).update_account(id, fields, self.exact_clock.now())
         self.publish_webhook(division, "Accounts", "Update", id)
         return record
 
     def delete_account(self, division: int, id: str) -> Record:
         with self.lock:
-            record = self._div(division).delete_account(id, self.clock.now())
+            record = self._div(division).delete_account(id, self.exact_clock.now())
         self.publish_webhook(division, "Accounts", "Delete", id)
         return record
 
     def create_invoice(self, division: int, header: dict[str, Any], lines: list[dict[str, Any]]) -> Record:
         with self.lock:
-            record = self._div(division).create_invoice(header, lines, self.clock.now())
+            record = self._div(division).create_invoice(header, lines, self.exact_clock.now())
         self.publish_webhook(division, "SalesInvoices", "Create", record["InvoiceID"])
         return record
 
     def add_invoice_line(self, division: int, invoice_id: str, **fields: Any) -> Record:
         with self.lock:
-            record = self._div(division).add_invoice_line(invoice_id, fields, self.clock.now())
+            record = self._div(division).add_invoice_line(invoice_id, fields, self.exact_clock.now())
         self.publish_webhook(division, "SalesInvoices", "Update", invoice_id)
         return record
 
     def update_invoice(self, division: int, invoice_id: str, header_fields: dict[str, Any]) -> Record:
         with self.lock:
-            record = self._div(division).update_invoice(invoice_id, header_fields, self.clock.now())
+            record = self._div(division).update_invoice(invoice_id, header_fields, self.exact_clock.now())
         self.publish_webhook(division, "SalesInvoices", "Update", invoice_id)
         return record
 
     def update_invoice_line(self, division: int, line_id: str, **fields: Any) -> Record:
         with self.lock:
-            record = self._div(division).update_invoice_line(line_id, fields, self.clock.now())
+            record = self._div(division).update_invoice_line(line_id, fields, self.exact_clock.now())
         self.publish_webhook(division, "SalesInvoices", "Update", record["InvoiceID"])
         return record
 
     def delete_invoice(self, division: int, invoice_id: str) -> Record:
         with self.lock:
-            record = self._div(division).delete_invoice(invoice_id, self.clock.now())
+            record = self._div(division).delete_invoice(invoice_id, self.exact_clock.now())
         self.publish_webhook(division, "SalesInvoices", "Delete", invoice_id)
         return record
 
@@ -380,21 +382,21 @@ class SandboxState:
         with self.lock:
             data = self._div(division)
             invoice_id = str(data.lines[line_id]["InvoiceID"]) if line_id in data.lines else ""
-            record = data.delete_invoice_line(line_id, self.clock.now())
+            record = data.delete_invoice_line(line_id, self.exact_clock.now())
         self.publish_webhook(division, "SalesInvoices", "Update", invoice_id)
         return record
 
     # webhooks (syncs/sandbox/webhooks.py) -----------------------------------------------------------------
     def subscribe_webhook(self, division: int, callback_url: str, topic: str) -> dict[str, Any]:
         """POST webhooks/WebhookSubscriptions; ValueError as Exact's 400."""
-        return dataclasses.asdict(self.webhooks.subscribe(division, callback_url, topic, self.clock.now()))
+        return dataclasses.asdict(self.webhooks.subscribe(division, callback_url, topic, self.exact_clock.now()))
 
     def publish_webhook(self, division: int, topic: str, action: str, key: str) -> int:
         """Deliver one change event to the division's subscriptions of `topic`, as configured (bad signature,
         duplicates); returns the POSTs queued."""
         c = self._config
         secret = "not-" + c.webhook_secret if c.webhook_bad_signature else c.webhook_secret
-        return self.webhooks.publish(division, topic, action, key, self.clock.now(), secret, c.webhook_duplicates)
+        return self.webhooks.publish(division, topic, action, key, self.exact_clock.now(), secret, c.webhook_duplicates)
 
     def accounts(self, division: int) -> list[Record]:
         with self.lock:
@@ -424,4 +426,4 @@ class SandboxState:
     ) -> dict[str, int]:
         """Fast bulk seeding for benchmarks (25,000 invoices x 4 lines in a few seconds)."""
         with self.lock:
-            return generate_data(self._div(division), self.clock.now(), accounts, invoices, lines_per_invoice)
+            return generate_data(self._div(division), self.exact_clock.now(), accounts, invoices, lines_per_invoice)

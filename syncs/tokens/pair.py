@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 class TokenPair:
     access_token: str | None = field(repr=False)
     refresh_token: str = field(repr=False)
-    received_at: float | None  # our clock, when the token response arrived
+    received_at: float | None  # Exact's clock, when it answered (its Date header, rounded up)
     expires_in: float | None
 
     def refreshable_at(self, window: float, margin: float) -> float | None:

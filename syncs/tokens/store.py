@@ -3,8 +3,9 @@
 Exact's refresh tokens are single use and an early refresh is refused (and counted against the key), so a
 refresh happens only inside the refresh window, under a Redis lock per connection, after re-reading the stored
 pair, with the connection_tokens row locked (FOR UPDATE) in the transaction that commits the new pair before
-anyone uses it. A 401 on an API call refreshes only when the token is inside its window by our clock or Exact
-says it expired; otherwise it fails without calling the token endpoint.
+anyone uses it. A 401 on an API call refreshes only when the token is inside its window or Exact says it expired;
+otherwise it fails without calling the token endpoint. Windows are kept in Exact's time (syncs/exact/exact_time.py):
+a pair's `received_at` is Exact's, and "now" is our clock plus a lower bound of Exact's offset.
 
 Between Exact's answer and our commit the rotated pair exists nowhere else, and the old refresh token is dead:
 so the new pair is first written (encrypted) to a Redis rescue key, which the next refresh adopts if the commit
@@ -37,6 +38,7 @@ from syncs.core.errors import (
     TokenRefreshError,
 )
 from syncs.core.settings import Settings
+from syncs.exact.exact_time import ExactTime
 from syncs.tokens.pair import TokenPair
 from syncs.tokens.rescue import RescueCopies
 
@@ -46,6 +48,8 @@ REFRESH_TOKEN_PURPOSE = "refresh-token"  # keyed hash in connection_tokens.refre
 
 
 class TokenEndpoint(Protocol):
+    exact_time: ExactTime  # Exact's time at this endpoint's host, what refresh windows are kept in
+
     def refresh(self, refresh_token: str) -> TokenPair: ...
 
 
@@ -138,10 +142,17 @@ class TokenRefresher:
         self._rescue = RescueCopies(redis_client, store.cipher, settings.redis_key_prefix)
 
     def needs_refresh(self, pair: TokenPair) -> bool:
-        due = pair.refreshable_at(
+        return pair.access_token is None or self.seconds_until_refreshable(pair) <= 0
+
+    def seconds_until_refreshable(self, pair: TokenPair) -> float:
+        """How long until the pair's refresh window opens by Exact's clock (at most; 0 or less: open)."""
+        due = self._refreshable_at(pair)
+        return 0.0 if due is None else due - self._endpoint.exact_time.now()
+
+    def _refreshable_at(self, pair: TokenPair) -> float | None:
+        return pair.refreshable_at(
             self._settings.token_refresh_window_seconds, self._settings.token_refresh_margin_seconds
         )
-        return pair.access_token is None or due is None or self._clock.now() >= due
 
     def valid_access_token(self, connection_id: int) -> str:
         pair = self._store.load(connection_id)
@@ -156,7 +167,7 @@ class TokenRefresher:
 
     def after_unauthorized(self, connection_id: int, used_token: str, *, expired: bool = False) -> str:
         """Exact refused `used_token`: hand out a newer stored token, else refresh once, but only when the token
-        is inside its refresh window by our clock or Exact said it expired (`expired`, from WWW-Authenticate).
+        is inside its refresh window (by Exact's clock) or Exact said it expired (`expired`, from WWW-Authenticate).
 
         A young token Exact does not accept is not refreshed: Exact refuses an early refresh and counts it
         against the key. That raises ExactRequestError(401) without calling the token endpoint.
@@ -169,10 +180,8 @@ class TokenRefresher:
         return self._refresh(connection_id, used_token=used_token, expired=expired)
 
     def _not_refreshable(self, connection_id: int, pair: TokenPair) -> ExactRequestError:
-        due = pair.refreshable_at(
-            self._settings.token_refresh_window_seconds, self._settings.token_refresh_margin_seconds
-        )
-        when = f" (refreshable from {to_datetime(due):%Y-%m-%d %H:%M:%S} UTC)" if due is not None else ""
+        due = self._refreshable_at(pair)
+        when = f" (refreshable from {to_datetime(due):%Y-%m-%d %H:%M:%S} UTC by Exact's clock)" if due else ""
         with self._sessions() as session:
             connection = session.get(Connection, connection_id)
             name = connection.name if connection is not None else str(connection_id)

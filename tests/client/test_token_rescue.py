@@ -18,7 +18,7 @@ from syncs.sandbox import SandboxServer
 from syncs.tokens.pair import TokenPair
 from syncs.tokens.rescue import RescueCopies
 from syncs.tokens.store import TokenStore
-from tests.client.test_tokens import LIFETIME, REFRESHABLE
+from tests.client.test_tokens import DATE_ROUNDING, LIFETIME, REFRESHABLE
 from tests.support.clock import FakeClock
 from tests.support.tokens import token_store
 
@@ -76,7 +76,7 @@ def test_rotated_pair_survives_a_failed_commit(
         connection = session.get(Connection, connection_id)
         assert connection is not None and connection.status == ConnectionStatus.ACTIVE
     # The rescued refresh token is the live one: the next window refreshes normally.
-    clock.advance(REFRESHABLE)
+    clock.advance(REFRESHABLE + DATE_ROUNDING)
     assert make_refresher().valid_access_token(connection_id) != token
     assert (sandbox.state.counters.token_requests, sandbox.state.counters.old_refresh_token_used) == (2, 0)
 
