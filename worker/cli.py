@@ -192,6 +192,7 @@ def status(name: Annotated[str | None, typer.Argument(help="Only this connection
     from worker.budget_view import budget_status
     from worker.clock_view import clock_status
     from worker.views import status_view
+    from worker.webhook_report import subscription_reports
     from worker.webhook_views import webhook_table
 
     with session_factory(current_settings().database_url)() as session:
@@ -199,7 +200,7 @@ def status(name: Annotated[str | None, typer.Argument(help="Only this connection
         # Short timeouts, as worker.webhook_dispatch's (not imported: it loads Celery).
         client = redis.Redis.from_url(current_settings().redis_url, socket_connect_timeout=2, socket_timeout=2)
         try:
-            webhooks = webhook_table(session, name, current_settings(), client)
+            webhooks = webhook_table(subscription_reports(session, current_settings(), client, name))
         finally:
             client.close()
         if webhooks is not None:

@@ -26,7 +26,9 @@ from syncs.core.settings import Settings
 from syncs.lifecycle.connections import ConnectionReport, connection_reports
 from syncs.limits.callstats import CallStats, HourlyCalls
 from syncs.limits.ratelimit import RateGate, RateState
+from worker.freshness import expected_intervals
 from worker.ops_state import REFRESH_TOKEN_LIFETIME_SECONDS, entity_last_success, recent_runs, watched_entities
+from worker.webhook_report import DeliveryCount, SubscriptionReport, delivery_counts, subscription_reports
 
 CHART_WIDTH, CHART_HEIGHT, BAR_GAP = 288, 64, 2
 BAR_COLOUR = "#2563eb"
@@ -54,7 +56,6 @@ document.addEventListener('click', function (e) {
 """
 
 
-
 def _digest(source: str) -> str:
     return "'sha256-" + base64.b64encode(hashlib.sha256(source.encode()).digest()).decode() + "'"
 
@@ -73,11 +74,18 @@ def render_dashboard(
         reports = connection_reports(session)
         freshness = entity_last_success(session)
         runs = recent_runs(session, 25)
+        intervals = {
+            report.connection.id: expected_intervals(session, settings, redis_client, report.connection, now)
+            for report in reports
+        }
+        subscriptions = subscription_reports(session, settings, redis_client)
+        deliveries = delivery_counts(session)
     sections = [
         _connections(reports, now),
-        _freshness(reports, freshness, now),
+        _freshness(reports, freshness, intervals, now),
         _divisions(reports, now),
         _api_calls(settings, redis_client, clock, reports),
+        _webhooks(subscriptions, deliveries, now),
         _runs(runs),
     ]
     stamp = _when(now)
@@ -136,12 +144,19 @@ def _tokens(token: Any, now: float) -> str:
     return "<br>".join(parts)
 
 
-def _freshness(reports: list[ConnectionReport], freshness: dict[tuple[int, str], datetime], now: float) -> str:
+def _freshness(
+    reports: list[ConnectionReport],
+    freshness: dict[tuple[int, str], datetime],
+    intervals: dict[int, dict[str, float]],
+    now: float,
+) -> str:
+    """Each entity's last succeeded sync, coloured against its own expected interval (cadence, webhooks)."""
     rows = []
     for report in reports:
         connection = report.connection
-        interval = connection.sync_interval_minutes * 60
-        for entity in watched_entities(connection.id, freshness):
+        expected = intervals[connection.id]
+        for entity in watched_entities(connection.id, freshness, expected):
+            interval = expected.get(entity, connection.sync_interval_minutes * 60)
             finished = freshness.get((connection.id, entity))
             if finished is None:
                 age = "<span class=dim>never</span>"
@@ -150,8 +165,8 @@ def _freshness(reports: list[ConnectionReport], freshness: dict[tuple[int, str],
                 level = "ok" if seconds <= 2 * interval else "warn" if seconds <= 4 * interval else "fail"
                 age = f"<span class={level}>{_duration(seconds)} ago</span>"
             resync = _command(f"exact-sync sync {shlex.quote(connection.name)} -e {shlex.quote(entity)} --full")
-            rows.append(_row(escape(connection.name), escape(entity), age, resync))
-    header = ("connection", "entity", "last succeeded sync", "resync it from scratch")
+            rows.append(_row(escape(connection.name), escape(entity), f"every {_duration(interval)}", age, resync))
+    header = ("connection", "entity", "expected", "last succeeded sync", "resync it from scratch")
     return _table("Freshness (the default entities and any other synced)", header, rows)
 
 
@@ -237,6 +252,47 @@ def _budget(state: RateState, now: float) -> str:
     if state.blocked_until and state.blocked_until > now:
         parts.append(f"<span class=warn>429: waiting {state.blocked_until - now:.0f} s</span>")
     return " &middot; ".join(parts) or "<span class=dim>budget not reported yet</span>"
+
+
+def _webhooks(subscriptions: list[SubscriptionReport], deliveries: list[DeliveryCount], now: float) -> str:
+    """Exact's webhooks in (subscriptions, last event, how the topic is polled) and ours out (deliveries)."""
+    if not subscriptions and not deliveries:
+        return ""
+    rows = [
+        _row(
+            escape(sub.connection),
+            str(sub.division),
+            escape(sub.topic),
+            _ago(sub.last_event, now),
+            str(sub.waiting) if sub.waiting else "-",
+            f"<span class={'ok' if sub.healthy else 'warn'}>{escape(sub.polling)}</span>",
+        )
+        for sub in subscriptions
+    ]
+    section = (
+        _table("Webhooks from Exact", ("connection", "division", "topic", "last event", "waiting", "polling"), rows)
+        if subscriptions
+        else ""
+    )
+    outgoing: dict[str, dict[str, int]] = {}
+    for count in deliveries:
+        outgoing.setdefault(count.connection, {})[count.status] = count.deliveries
+    out_rows = []
+    for name, by_status in outgoing.items():
+        failed = by_status.get("failed", 0)
+        fix = _command(f"exact-sync webhooks replay --failed {shlex.quote(name)}") if failed else ""
+        out_rows.append(
+            _row(
+                escape(name),
+                str(by_status.get("delivered", 0)),
+                str(by_status.get("pending", 0)),
+                f"<span class=fail>{failed}</span>" if failed else "0",
+                fix,
+            )
+        )
+    if out_rows:
+        section += _table("Outgoing webhooks", ("connection", "delivered", "pending", "failed", "fix"), out_rows)
+    return section
 
 
 def _runs(runs: list[tuple[str, SyncRun]]) -> str:

@@ -33,6 +33,7 @@ from syncs.lifecycle.connections import connection_reports
 from syncs.limits.budgets import synced_divisions
 from syncs.limits.callstats import CallStats
 from syncs.limits.ratelimit import RateGate
+from worker.freshness import expected_intervals
 from worker.ops_state import (
     REFRESH_TOKEN_LIFETIME_SECONDS,
     entity_last_success,
@@ -42,6 +43,7 @@ from worker.ops_state import (
     running_runs,
     watched_entities,
 )
+from worker.webhook_report import delivery_counts, event_counts, subscription_reports
 
 log = structlog.get_logger(__name__)
 
@@ -67,7 +69,13 @@ class ExactSyncCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily(f"{PREFIX}_up", "1 when the source could be read during this scrape", labels=["source"])
         divisions: set[str] = set()
-        for source, read in (("postgres", self._database), ("redis", self._budgets), ("broker", self._queue)):
+        sources = (
+            ("postgres", self._database),
+            ("redis", self._budgets),
+            ("broker", self._queue),
+            ("webhooks", self._webhooks),
+        )
+        for source, read in sources:
             try:
                 found = list(read(divisions))
             except Exception as exc:
@@ -116,6 +124,12 @@ class ExactSyncCollector(Collector):
             "the default entities and any other it has synced; active, unpaused connections only",
             labels=["connection", "entity"],
         )
+        expected = GaugeMetricFamily(
+            f"{PREFIX}_entity_interval_seconds",
+            "Seconds expected between two syncs of the entity: its cadence or override, at least the connection's "
+            "interval; the webhook safety sweep while its topic's webhooks are healthy (alert on age > 3x this)",
+            labels=["connection", "entity"],
+        )
         division_age = GaugeMetricFamily(
             f"{PREFIX}_division_last_sync_age_seconds",
             "Seconds since the division was last synced completely",
@@ -152,11 +166,14 @@ class ExactSyncCollector(Collector):
                 divisions.update(str(code) for code in synced_divisions(session, connection))
                 if connection.status != ConnectionStatus.ACTIVE or connection.paused:
                     continue
-                for entity in watched_entities(connection.id, last_success):
+                intervals = expected_intervals(session, self._settings, self._redis, connection, now)
+                for entity in watched_entities(connection.id, last_success, intervals):
                     finished = last_success.get((connection.id, entity), connection.created_at)
                     stale.add_metric([name, entity], now - finished.timestamp())
+                    if entity in intervals:
+                        expected.add_metric([name, entity], intervals[entity])
         return (runs, running, run_calls, rows, state, paused, token_age, token_left, access_left, failures, stale,
-                division_age)  # fmt: skip
+                expected, division_age)  # fmt: skip
 
     def _budgets(self, divisions: set[str]) -> Iterable[Metric]:
         calls = CounterMetricFamily(f"{PREFIX}_api_calls", "Answers from Exact's API per division", labels=["division"])
@@ -186,6 +203,41 @@ class ExactSyncCollector(Collector):
                 if allowed is not None:
                     limit.add_metric([division, window], allowed)
         return calls, limited, remaining, limit
+
+    def _webhooks(self, _: set[str]) -> Iterable[Metric]:
+        """Exact's webhooks in, ours out; from Postgres and (for each topic's polling health) Redis."""
+        now = self._clock.now()
+        events = CounterMetricFamily(
+            f"{PREFIX}_webhook_events",
+            "Verified webhook events from Exact, by topic and what became of them (received, queued, synced, ignored)",
+            labels=["topic", "status"],
+        )
+        last_event = GaugeMetricFamily(
+            f"{PREFIX}_webhook_last_event_age_seconds",
+            "Seconds since the newest event of a subscribed topic in the division",
+            labels=["connection", "division", "topic"],
+        )
+        healthy = GaugeMetricFamily(
+            f"{PREFIX}_webhook_subscription_healthy",
+            "1 while the topic's webhooks are trusted (its entities polled only as a safety sweep), else 0",
+            labels=["connection", "division", "topic"],
+        )
+        deliveries = GaugeMetricFamily(
+            f"{PREFIX}_outgoing_deliveries",
+            "Outgoing webhook deliveries by status (pending, delivered, failed)",
+            labels=["connection", "status"],
+        )
+        with self._sessions() as session:
+            for count in event_counts(session):
+                events.add_metric([count.topic, count.status], count.events)
+            for sub in subscription_reports(session, self._settings, self._redis):
+                labels = [sub.connection, str(sub.division), sub.topic]
+                healthy.add_metric(labels, 1 if sub.healthy else 0)
+                if sub.last_event is not None:
+                    last_event.add_metric(labels, now - sub.last_event.timestamp())
+            for delivery in delivery_counts(session):
+                deliveries.add_metric([delivery.connection, delivery.status], delivery.deliveries)
+        return events, last_event, healthy, deliveries
 
     def _queue(self, _: set[str]) -> Iterable[Metric]:
         queue = self._settings.celery_queue

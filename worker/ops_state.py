@@ -7,6 +7,7 @@ the registry (`syncs.entities.registry`) and rows from the tables, so a new enti
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -84,11 +85,14 @@ def entity_last_success(session: Session) -> dict[tuple[int, str], datetime]:
     return {(int(connection_id), str(entity)): finished for connection_id, entity, finished in rows if finished}
 
 
-def watched_entities(connection_id: int, last_success: dict[tuple[int, str], datetime]) -> list[str]:
-    """The entities whose freshness matters for a connection: what a default run syncs, and any entity of the
-    registry it has synced successfully (a catalog entity nobody asked for is not stale)."""
+def watched_entities(
+    connection_id: int, last_success: dict[tuple[int, str], datetime], enabled: Collection[str]
+) -> list[str]:
+    """The entities whose freshness matters for a connection, of those it has on (`enabled`): what a default run
+    syncs, and any other entity of the registry it has synced successfully (a catalog entity nobody asked for, or
+    one switched off, is not stale)."""
     synced = [entity for (owner, entity) in last_success if owner == connection_id and entity in ENTITIES]
-    return list(dict.fromkeys([*DEFAULT_ENTITIES, *sorted(synced)]))
+    return [entity for entity in dict.fromkeys([*DEFAULT_ENTITIES, *sorted(synced)]) if entity in enabled]
 
 
 def recent_runs(session: Session, limit: int = 20) -> list[tuple[str, SyncRun]]:
