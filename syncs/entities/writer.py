@@ -153,11 +153,14 @@ class EntityWriter:
     def _records(
         self, plan: TablePlan, converted: list[tuple[dict[str, Any], dict[str, Any]]], division: int
     ) -> list[Record]:
+        """The newest row per key, then a record of each (a header table's rows mostly lose to a newer one, so
+        records are built for the winners only)."""
         split = plan.output.split
         line_number = self._line_number
-        newest: dict[Any, tuple[Rank, Record]] = {}
+        newest: dict[Any, tuple[Rank, dict[str, Any], dict[str, Any]]] = {}
         for values, raw in converted:
-            if split.lines_only and line_number is not None and values[line_number] == 0:
+            header_row = 1 if line_number is not None and values[line_number] == 0 else 0
+            if split.lines_only and header_row:
                 continue
             if split.where is not None:
                 name, wanted = split.where
@@ -168,21 +171,24 @@ class EntityWriter:
                 raise MalformedResponseError(
                     f"{self.entity.name} row {raw.get(self._row_key)!r}: field {plan.decl.key[0]} is missing or null"
                 )
+            rank: Rank = (header_row if split.header_of else 0, values.get("Timestamp") or 0, values.get("modified"))
+            seen = newest.get(key)
+            if seen is None or _newer(rank, seen[0]):
+                newest[key] = (rank, values, raw)
+        keep = plan.raw_fields
+        records = []
+        for key, (_, values, raw) in newest.items():
             record = {
                 "division": division,
                 "id": key,
                 "timestamp": values.get("Timestamp"),
                 "modified": values.get("modified"),
-                "raw": raw if plan.raw_fields is None else {k: v for k, v in raw.items() if k in plan.raw_fields},
+                "raw": raw if keep is None else {k: v for k, v in raw.items() if k in keep},
             }
             for column, source in plan.columns:
                 record[column] = values[source]
-            header_row = 1 if split.header_of and line_number is not None and values[line_number] == 0 else 0
-            rank: Rank = (header_row, values.get("Timestamp") or 0, values.get("modified"))
-            seen = newest.get(key)
-            if seen is None or _newer(rank, seen[0]):
-                newest[key] = (rank, record)
-        return [record for _, record in newest.values()]
+            records.append(record)
+        return records
 
     def _key(self, plan: TablePlan, values: Mapping[str, Any]) -> uuid.UUID | str | None:
         if plan.guid_key:
