@@ -179,8 +179,9 @@ def sync(request: Request, state: SandboxState, division: int) -> dict[str, Any]
 def standard(request: Request, state: SandboxState, division: int) -> dict[str, Any]:
     """A generated entity's standard endpoint (Modified-filter and snapshot strategies): 60 rows a page."""
     endpoint = f"{request.path_params['service']}/{request.path_params['entity']}"
-    store = state.catalog_store(division, endpoint)
-    if store is None or store.entity.strategy is Strategy.SYNC:
+    synced = SYNC_ENTITY_STANDARD.get(endpoint.lower())
+    store = state.catalog_store(division, synced or endpoint)
+    if store is None or (store.entity.strategy is Strategy.SYNC and synced is None):
         raise ApiError(404, "Resource not found")
     params = request.query_params
     type_name = f"Exact.Web.Api.Models.{endpoint.replace('/', '.')}"
@@ -201,6 +202,8 @@ def standard(request: Request, state: SandboxState, division: int) -> dict[str, 
     return {"d": body}
 
 
+# Standard endpoints of entities synced through sync/...: served from the same rows (the reference-data lists).
+SYNC_ENTITY_STANDARD = {"financial/glaccounts": "sync/Financial/GLAccounts"}
 _CODE_EQ = re.compile(r"Code eq (\d+)")
 _MODIFIED_GE = re.compile(r"Modified ge datetime'(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)'")
 

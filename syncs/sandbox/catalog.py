@@ -121,6 +121,11 @@ class CatalogStore:
         rows = list(self.stores[target[0]].records.values())
         return str(rows[n % len(rows)][target[1]]) if rows else None
 
+    def new_key(self, entity: str, name: str) -> str:
+        """A key for a created record: name-based on a counter, so the same writes make the same keys."""
+        self._counter += 1
+        return self._id(entity, f"created:{name}", self._counter)
+
     def _id(self, entity: str, name: str, n: int) -> str:
         return str(uuid.uuid5(NAMESPACE, f"{self.division}:{entity}:{name}:{n}"))
 
@@ -131,15 +136,15 @@ class CatalogStore:
         record = dict(fields)
         key = key_field(entity)
         if not record.get(key):
-            self._counter += 1
-            record[key] = self._id(name, f"created:{key}", self._counter)
+            record[key] = self.new_key(name, key)
         record.setdefault("Modified", exact_datetime(now))
         return self._stamp(store, record)
 
-    def update(self, name: str, key: str, fields: Record, now: float) -> Record:
+    def update(self, name: str, key: str, fields: Record, now: float, accept: tuple[str, ...] = ()) -> Record:
+        """Change fields of a row; a name the row lacks is refused unless `accept` names it (write-only fields)."""
         store = self.store(name)
         record = store.records[key]
-        unknown = set(fields) - set(record)
+        unknown = set(fields) - set(record) - set(accept)
         if unknown:
             raise ValueError(f"unknown field(s): {', '.join(sorted(unknown))}")
         record.update(fields)

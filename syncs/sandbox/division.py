@@ -8,6 +8,7 @@ from typing import Any
 
 from syncs.sandbox.catalog import CatalogStore
 from syncs.sandbox.dates import coerce_date, exact_datetime
+from syncs.sandbox.documents import Documents
 from syncs.sandbox.fields import (
     ACCOUNT_DEFAULTS,
     ENTITY_TYPE_ACCOUNTS,
@@ -57,6 +58,7 @@ class DivisionData:
         # Keys come from a generator seeded by the division: the same on every start (stable invoice line IDs).
         self._ids = random.Random(f"ids:{code}")
         self.catalog = CatalogStore(code, self.bump, self._deleted)
+        self.documents = Documents(self.catalog)
         self.move_date: str | None = None  # system/Divisions DivisionMoveDate (set: Exact moved the division)
 
     def new_id(self) -> str:

@@ -24,6 +24,7 @@ from starlette.routing import Match, Route
 
 from syncs.entities.catalog import CATALOG
 from syncs.sandbox import api
+from syncs.sandbox.documents import SHAPES, Shape
 from syncs.sandbox.responses import Answer, ApiError, exact_error
 from syncs.sandbox.state import SandboxState
 
@@ -39,7 +40,7 @@ class Writable:
     required: tuple[str, ...]
     create: Callable[[SandboxState, int, Record], Record]
     update: Callable[[SandboxState, int, str, Record], Record]
-    delete: Callable[[SandboxState, int, str], Record]
+    delete: Callable[[SandboxState, int, str], Record] | None  # None: DELETE is refused (405)
     records: Callable[[SandboxState, int], list[Record]]
 
 
@@ -80,9 +81,10 @@ WRITABLE: dict[str, Writable] = {
 }
 
 
-def _catalog(entity: str, key: str, required: tuple[str, ...]) -> Writable:
-    """A writable entity the catalog store serves: a create gets every declared field (null unless given)."""
-    fields = tuple(name for name in CATALOG[entity].select_fields if name != "Timestamp")
+def _catalog(entity: str, key: str, required: tuple[str, ...], write_only: tuple[str, ...]) -> Writable:
+    """A writable entity the catalog store serves: a create gets every declared field and the fields Exact takes
+    that the sync does not declare (null unless given); an update may set those on generated rows too."""
+    fields = tuple(name for name in CATALOG[entity].select_fields if name != "Timestamp") + write_only
 
     def create(state: SandboxState, division: int, body: Record) -> Record:
         return state.create_record(division, entity, **{**dict.fromkeys(fields), **body})
@@ -91,18 +93,38 @@ def _catalog(entity: str, key: str, required: tuple[str, ...]) -> Writable:
         key,
         required,
         create,
-        lambda s, d, k, b: s.update_record(d, entity, k, **b),
+        lambda s, d, k, b: s.update_record(d, entity, k, write_only, **b),
         lambda s, d, k: s.delete_record(d, entity, k),
         lambda s, d: s.records(d, entity),
     )
 
 
+def _document(shape: Shape, required: tuple[str, ...]) -> Writable:
+    """A document with lines (syncs/sandbox/documents.py); the sandbox does not delete these."""
+    return Writable(
+        shape.key,
+        required,
+        lambda s, d, b: s.create_document(d, shape, b),
+        lambda s, d, k, b: s.update_document(d, shape, k, b),
+        None,
+        lambda s, d: s.documents(d, shape),
+    )
+
+
 WRITABLE.update(
     {
-        "crm/contacts": _catalog("contacts", "ID", ("Account", "FirstName", "LastName")),
-        "logistics/items": _catalog("items", "ID", ("Code", "Description")),
+        "crm/contacts": _catalog(
+            "contacts", "ID", ("Account", "FirstName", "LastName"), ("BusinessMobile", "Title", "Notes")
+        ),
+        "logistics/items": _catalog("items", "ID", ("Code", "Description"), ("ExtraDescription",)),
+        "salesorder/salesorders": _document(SHAPES["salesorder/salesorders"], ("OrderedBy",)),
+        "crm/quotations": _document(SHAPES["crm/quotations"], ("OrderAccount",)),
+        "purchaseorder/purchaseorders": _document(SHAPES["purchaseorder/purchaseorders"], ("Supplier",)),
+        "purchaseentry/purchaseentries": _document(SHAPES["purchaseentry/purchaseentries"], ("Journal", "Supplier")),
     }
 )
+# Collections the read API serves for syncs (purchase entries by `Modified`): only `eq` lookups are ours there.
+READ_ELSEWHERE = frozenset(entity.endpoint.lower() for entity in CATALOG.values()) & frozenset(WRITABLE)
 
 
 def _resource(request: Request) -> tuple[Writable, str, str | None]:
@@ -170,6 +192,8 @@ def _handler(request: Request, state: SandboxState, division: int, body: Any) ->
             if not isinstance(body, dict):
                 raise ApiError(400, "A PUT takes a JSON object")
             writable.update(state, division, key, {k: v for k, v in body.items() if k != writable.key})
+        elif writable.delete is None:
+            raise ApiError(405, f"The sandbox does not {request.method} {name}")
         else:
             writable.delete(state, division, key)
     except (ValueError, TypeError) as refused:
@@ -183,7 +207,13 @@ def _ours(request: Request) -> bool:
     if request.method != "GET":
         return True
     service, entity = request.path_params["service"], request.path_params["entity"]
-    return _KEYED.match(entity) is not None or f"{service}/{entity}".lower() in WRITABLE
+    if _KEYED.match(entity) is not None:
+        return True
+    name = f"{service}/{entity}".lower()
+    if name in READ_ELSEWHERE:
+        clauses = re.split(r"\s+and\s+", request.query_params.get("$filter", ""))
+        return all(_CLAUSE.match(clause) for clause in clauses)
+    return name in WRITABLE
 
 
 async def _api_route(request: Request) -> Response:
