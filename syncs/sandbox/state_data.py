@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -111,6 +112,20 @@ class DataDesk:
             return [dict(r) for r in self._div(division).catalog.store(entity).records.values()]
 
     # data: the Python API that tests and the control endpoints use -------------------------------------
+    def _change(
+        self,
+        division: int,
+        topic: str,
+        verb: str,
+        key: str | Callable[[Record], str],
+        change: Callable[[DivisionData, float], Record],
+    ) -> Record:
+        """One change to a division's data under the lock, then its webhook event (outside the lock)."""
+        with self.lock:
+            record = change(self._div(division), self.exact_clock.now())
+        self.publish_webhook(division, topic, verb, key(record) if callable(key) else key)
+        return record
+
     def _div(self, division: int) -> DivisionData:
         try:
             return self.divisions[int(division)]
@@ -118,52 +133,35 @@ class DataDesk:
             raise KeyError(f"unknown division {division}") from None
 
     def create_account(self, division: int, **fields: Any) -> Record:
-        with self.lock:
-            record = self._div(division).create_account(fields, self.exact_clock.now())
-        self.publish_webhook(division, "Accounts", "Create", record["ID"])
-        return record
+        return self._change(division, "Accounts", "Create", lambda record: str(record["ID"]),
+                            lambda data, now: data.create_account(fields, now))  # fmt: skip
 
     def update_account(self, division: int, id: str, **fields: Any) -> Record:
-        with self.lock:
-            record = self._div(division).update_account(id, fields, self.exact_clock.now())
-        self.publish_webhook(division, "Accounts", "Update", id)
-        return record
+        return self._change(division, "Accounts", "Update", id, lambda data, now: data.update_account(id, fields, now))
 
     def delete_account(self, division: int, id: str) -> Record:
-        with self.lock:
-            record = self._div(division).delete_account(id, self.exact_clock.now())
-        self.publish_webhook(division, "Accounts", "Delete", id)
-        return record
+        return self._change(division, "Accounts", "Delete", id, lambda data, now: data.delete_account(id, now))
 
     def create_invoice(self, division: int, header: dict[str, Any], lines: list[dict[str, Any]]) -> Record:
-        with self.lock:
-            record = self._div(division).create_invoice(header, lines, self.exact_clock.now())
-        self.publish_webhook(division, "SalesInvoices", "Create", record["InvoiceID"])
-        return record
+        return self._change(division, "SalesInvoices", "Create", lambda record: str(record["InvoiceID"]),
+                            lambda data, now: data.create_invoice(header, lines, now))  # fmt: skip
 
     def add_invoice_line(self, division: int, invoice_id: str, **fields: Any) -> Record:
-        with self.lock:
-            record = self._div(division).add_invoice_line(invoice_id, fields, self.exact_clock.now())
-        self.publish_webhook(division, "SalesInvoices", "Update", invoice_id)
-        return record
+        return self._change(division, "SalesInvoices", "Update", invoice_id,
+                            lambda data, now: data.add_invoice_line(invoice_id, fields, now))  # fmt: skip
 
     def update_invoice(self, division: int, invoice_id: str, header_fields: dict[str, Any]) -> Record:
-        with self.lock:
-            record = self._div(division).update_invoice(invoice_id, header_fields, self.exact_clock.now())
-        self.publish_webhook(division, "SalesInvoices", "Update", invoice_id)
-        return record
+        return self._change(division, "SalesInvoices", "Update", invoice_id,
+                            lambda data, now: data.update_invoice(invoice_id, header_fields, now))  # fmt: skip
 
     def update_invoice_line(self, division: int, line_id: str, **fields: Any) -> Record:
-        with self.lock:
-            record = self._div(division).update_invoice_line(line_id, fields, self.exact_clock.now())
-        self.publish_webhook(division, "SalesInvoices", "Update", record["InvoiceID"])
-        return record
+        return self._change(division, "SalesInvoices", "Update", lambda record: str(record["InvoiceID"]),
+                            lambda data, now: data.update_invoice_line(line_id, fields, now))  # fmt: skip
 
     def delete_invoice(self, division: int, invoice_id: str) -> Record:
-        with self.lock:
-            record = self._div(division).delete_invoice(invoice_id, self.exact_clock.now())
-        self.publish_webhook(division, "SalesInvoices", "Delete", invoice_id)
-        return record
+        return self._change(
+            division, "SalesInvoices", "Delete", invoice_id, lambda data, now: data.delete_invoice(invoice_id, now)
+        )
 
     def delete_invoice_line(self, division: int, line_id: str) -> Record:
         with self.lock:
@@ -175,16 +173,13 @@ class DataDesk:
 
     # documents that actions write (syncs/sandbox/documents.py) -------------------------------------------
     def create_document(self, division: int, shape: Shape, body: Record) -> Record:
-        with self.lock:
-            record = self._div(division).documents.create(shape, dict(body), self.exact_clock.now())
-        self.publish_webhook(division, shape.topic, "Create", str(record[shape.key]))
-        return record
+        return self._change(division, shape.topic, "Create", lambda record: str(record[shape.key]),
+                            lambda data, now: data.documents.create(shape, dict(body), now))  # fmt: skip
 
     def update_document(self, division: int, shape: Shape, key: str, fields: Record) -> Record:
-        with self.lock:
-            record = self._div(division).documents.update(shape, key, fields, self.exact_clock.now())
-        self.publish_webhook(division, shape.topic, "Update", key)
-        return record
+        return self._change(
+            division, shape.topic, "Update", key, lambda data, now: data.documents.update(shape, key, fields, now)
+        )
 
     def documents(self, division: int, shape: Shape) -> list[Record]:
         """Every document of one type (generated ones too), as the standard endpoint answers them."""
