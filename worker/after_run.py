@@ -1,5 +1,5 @@
 """What follows a successful run, outside its transactions: outgoing webhooks, and (for scheduled runs) the
-webhook health that decides the next polls. Never fails the run."""
+webhook health that decides the next polls (from the entity streams the run `read`). Never fails the run."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def after_run(
     sessions: sessionmaker[Session],
     connection_id: int,
     run_id: int,
-    entities: Sequence[str],
+    read: Sequence[str],
     divisions: Sequence[int],
     since: int,
     trigger: str,
@@ -31,7 +31,7 @@ def after_run(
         return
     client = redis_for_webhooks(settings)
     try:
-        after_scheduled_run(settings, sessions, client, connection_id, entities, since)
+        after_scheduled_run(settings, sessions, client, connection_id, read, since)
     except Exception as exc:
         log.warning("webhook.health_not_updated", run_id=run_id, error=type(exc).__name__)
     finally:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -13,9 +11,7 @@ from syncs.core.errors import ConfigurationError
 from worker.cli_support import console, current_settings, expected_errors
 
 if TYPE_CHECKING:
-    from models import Connection
-    from syncs.exact.client import ExactClient
-    from syncs.webhooks import subscriptions
+    from syncs.webhooks.subscriptions import Subscription
 
 # Database, Redis and API libraries are imported by the commands that use them: `--help` starts without them.
 
@@ -24,71 +20,16 @@ webhooks_app = typer.Typer(no_args_is_help=True, help="Exact Online webhook subs
 TopicOption = Annotated[
     list[str] | None, typer.Option("--topic", "-t", help="Webhook topic (repeatable); default: every synced one.")
 ]
-T = TypeVar("T")
 
 
-@contextmanager
-def _divisions_client(name: str) -> Iterator[tuple[ExactClient, Connection, list[int]]]:
-    """An API client for the connection, and its synced divisions (known once it has synced or connected)."""
-    import redis
-    from sqlalchemy import select
-
-    from models import Division
-    from syncs.core.db import session_factory
-    from syncs.exact.client import open_client
-    from syncs.lifecycle.connections import get_connection_by_name
-
-    settings = current_settings()
-    sessions = session_factory(settings.database_url)
-    with sessions() as session:
-        connection = get_connection_by_name(session, name)
-        divisions = list(
-            session.scalars(
-                select(Division.code)
-                .where(Division.connection_id == connection.id, Division.sync_enabled, Division.available)
-                .order_by(Division.code)
-            )
-        )
-        session.expunge(connection)
-    if not divisions and connection.current_division is not None:
-        divisions = [connection.current_division]
-    if not divisions:
-        raise ConfigurationError(f"connection {name!r} has no known divisions yet: run a sync first")
-    client_redis: redis.Redis[bytes] = redis.Redis.from_url(settings.redis_url)
-    try:
-        with open_client(settings, connection.id, connection.region, sessions=sessions, redis=client_redis) as client:
-            yield client, connection, divisions
-    finally:
-        client_redis.close()
-
-
-def _per_division(name: str, work: Callable[[ExactClient, int], list[subscriptions.Subscription]]) -> Table:
-    """Run `work` in each division, store what it reports as the division's subscriptions, tabulate them."""
-    from syncs.core.db import session_factory
-    from syncs.webhooks import subscriptions
-
-    sessions = session_factory(current_settings().database_url)
+def _table(name: str, done: list[tuple[int, list[Subscription], list[Subscription]]]) -> Table:
     table = Table(title=f"Webhook subscriptions of {name}")
     for column in ("division", "topic", "callback URL", "Exact ID"):
         table.add_column(column)
-    with _divisions_client(name) as (client, connection, divisions):
-        for division in divisions:
-            found = work(client, division)
-            with sessions.begin() as session:
-                subscriptions.remember(session, connection.id, division, found)
-            for s in found:
-                table.add_row(str(division), s.topic, s.callback_url, s.id)
+    for division, found, _ in done:
+        for s in found:
+            table.add_row(str(division), s.topic, s.callback_url, s.id)
     return table
-
-
-def _topics(topic: list[str] | None) -> list[str]:
-    from syncs.webhooks.topics import KNOWN_TOPICS, synced_topics
-
-    chosen = list(dict.fromkeys(topic or synced_topics()))
-    unknown = [t for t in chosen if t not in KNOWN_TOPICS]
-    if unknown:
-        raise ConfigurationError(f"unknown webhook topic(s) {', '.join(unknown)}; known: {', '.join(KNOWN_TOPICS)}")
-    return chosen
 
 
 @webhooks_app.command("subscribe")
@@ -101,20 +42,17 @@ def subscribe(
     ] = None,
 ) -> None:
     """Subscribe every synced division to the topics (only what is missing: safe to run again)."""
+    from worker.subscribing import chosen_topics, subscribe_connection
+
     url = callback_url or current_settings().webhook_callback_url
     if not url:
         raise ConfigurationError("give --callback-url or set WEBHOOK_CALLBACK_URL")
-    topics = _topics(topic)
-    from syncs.webhooks import subscriptions
-
-    def work(client: ExactClient, division: int) -> list[subscriptions.Subscription]:
-        now, made = subscriptions.subscribe(client, division, topics, url)
-        for topic in topics:
-            note = "subscribed" if any(s.topic == topic for s in made) else "already subscribed"
-            console.print(f"division {division}: {topic} {note}")
-        return now
-
-    console.print(_per_division(name, work))
+    done = subscribe_connection(current_settings(), name, topic, url)
+    for division, _, made in done:
+        for chosen in chosen_topics(topic):
+            note = "subscribed" if any(s.topic == chosen for s in made) else "already subscribed"
+            console.print(f"division {division}: {chosen} {note}")
+    console.print(_table(name, done))
 
 
 @webhooks_app.command("list")
@@ -122,8 +60,10 @@ def subscribe(
 def list_(name: Annotated[str, typer.Argument(help="Connection name.")]) -> None:
     """The subscriptions Exact holds for each synced division (and our copy of them is refreshed)."""
     from syncs.webhooks import subscriptions
+    from worker.subscribing import per_division
 
-    console.print(_per_division(name, subscriptions.listed))
+    done = per_division(current_settings(), name, lambda client, division: (subscriptions.listed(client, division), []))
+    console.print(_table(name, done))
 
 
 @webhooks_app.command("unsubscribe")
@@ -131,16 +71,16 @@ def list_(name: Annotated[str, typer.Argument(help="Connection name.")]) -> None
 def unsubscribe(name: Annotated[str, typer.Argument(help="Connection name.")], topic: TopicOption = None) -> None:
     """Delete the division's subscriptions of these topics (default: all); safe to run again."""
     from syncs.webhooks import subscriptions
+    from worker.subscribing import per_division
 
     chosen = list(dict.fromkeys(topic)) if topic else None
-
-    def work(client: ExactClient, division: int) -> list[subscriptions.Subscription]:
-        left, gone = subscriptions.unsubscribe(client, division, chosen)
+    done = per_division(
+        current_settings(), name, lambda client, division: subscriptions.unsubscribe(client, division, chosen)
+    )
+    for division, _, gone in done:
         for s in gone:
             console.print(f"division {division}: {s.topic} unsubscribed ({s.callback_url})")
-        return left
-
-    console.print(_per_division(name, work))
+    console.print(_table(name, done))
 
 
 @webhooks_app.command("outgoing")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import redis
@@ -12,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models import Connection, WebhookSubscription
 from syncs.core.settings import Settings
-from syncs.entities.registry import DEFAULT_ENTITIES
+from syncs.engine.cadence import last_checked, schedule_for
 from syncs.webhooks.health import PollingPlan, has_subscriptions, synced_divisions
 
 log = structlog.get_logger(__name__)
@@ -37,23 +39,43 @@ def subscribed_connections(sessions: sessionmaker[Session], connection_ids: Sequ
         return set(session.scalars(found.distinct()))
 
 
-def scheduled_entities(
-    settings: Settings, sessions: sessionmaker[Session], client: redis.Redis[Any], name: str
-) -> list[str] | None:
-    """What a scheduled run of `name` polls: None (everything) without webhook subscriptions; else every
-    entity but those of healthy topics whose safety sweep is not due (possibly none). On any error: None."""
+def safety_sweep(settings: Settings) -> timedelta:
+    """How often a scheduled run reads an entity that healthy webhooks cover."""
+    return timedelta(hours=settings.webhook_safety_sweep_hours)
+
+
+@dataclass(frozen=True)
+class BeatPlan:
+    """What webhooks spare a scheduled run: `covered` entities are read only as the safety sweep (the others keep
+    their cadence); `idle`: no division has anything due, so beat sends no run at all."""
+
+    covered: list[str]
+    idle: bool = False
+
+
+def beat_plan(
+    settings: Settings, sessions: sessionmaker[Session], client: redis.Redis[Any], name: str, now: datetime
+) -> BeatPlan:
+    """The plan of a scheduled run of `name` starting `now`; without webhook subscriptions (or on any error while
+    working it out) nothing is covered and everything keeps its cadence."""
     try:
         with sessions() as session:
             connection_id = session.scalar(select(Connection.id).where(Connection.name == name))
             if connection_id is None or not has_subscriptions(session, connection_id):
-                return None
+                return BeatPlan([])
             divisions = synced_divisions(session, connection_id)
-            return polling_plan(settings, client, connection_id).entities_to_poll(
-                session, list(DEFAULT_ENTITIES), divisions
+            schedule = schedule_for(session, connection_id, now)
+            covered = polling_plan(settings, client, connection_id).covered(
+                session, list(schedule.intervals), divisions
             )
+            if not covered:
+                return BeatPlan([])
+            swept = schedule.swept(covered, safety_sweep(settings))
+            idle = not any(swept.due(last_checked(session, connection_id, division)) for division in divisions)
+            return BeatPlan(covered, idle)
     except Exception as exc:
         log.warning("webhook.polling_plan_failed", connection=name, error=type(exc).__name__)
-        return None
+        return BeatPlan([])
 
 
 def after_scheduled_run(
@@ -65,5 +87,4 @@ def after_scheduled_run(
     after_seq: int,
 ) -> None:
     with sessions() as session:
-        divisions = synced_divisions(session, connection_id)
-        polling_plan(settings, client, connection_id).after_poll(session, polled, divisions, after_seq)
+        polling_plan(settings, client, connection_id).after_poll(session, polled, after_seq)

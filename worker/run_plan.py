@@ -22,6 +22,7 @@ from syncs.exact.client import ExactClient, open_client
 from syncs.lifecycle.connections import get_connection_by_name
 from syncs.lifecycle.divisions import divisions_to_sync
 from worker.outgoing import feed_mark
+from worker.polling import safety_sweep
 from worker.run_records import describe, fail_run, start_run
 
 log = structlog.get_logger(__name__)
@@ -96,16 +97,19 @@ def plan_run(
     *,
     scheduled: bool = False,
     only: Sequence[int] | None = None,
+    covered: Sequence[str] = (),
 ) -> RunPlan:
     """Record the run and list the divisions to sync (those of `only` when given); call it holding the connection's
-    lock. A `scheduled` run keeps only the connection's enabled entities (syncs.engine.cadence); each division then
-    reads those due."""
+    lock. A `scheduled` run keeps only the connection's enabled entities (syncs.engine.cadence), the `covered`
+    ones (healthy webhooks) read only as the safety sweep; each division then reads those due."""
     sessions = session_factory(settings.database_url)
     connection_id, region = active_connection(sessions, connection_name)
     schedule = None
     if scheduled:
         with sessions() as session:
             schedule = schedule_for(session, connection_id, to_datetime(clock.now()))
+        if covered:
+            schedule = schedule.swept(covered, safety_sweep(settings))
         entities = [name for name in entities if name in schedule.intervals]
     run_id = start_run(sessions, connection_id, entities, full, trigger, clock)
     since = feed_mark(sessions)  # the changes after it are this run's (outgoing webhooks)

@@ -52,10 +52,11 @@ def execute_sync(
     progress: Progress | None = None,
     clock: Clock = SYSTEM_CLOCK,
     divisions: Sequence[int] | None = None,
+    covered: Sequence[str] = (),
 ) -> RunOutcome:
     """Sync one connection's divisions (only those of `divisions` when given, as a webhook's targeted sync asks)
     one after another in this process, holding the connection's lock throughout; errors are recorded on the run,
-    then re-raised."""
+    then re-raised. A scheduled run reads the `covered` entities only as the safety sweep (worker.polling)."""
     names = resolve_entities(entities)
     sessions = session_factory(settings.database_url)
     connection_id, _ = active_connection(sessions, connection_name)
@@ -63,7 +64,9 @@ def execute_sync(
         if lock is None or any_division_locked(sessions, connection_id):
             return skipped_outcome(connection_name)
         scheduled = not entities and not full
-        plan = plan_run(settings, connection_name, names, full, trigger, clock, scheduled=scheduled, only=divisions)
+        plan = plan_run(
+            settings, connection_name, names, full, trigger, clock, scheduled=scheduled, only=divisions, covered=covered
+        )
         outcomes = []
         calls = plan.api_calls
         try:
@@ -158,7 +161,7 @@ def finish_run(
             sessions,
             plan.connection_id,
             plan.run_id,
-            plan.entities,
+            [name for name in outcome.rows_by_entity if name in plan.entities],  # the entity streams read
             outcome.divisions,
             plan.since,
             plan.trigger,

@@ -39,7 +39,7 @@ from syncs.core.settings import Settings, get_settings
 from syncs.limits.budgets import low_budget_message, low_daily_budgets, synced_divisions_of
 from worker.app import SYNC_TASK
 from worker.health import BeatHeartbeat, beat_lock_ttl, leader_key
-from worker.polling import scheduled_entities, subscribed_connections
+from worker.polling import beat_plan, subscribed_connections
 from worker.publish import TaskCall, publish_many
 
 log = structlog.get_logger(__name__)
@@ -153,20 +153,27 @@ def _deferrals(defer: Deferral | None, connection_ids: list[int]) -> Mapping[int
 
 
 def send_scheduled(
-    app: Celery, settings: Settings, sessions: sessionmaker[Session], client: redis.Redis[bytes], batch: Sequence[Due]
+    app: Celery,
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    client: redis.Redis[bytes],
+    batch: Sequence[Due],
+    clock: Clock = SYSTEM_CLOCK,
 ) -> None:
     """Publish the sync messages of a batch of claimed connections (beat's `Send`). Only connections with webhook
-    subscriptions (found in one query for the batch) need their polling plan; the others poll everything."""
+    subscriptions (found in one query for the batch) need their polling plan (worker.polling.beat_plan): the
+    entities their webhooks cover, read only as the safety sweep; none at all when nothing is due."""
     subscribed = subscribed_connections(sessions, [due.id for due in batch])
+    now = to_datetime(clock.now())
     calls = []
     for due in batch:
-        entities = scheduled_entities(settings, sessions, client, due.name) if due.id in subscribed else None
-        if entities == []:
+        plan = beat_plan(settings, sessions, client, due.name, now) if due.id in subscribed else None
+        if plan is not None and plan.idle:
             log.info("beat.covered_by_webhooks", connection=due.name)  # healthy webhooks; no safety sweep due
             continue
         kwargs: dict[str, Any] = {"trigger": "beat"}
-        if entities is not None:
-            kwargs["entities"] = entities
+        if plan is not None and plan.covered:
+            kwargs["covered"] = plan.covered
         # A message older than the interval is superseded by the next one: it expires rather than pile up while
         # workers are down.
         calls.append(TaskCall((due.name,), kwargs, due.interval_minutes * 60.0))
@@ -235,7 +242,7 @@ class ConnectionScheduler(Scheduler):
         return float(min(super().tick(*args, **kwargs), self.tick_seconds))
 
     def _send(self, batch: Sequence[Due]) -> None:
-        send_scheduled(self.app, self.settings, self._sessions, self._redis, batch)
+        send_scheduled(self.app, self.settings, self._sessions, self._redis, batch, self.clock)
 
     def close(self) -> None:
         try:

@@ -99,7 +99,9 @@ def sync_connection(
     entities: list[str] | None = None,
     full: bool = False,
     trigger: str = "task",
+    covered: list[str] | None = None,
 ) -> dict[str, Any]:
+    """`covered`: entities of healthy webhook topics, read by a scheduled run only as the safety sweep (beat)."""
     settings = get_settings()
 
     def plan() -> RunPlan | RunOutcome:
@@ -109,7 +111,16 @@ def sync_connection(
             if lock is None or any_division_locked(session_factory(settings.database_url), connection_id):
                 return skipped_outcome(connection_name)
             scheduled = not entities and not full
-            return plan_run(settings, connection_name, names, full, trigger, SYSTEM_CLOCK, scheduled=scheduled)
+            return plan_run(
+                settings,
+                connection_name,
+                names,
+                full,
+                trigger,
+                SYSTEM_CLOCK,
+                scheduled=scheduled,
+                covered=covered or (),
+            )
 
     planned = run_sync(self, connection_name, plan)
     if isinstance(planned, dict):

@@ -5,7 +5,8 @@ connection's interval), `master` data every 4 hours, `reference` lists daily. A 
 entity's interval or switch it off (`connection_entities`, `exact-sync connections set NAME --entity X --every
 1h` / `--off`). A stream is due when its last check (`sync_cursors.checked_at`, the start of the run that read
 it) is at least its interval ago, less a little slack so that runs starting a few seconds early still count.
-Runs that name their entities (`--entity`, `--full`, webhooks) read them regardless.
+Runs that name their entities (`--entity`, `--full`, webhooks) read them regardless. While an entity's webhooks
+are healthy, beat's runs read it only as a safety sweep (`Schedule.swept`, syncs.webhooks.health).
 
 The deletions stream runs with every run: one call per run and division.
 """
@@ -57,6 +58,16 @@ class Schedule:
             name: None if seconds is None else timedelta(seconds=seconds) for name, seconds in data["intervals"].items()
         }
         return cls(datetime.fromisoformat(data["now"]), intervals)
+
+    def swept(self, covered: Iterable[str], every: timedelta) -> Schedule:
+        """This schedule with the `covered` entities (healthy webhooks announce their changes) read at most `every`
+        (the safety sweep); an entity whose own interval is longer keeps it."""
+        intervals = dict(self.intervals)
+        for name in covered:
+            if name in intervals:
+                own = intervals[name]
+                intervals[name] = every if own is None else max(own, every)
+        return Schedule(self.now, intervals)
 
     def due(self, checked: Mapping[str, datetime | None]) -> list[str]:
         """The enabled entities whose interval has passed since `checked` (their last check), in catalog order."""

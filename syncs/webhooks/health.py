@@ -2,10 +2,11 @@
 
 A topic is healthy for a connection when every synced division has a subscription to it (our copy,
 `webhook_subscriptions`) and no recent poll found changes that no webhook announced. A scheduled (beat) run then
-skips the entities of healthy topics, except once per WEBHOOK_SAFETY_SWEEP_HOURS (the safety sweep). A poll that
-finds changes in an entity of a subscribed topic while no event of that topic and division is waiting means
-events went missing: the topic is flagged unhealthy for WEBHOOK_UNHEALTHY_HOURS (each such poll extends it) and
-its entities are polled at the normal cadence meanwhile; `status` says why.
+reads the entities of healthy topics ("covered") at most once per WEBHOOK_SAFETY_SWEEP_HOURS (the safety sweep:
+their cadence interval is raised to it, syncs.engine.cadence.Schedule.swept); every other entity keeps its own
+cadence. A poll that finds changes in an entity of a subscribed topic while no event of that topic and division
+is waiting means events went missing: the topic is flagged unhealthy for WEBHOOK_UNHEALTHY_HOURS (each such poll
+extends it) and its entities are polled at the normal cadence meanwhile; `status` says why.
 """
 
 from __future__ import annotations
@@ -48,9 +49,6 @@ class PollingPlan:
     def _flag(self, topic: str) -> str:
         return f"{self._prefix}:unhealthy:{self.connection_id}:{topic}"
 
-    def _swept(self, entity: str) -> str:
-        return f"{self._prefix}:swept:{self.connection_id}:{entity}"
-
     def coverage(self, session: Session, topic: str | None, divisions: Sequence[int]) -> Coverage:
         if topic is None:
             return Coverage(False, "no webhook topic")
@@ -63,18 +61,23 @@ class PollingPlan:
             return Coverage(False, flag.decode() if isinstance(flag, bytes) else str(flag))
         return Coverage(True, f"webhooks healthy: polled every {self.sweep_seconds / 3600:g} h as a safety sweep")
 
-    def entities_to_poll(self, session: Session, names: Sequence[str], divisions: Sequence[int]) -> list[str]:
-        """`names` minus the entities of healthy topics whose safety sweep is not due."""
-        return [
-            name
-            for name in names
-            if not self.coverage(session, topic_of(name), divisions).healthy
-            or not self.client.exists(self._swept(name))
-        ]
+    def covered(self, session: Session, names: Sequence[str], divisions: Sequence[int]) -> list[str]:
+        """Those of `names` whose topic's webhooks are healthy: a scheduled run reads them only as a safety sweep."""
+        healthy: dict[str, bool] = {}
+        found = []
+        for name in names:
+            topic = topic_of(name)
+            if topic is None:
+                continue
+            if topic not in healthy:
+                healthy[topic] = self.coverage(session, topic, divisions).healthy
+            if healthy[topic]:
+                found.append(name)
+        return found
 
-    def after_poll(self, session: Session, polled: Sequence[str], divisions: Sequence[int], after_seq: int) -> None:
-        """After a successful scheduled run: the sweep of covered entities is done; changes no webhook announced
-        flag their topic unhealthy."""
+    def after_poll(self, session: Session, polled: Sequence[str], after_seq: int) -> None:
+        """After a successful scheduled run that read the streams `polled`: changes no webhook announced flag their
+        topic unhealthy."""
         for name in polled:
             topic = topic_of(name)
             if topic is None:
@@ -90,8 +93,6 @@ class PollingPlan:
                     continue
                 reason = f"a poll found {count} change(s) in {name} of division {division} that no webhook announced"
                 self.client.set(self._flag(topic), reason, ex=max(1, int(self.unhealthy_seconds)))
-            if self.coverage(session, topic, divisions).healthy:
-                self.client.set(self._swept(name), "1", ex=max(1, int(self.sweep_seconds)))
 
     def _subscribed(self, session: Session, topic: str) -> set[int]:
         return set(

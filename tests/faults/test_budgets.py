@@ -12,21 +12,26 @@ from rich.console import Console
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from bench.idle_cost import beat_run, calls_of_a_day
 from models import Connection, SyncRun
 from syncs.core.clock import to_datetime
 from syncs.core.errors import ErrorBudgetExhaustedError, ExactRequestError, ExactSyncError
 from syncs.core.settings import Settings
+from syncs.engine.cadence import CADENCE_INTERVALS
 from syncs.entities.declaration import Cadence
 from syncs.entities.registry import ENTITIES
 from syncs.exact.client import open_client
 from syncs.limits.errorbudget import ErrorBudget
 from syncs.limits.ratelimit import RateGate
 from syncs.sandbox import SandboxConfig, SandboxServer, SandboxState
+from syncs.webhooks.topics import synced_topics
 from tests.client.test_ratelimit import minutely
 from tests.faults.conftest import assert_equal_to_source, register
 from tests.support.cli import aimed_at
 from tests.support.clock import FakeClock
+from tests.worker.test_polling import subscribe_everything
 from worker.budget_view import budget_status, low_budget_warning
+from worker.polling import beat_plan, safety_sweep
 from worker.run_records import RunOutcome
 from worker.runs import execute_sync
 from worker.scheduler import Due, daily_budget_deferral, schedule_due_connections
@@ -125,14 +130,50 @@ def test_an_idle_day_with_every_entity_stays_within_1000_calls_per_division(
     register(db, fake_settings, sandbox.state)
     first = execute_sync(fake_settings, "acme", clock=clock)
     assert first.inserted > 0
-    before = dict(sandbox.state.counters.api_calls)
-    for _ in range(24):
-        clock.advance(3600)  # the access token expires in between: refreshes are not API calls
-        execute_sync(fake_settings, "acme", clock=clock)
-    calls = {d: n - before.get(d, 0) for d, n in sandbox.state.counters.api_calls.items()}
+    # The access token expires in between: refreshes are not API calls.
+    calls = calls_of_a_day(sandbox.state, clock, 24, lambda: execute_sync(fake_settings, "acme", clock=clock))
     for division in first.divisions:  # the division check's two calls go to the current division only
         assert idle_day_calls(24) - 2 <= calls[division] <= idle_day_calls(24), (division, calls)
     assert idle_day_calls(24 * 4) <= 1000
+
+
+def idle_day_calls_with_webhooks(runs_per_day: int, sweep: timedelta) -> int:
+    """The documented idle cost of one division and day with healthy webhooks for every topic (README, "Exact
+    Online webhooks"): entities with a topic are read at most every `sweep`, the others keep their cadence."""
+    day = timedelta(days=1)
+    run = day / runs_per_day
+    total = runs_per_day + 2  # the deletions stream every run; the daily division check
+    for spec in ENTITIES.values():
+        interval = CADENCE_INTERVALS[spec.cadence] or run
+        if spec.entity.topic is not None:
+            interval = max(interval, sweep)
+        total += day // interval
+    return total
+
+
+def test_an_idle_day_with_webhooks_for_every_topic_stays_within_300_calls_per_division(
+    fake_settings: Settings,
+    sandbox: SandboxServer,
+    clock: FakeClock,
+    db: sessionmaker[Session],
+    redis_client: Redis[bytes],
+) -> None:
+    """Every default entity on and every synced topic subscribed in every division: a day of beat's 15-minute runs
+    (planned as beat plans them) costs what the arithmetic says, at most 300 calls per division."""
+    connection_id = register(db, fake_settings, sandbox.state)
+    first = execute_sync(fake_settings, "acme", clock=clock)
+    subscribe_everything(db, connection_id, synced_topics())
+
+    def planned_run() -> RunOutcome | None:
+        plan = beat_plan(fake_settings, db, redis_client, "acme", to_datetime(clock.now()))
+        assert not plan.idle and len(plan.covered) == sum(1 for s in ENTITIES.values() if s.entity.topic)
+        return beat_run(fake_settings, db, redis_client, clock, "acme")
+
+    calls = calls_of_a_day(sandbox.state, clock, 24 * 4, planned_run)
+    expected = idle_day_calls_with_webhooks(24 * 4, safety_sweep(fake_settings))
+    for division in first.divisions:  # the division check's two calls go to the current division only
+        assert expected - 2 <= calls[division] <= expected, (division, calls)
+    assert expected <= 300
 
 
 def test_the_error_budget_stops_an_endpoint_before_exacts_limit(

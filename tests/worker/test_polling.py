@@ -1,38 +1,59 @@
-"""Polling adapts to webhooks: healthy topics are only swept every few hours; a poll that finds changes no
-webhook announced puts the topic back on the normal cadence, and `status` says why."""
+"""Polling adapts to webhooks: healthy topics are only swept every few hours while the other entities keep their
+cadence; a poll that finds changes no webhook announced puts the topic back on the normal cadence, and `status`
+says why. Runs on a FakeClock: the sweep and the cadence are decided from it, not from real time."""
 
 from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+import pytest
 import redis
 from sqlalchemy import delete
 from sqlalchemy.orm import Session, sessionmaker
 
 from models import Connection, WebhookEvent, WebhookSubscription
+from syncs.core.clock import to_datetime
 from syncs.core.settings import Settings
+from syncs.engine.cadence import set_entity
+from syncs.entities.declaration import Cadence
 from syncs.entities.registry import DEFAULT_ENTITIES, ENTITIES
 from syncs.sandbox.server import SandboxServer
+from syncs.sandbox.state import SandboxConfig, SandboxState
 from syncs.webhooks.topics import synced_topics
 from tests.support.cli import CliInvoke
 from tests.support.clock import FakeClock
 from tests.worker.conftest import CURRENT
 from tests.worker.test_scheduler import scheduler
-from worker.polling import scheduled_entities
+from worker.polling import beat_plan
 from worker.runs import execute_sync
 from worker.scheduler import Due
 
 SECOND = 124133
 TOPICS = ("Accounts", "SalesInvoices")
-EVERYTHING = list(DEFAULT_ENTITIES)
+QUARTER = 15 * 60
+HOUR = 3600
 
 
-def all_but(*covered: str) -> list[str]:
-    """The default entities but those covered by healthy webhooks (entities of other topics keep their cadence)."""
-    return [name for name in EVERYTHING if name not in covered]
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(time.time())
+
+
+@pytest.fixture
+def sandbox(clock: FakeClock) -> Iterator[SandboxServer]:
+    """The sandbox on the tests' clock, so that its tokens expire as the runs' clock says."""
+    server = SandboxServer(SandboxState(SandboxConfig(minutely_limit=None, daily_limit=None), clock=clock))
+    server.start()
+    yield server
+    server.stop()
+
+
+def of_cadence(cadence: Cadence, *but: str) -> set[str]:
+    return {name for name in DEFAULT_ENTITIES if ENTITIES[name].cadence is cadence and name not in but}
 
 
 def subscribe_everything(db: sessionmaker[Session], connection_id: int, topics: Sequence[str] = TOPICS) -> None:
@@ -48,38 +69,55 @@ def subscribe_everything(db: sessionmaker[Session], connection_id: int, topics: 
                 )  # fmt: skip
 
 
-def beat_run(settings: Settings, db: sessionmaker[Session], client: redis.Redis[bytes]) -> list[str] | None:
-    """What beat would poll now, then that scheduled run."""
-    planned = scheduled_entities(settings, db, client, "acme")
-    if planned != []:
-        assert execute_sync(settings, "acme", entities=planned, trigger="beat").status == "succeeded"
-    return planned
+def first_sync(settings: Settings, db: sessionmaker[Session], clock: FakeClock) -> int:
+    """Every entity read once at the clock's time; the connection's id."""
+    assert execute_sync(settings, "acme", clock=clock).status == "succeeded"
+    with db() as session:
+        return session.query(Connection).filter_by(name="acme").one().id
 
 
-def test_healthy_webhooks_leave_only_the_safety_sweep(
+def beat_run(
+    settings: Settings, db: sessionmaker[Session], client: redis.Redis[bytes], clock: FakeClock
+) -> set[str] | None:
+    """What beat would plan now, then that scheduled run: the entity streams it read (None: beat sends no run)."""
+    plan = beat_plan(settings, db, client, "acme", to_datetime(clock.now()))
+    if plan.idle:
+        return None
+    outcome = execute_sync(settings, "acme", trigger="beat", clock=clock, covered=plan.covered)
+    assert outcome.status == "succeeded", outcome
+    return set(outcome.rows_by_entity) - {"deleted"}
+
+
+def test_healthy_webhooks_leave_only_the_safety_sweep_and_the_rest_keep_their_cadence(
     sandbox_settings: Settings,
     sandbox: SandboxServer,
     db: sessionmaker[Session],
     add_sandbox_connection: Callable[..., Any],
     redis_client: redis.Redis[bytes],
     cli: CliInvoke,
+    clock: FakeClock,
 ) -> None:
     add_sandbox_connection("acme")
-    assert scheduled_entities(sandbox_settings, db, redis_client, "acme") is None  # no webhooks: poll everything
-    execute_sync(sandbox_settings, "acme")
-    with db() as session:
-        acme = session.query(Connection).filter_by(name="acme").one()
-    subscribe_everything(db, acme.id)
+    assert beat_plan(sandbox_settings, db, redis_client, "acme", to_datetime(clock.now())).covered == []
+    subscribe_everything(db, first_sync(sandbox_settings, db, clock))
+    every_run = of_cadence(Cadence.TRANSACTIONAL, "accounts", "sales_invoices")
 
-    assert beat_run(sandbox_settings, db, redis_client) == EVERYTHING  # the first sweep is due
-    assert beat_run(sandbox_settings, db, redis_client) == all_but("accounts", "sales_invoices")  # until the next sweep
+    clock.advance(QUARTER)  # covered entities wait for the sweep; master and reference data for their cadence
+    assert beat_run(sandbox_settings, db, redis_client, clock) == every_run
+    clock.advance(4 * HOUR - QUARTER)
+    assert beat_run(sandbox_settings, db, redis_client, clock) == every_run | of_cadence(Cadence.MASTER)
+    clock.advance(2 * HOUR)  # the safety sweep of the covered entities
+    assert beat_run(sandbox_settings, db, redis_client, clock) == every_run | {"accounts", "sales_invoices"}
+    clock.advance(QUARTER)
+    assert beat_run(sandbox_settings, db, redis_client, clock) == every_run
     assert "webhooks healthy: polled every 6 h" in cli("status", "acme").output
 
     with db.begin() as session:  # one division loses its SalesInvoices subscription
         session.execute(delete(WebhookSubscription).where(
             WebhookSubscription.division == SECOND, WebhookSubscription.topic == "SalesInvoices"
         ))  # fmt: skip
-    assert beat_run(sandbox_settings, db, redis_client) == all_but("accounts")
+    clock.advance(QUARTER)
+    assert beat_run(sandbox_settings, db, redis_client, clock) == every_run | {"sales_invoices"}
     assert "normal cadence: not subscribed in division 124133" in cli("status", "acme").output
 
 
@@ -90,56 +128,64 @@ def test_changes_no_webhook_announced_bring_the_normal_cadence_back(
     add_sandbox_connection: Callable[..., Any],
     redis_client: redis.Redis[bytes],
     cli: CliInvoke,
+    clock: FakeClock,
 ) -> None:
     add_sandbox_connection("acme")
-    execute_sync(sandbox_settings, "acme")
-    with db() as session:
-        acme_id = session.query(Connection).filter_by(name="acme").one().id
-    subscribe_everything(db, acme_id)
+    subscribe_everything(db, first_sync(sandbox_settings, db, clock))
     state = sandbox.state
+    every_run = of_cadence(Cadence.TRANSACTIONAL, "accounts", "sales_invoices")
 
     # A change whose webhook is still waiting for its sync: the sweep merely came first.
     account = state.accounts(CURRENT)[0]["ID"]
     state.update_account(CURRENT, account, Name="Announced")
     with db.begin() as session:
         session.add(WebhookEvent(dedupe_key="e1", topic="Accounts", division=CURRENT, status="queued"))
-    assert beat_run(sandbox_settings, db, redis_client) == EVERYTHING
-    assert beat_run(sandbox_settings, db, redis_client) == all_but("accounts", "sales_invoices")
+    clock.advance(6 * HOUR)
+    assert "accounts" in (beat_run(sandbox_settings, db, redis_client, clock) or ())
+    clock.advance(QUARTER)
+    assert beat_run(sandbox_settings, db, redis_client, clock) == every_run
 
     # A change nobody announced, found by the next safety sweep.
     with db.begin() as session:
         session.execute(delete(WebhookEvent))
-    redis_client.delete(*redis_client.keys(f"{sandbox_settings.redis_key_prefix}:webhook:swept:*"))
     state.update_account(CURRENT, account, Name="Missed By Webhooks")
-    assert beat_run(sandbox_settings, db, redis_client) == EVERYTHING
-    assert beat_run(sandbox_settings, db, redis_client) == all_but("sales_invoices")  # accounts polled again
+    clock.advance(6 * HOUR)
+    assert "accounts" in (beat_run(sandbox_settings, db, redis_client, clock) or ())
+    clock.advance(QUARTER)
+    assert beat_run(sandbox_settings, db, redis_client, clock) == every_run | {"accounts"}  # polled again
     why = "normal cadence: a poll found 1 change(s) in accounts of division 124132 that no webhook announced"
     assert why in cli("status", "acme").output
 
 
-def test_beat_sends_only_what_webhooks_do_not_cover(
+def test_beat_names_what_webhooks_cover_and_sends_nothing_when_they_cover_all(
     sandbox_settings: Settings,
     db: sessionmaker[Session],
     add_sandbox_connection: Callable[..., Any],
     redis_client: redis.Redis[bytes],
     queue_length: Callable[[], int],
+    clock: FakeClock,
 ) -> None:
     add_sandbox_connection("acme")
-    execute_sync(sandbox_settings, "acme")
-    with db() as session:
-        acme_id = session.query(Connection).filter_by(name="acme").one().id
+    acme_id = first_sync(sandbox_settings, db, clock)
     subscribe_everything(db, acme_id, synced_topics())
-    beat_run(sandbox_settings, db, redis_client)  # the sweep
-    without_topic = [name for name in EVERYTHING if ENTITIES[name].entity.topic is None]
+    with_topic = [name for name in DEFAULT_ENTITIES if ENTITIES[name].entity.topic is not None]
     queue = f"{sandbox_settings.celery_key_prefix}{sandbox_settings.celery_queue}"
-    beat = scheduler(sandbox_settings, FakeClock())
+    beat = scheduler(sandbox_settings, clock)
     try:
+        clock.advance(QUARTER)
         beat._send([Due(acme_id, "acme", 15)])
-        assert queue_length() == 1
-        assert sent_kwargs(redis_client.lpop(queue))["entities"] == without_topic  # covered topics left out
-        redis_client.delete(*redis_client.keys(f"{sandbox_settings.redis_key_prefix}:webhook:swept:*"))
+        sent = sent_kwargs(redis_client.lpop(queue))
+        assert sent["covered"] == with_topic and "entities" not in sent  # the rest keep their cadence
+
+        with db.begin() as session:  # only covered entities left: nothing is due between sweeps
+            for name in DEFAULT_ENTITIES:
+                if name not in with_topic:
+                    set_entity(session, acme_id, name, enabled=False, every_minutes=None)
         beat._send([Due(acme_id, "acme", 15)])
-        assert sent_kwargs(redis_client.lpop(queue))["entities"] == EVERYTHING  # the safety sweep is due again
+        assert queue_length() == 0
+        clock.advance(6 * HOUR)  # the safety sweep is due
+        beat._send([Due(acme_id, "acme", 15)])
+        assert sent_kwargs(redis_client.lpop(queue))["covered"] == with_topic
     finally:
         beat.close()
 
