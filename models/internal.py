@@ -47,6 +47,8 @@ class Connection(Base):
     divisions_chosen: Mapped[bool] = mapped_column(default=False, server_default="false")
     # The export this connection was imported from (its random id): the same file cannot be imported twice.
     import_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    # The last automatic webhook subscription (WEBHOOK_AUTO_SUBSCRIBE): when, and what came of it (`status`).
+    webhook_auto_subscribe: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = created_at_column()
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
 

@@ -33,6 +33,7 @@ FINISH_TASK = "exact.finish_run"  # adds a run's division outcomes up
 KEEP_ALIVE_TASK = "exact.keep_alive"
 WEBHOOK_SYNC_TASK = "exact.webhook_sync"
 WEBHOOK_SWEEP_TASK = "exact.webhook_sweep"
+AUTO_SUBSCRIBE_TASK = "exact.webhook_subscribe"  # sent after a connect when WEBHOOK_AUTO_SUBSCRIBE is on
 DELIVER_WEBHOOK_TASK = "exact.deliver_webhook"
 ACTION_TASK = "exact.action"
 CELERY_DEFAULT_QUEUE = "celery"  # where a Celery client without routing configuration sends tasks
@@ -52,7 +53,14 @@ def celery_key_options(settings: Settings) -> dict[str, str]:
 
 
 def create_app(settings: Settings) -> Celery:
-    tasks = ["worker.tasks", "worker.lifecycle_tasks", "worker.action_tasks", "worker.webhook_tasks", "worker.outgoing"]
+    tasks = [
+        "worker.tasks",
+        "worker.lifecycle_tasks",
+        "worker.action_tasks",
+        "worker.webhook_tasks",
+        "worker.outgoing",
+        "worker.auto_subscribe",
+    ]
     app = Celery("exact_sync", include=tasks)
     app.conf.update(
         broker_url=settings.redis_url,

@@ -193,7 +193,7 @@ def status(name: Annotated[str | None, typer.Argument(help="Only this connection
     from worker.clock_view import clock_status
     from worker.views import status_view
     from worker.webhook_report import subscription_reports
-    from worker.webhook_views import webhook_table
+    from worker.webhook_views import auto_subscribe_lines, webhook_table
 
     with session_factory(current_settings().database_url)() as session:
         console.print(status_view(connection_reports(session, name), current_settings()))
@@ -205,6 +205,8 @@ def status(name: Annotated[str | None, typer.Argument(help="Only this connection
             client.close()
         if webhooks is not None:
             console.print(webhooks)
+        for line in auto_subscribe_lines(session, name):
+            console.print(line)
     console.print(budget_status(current_settings(), name))
     console.print(clock_status(current_settings()))
 

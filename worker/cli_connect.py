@@ -46,6 +46,7 @@ def connect(
 
     from syncs.core.db import session_factory
     from syncs.lifecycle.connect_flow import ConnectError, ConnectFlow
+    from worker.auto_subscribe import request_auto_subscribe
     from worker.callback import CallbackReceiver
 
     settings = current_settings()
@@ -79,6 +80,7 @@ def connect(
     finally:
         redis_client.close()
     print_connected(done)
+    request_auto_subscribe(settings, done.name)
 
 
 def print_connected(done: Connected) -> None:

@@ -91,10 +91,13 @@ def add(
         raise fail(f"unknown region {region!r}; expected one of {', '.join(REGIONS)}", 2)
     if expires_in is not None and access_token is None:
         raise fail("--expires-in only makes sense with --access-token", 2)
+    from worker.auto_subscribe import request_auto_subscribe
+
     connection_id = register(
         current_settings(), name, region, refresh_token, access_token, expires_in, division, interval
     )
     console.print(f"connection [bold]{name}[/] added (id {connection_id}); beat syncs it at its next tick")
+    request_auto_subscribe(current_settings(), name)
 
 
 @connections_app.command("list")

@@ -7,15 +7,15 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 import redis
-from sqlalchemy import select
 
-from models import Connection, Division
+from models import Connection
 from syncs.core.clock import SYSTEM_CLOCK, Clock
 from syncs.core.db import session_factory
 from syncs.core.errors import ConfigurationError
 from syncs.core.settings import Settings
 from syncs.exact.client import ExactClient, open_client
 from syncs.lifecycle.connections import get_connection_by_name
+from syncs.lifecycle.divisions import divisions_to_sync
 from syncs.webhooks import subscriptions
 from syncs.webhooks.subscriptions import Subscription
 from syncs.webhooks.topics import KNOWN_TOPICS, synced_topics
@@ -28,28 +28,19 @@ DivisionWork = Callable[[ExactClient, int], tuple[list[Subscription], list[Subsc
 def divisions_client(
     settings: Settings, name: str, clock: Clock = SYSTEM_CLOCK
 ) -> Iterator[tuple[ExactClient, Connection, list[int]]]:
-    """An API client for the connection, and its synced divisions (known once it has synced or connected)."""
+    """An API client for the connection, and its synced divisions (the list is read from Exact first when it was
+    never read, as right after `connections add`, or when its daily check is due)."""
     sessions = session_factory(settings.database_url)
     with sessions() as session:
         connection = get_connection_by_name(session, name)
-        divisions = list(
-            session.scalars(
-                select(Division.code)
-                .where(Division.connection_id == connection.id, Division.sync_enabled, Division.available)
-                .order_by(Division.code)
-            )
-        )
         session.expunge(connection)
-    if not divisions and connection.current_division is not None:
-        divisions = [connection.current_division]
-    if not divisions:
-        raise ConfigurationError(f"connection {name!r} has no known divisions yet: run a sync first")
     client_redis: redis.Redis[bytes] = redis.Redis.from_url(settings.redis_url)
     try:
         with open_client(
             settings, connection.id, connection.region, sessions=sessions, redis=client_redis, clock=clock
         ) as client:
-            yield client, connection, divisions
+            divisions = divisions_to_sync(sessions, connection.id, client, clock, settings.divisions_check_hours)
+            yield client, connection, sorted(divisions)
     finally:
         client_redis.close()
 

@@ -42,6 +42,7 @@ from syncs.lifecycle.connect_flow import ConnectFlow
 from syncs.lifecycle.connections import validate_name
 from syncs.lifecycle.invites import check_invite, consume_invite, create_invite, parse_duration
 from worker.app import create_app
+from worker.auto_subscribe import request_auto_subscribe
 from worker.callback import page
 from worker.ops_web import ops_routes
 from worker.web_auth import require_admin
@@ -144,6 +145,7 @@ def create_web_app(
             )
         except ExactSyncError as exc:
             return html_page("Not connected", str(exc), 400)
+        request_auto_subscribe(settings, done.name)
         codes = ", ".join(str(d.code) for d in done.divisions) or "none found yet (the first sync looks again)"
         verb = "reconnected" if done.reconnected else "connected"
         message = f"Connection {done.name} ({done.region}) {verb}. Divisions: {codes}. You can close this window."

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from rich.table import Table
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
+from models import Connection
 from worker.views import when
 from worker.webhook_report import SubscriptionReport
 
@@ -26,3 +29,14 @@ def webhook_table(reports: list[SubscriptionReport]) -> Table | None:
             report.polling,
         )
     return table
+
+
+def auto_subscribe_lines(session: Session, name: str | None) -> list[str]:
+    """The last automatic webhook subscription of the connection (of every connection without `name`)."""
+    query = select(Connection.name, Connection.webhook_auto_subscribe).where(
+        Connection.webhook_auto_subscribe.is_not(None)
+    )
+    if name is not None:
+        query = query.where(Connection.name == name)
+    rows = session.execute(query.order_by(Connection.name)).all()
+    return [f"automatic webhook subscription of {connection}: {outcome}" for connection, outcome in rows]

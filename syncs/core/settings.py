@@ -82,6 +82,8 @@ class Settings(BaseSettings):
     exact_webhook_secret: SecretStr | None = None
     webhook_path: str = "/webhooks/exact"
     webhook_callback_url: str | None = None
+    # Subscribe every synced topic when a connection is added or reconnected (worker.auto_subscribe).
+    webhook_auto_subscribe: bool = False
     webhook_debounce_seconds: float = 30.0
     webhook_sweep_seconds: float = 60.0
     webhook_requeue_after_seconds: float = 900.0
