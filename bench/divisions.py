@@ -22,7 +22,7 @@ from typing import Any
 from redis import Redis
 from sqlalchemy.engine import make_url
 
-from bench.environment import delete_redis_keys, drop_database, register_divisions, worker_values
+from bench.environment import delete_redis_keys, drop_database, print_report, register_divisions, worker_values
 from models.migrate import upgrade_to_head
 from syncs.core.crypto import TokenCipher
 from syncs.core.db import session_factory
@@ -112,11 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--calls-per-division", type=int, default=30, help="API calls each division needs (default 30)")
     parser.add_argument("--output", type=Path, help="also write the report here")
     options = parser.parse_args(argv)
-    report = run(options.minutely_limit, options.calls_per_division)
-    print(report)
-    if options.output:
-        options.output.write_text(report + "\n")
-    return 0
+    return print_report(run(options.minutely_limit, options.calls_per_division), options.output)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from cryptography.fernet import Fernet
@@ -206,3 +207,11 @@ def empty_synced_tables(sessions: sessionmaker[Session]) -> None:
 def expect(what: str, found: int, expected: int) -> None:
     if found != expected:
         raise BenchmarkError(f"{what}: {found} records, expected {expected}")
+
+
+def print_report(report: str, output: Path | None) -> int:
+    """Print a benchmark's report, also into `output` when given; the exit code."""
+    print(report)
+    if output:
+        output.write_text(report + "\n")
+    return 0

@@ -37,7 +37,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from bench.environment import delete_redis_keys, drop_database, register_divisions, worker_values
+from bench.environment import delete_redis_keys, drop_database, print_report, register_divisions, worker_values
 from bench.idle_cost import beat_run, calls_of_a_day
 from models import Account, WebhookEvent
 from models.migrate import upgrade_to_head
@@ -197,11 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, help="also write the report here")
     options = parser.parse_args(argv)
     base = Settings()
-    report = "\n".join(idle_calls(base) + latency(base, options.debounce, options.samples))
-    print(report)
-    if options.output:
-        options.output.write_text(report + "\n")
-    return 0
+    return print_report("\n".join(idle_calls(base) + latency(base, options.debounce, options.samples)), options.output)
 
 
 if __name__ == "__main__":
