@@ -33,10 +33,12 @@ FINISH_TASK = "exact.finish_run"  # adds a run's division outcomes up
 KEEP_ALIVE_TASK = "exact.keep_alive"
 WEBHOOK_SYNC_TASK = "exact.webhook_sync"
 WEBHOOK_SWEEP_TASK = "exact.webhook_sweep"
+WEBHOOK_RETENTION_TASK = "exact.webhook_retention"
 AUTO_SUBSCRIBE_TASK = "exact.webhook_subscribe"  # sent after a connect when WEBHOOK_AUTO_SUBSCRIBE is on
 DELIVER_WEBHOOK_TASK = "exact.deliver_webhook"
 ACTION_TASK = "exact.action"
-CELERY_DEFAULT_QUEUE = "celery"  # where a Celery client without routing configuration sends tasks
+CELERY_DEFAULT_QUEUE = "celery"
+RETENTION_EVERY_SECONDS = 6 * 3600.0  # where a Celery client without routing configuration sends tasks
 
 
 def worker_queues(settings: Settings) -> list[str]:
@@ -97,6 +99,12 @@ def create_app(settings: Settings) -> Celery:
                 "task": WEBHOOK_SWEEP_TASK,
                 "schedule": max(1.0, settings.webhook_sweep_seconds),
                 "options": {"expires": max(1.0, settings.webhook_sweep_seconds)},
+            },
+            # Settled webhook events and deliveries past their retention are deleted.
+            "exact-webhook-retention": {
+                "task": WEBHOOK_RETENTION_TASK,
+                "schedule": RETENTION_EVERY_SECONDS,
+                "options": {"expires": RETENTION_EVERY_SECONDS},
             },
             "exact-keep-alive": {
                 "task": KEEP_ALIVE_TASK,

@@ -7,6 +7,9 @@ releases the debounce key, so an event arriving from now on schedules a sync of 
 the events of that division and topic that arrived before it started are marked synced. A connection that is
 already syncing makes it retry after the debounce delay (that run may have passed the stream already).
 
+`exact.webhook_retention()` (beat, every 6 hours): deletes settled webhook events and outgoing deliveries older
+than WEBHOOK_EVENTS_RETENTION_DAYS / WEBHOOK_DELIVERIES_RETENTION_DAYS (syncs.webhooks.retention).
+
 `exact.webhook_sweep()` (beat, every WEBHOOK_SWEEP_SECONDS): hands events the broker never took (it was down
 when they arrived) or whose sync never settled them to the broker again, and likewise outgoing webhook
 deliveries that were recorded but never attempted.
@@ -14,6 +17,7 @@ deliveries that were recorded but never attempted.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import structlog
@@ -24,8 +28,9 @@ from syncs.core.db import session_factory
 from syncs.core.settings import get_settings
 from syncs.webhooks.debounce import Debouncer
 from syncs.webhooks.events import Target, mark_synced
+from syncs.webhooks.retention import delete_settled
 from syncs.webhooks.topics import entities_for
-from worker.app import WEBHOOK_SWEEP_TASK, WEBHOOK_SYNC_TASK, app
+from worker.app import WEBHOOK_RETENTION_TASK, WEBHOOK_SWEEP_TASK, WEBHOOK_SYNC_TASK, app
 from worker.outgoing import send_deliveries, unsent
 from worker.runs import execute_sync
 from worker.tasks import SYNC_RETRIES, run_sync
@@ -81,3 +86,20 @@ def webhook_sweep(self: Task[Any, Any]) -> int:
         stranded = unsent(session, settings.webhook_sweep_seconds)
     send_deliveries(self.app, settings, stranded)
     return handed
+
+
+@app.task(name=WEBHOOK_RETENTION_TASK)
+def webhook_retention() -> dict[str, int]:
+    settings = get_settings()
+    sessions = session_factory(settings.database_url)
+    with sessions() as session:
+        now = session.scalar(select(func.now()))  # the database's clock, as the rows' timestamps
+    assert now is not None
+    deleted = delete_settled(
+        sessions,
+        now,
+        timedelta(days=settings.webhook_events_retention_days),
+        timedelta(days=settings.webhook_deliveries_retention_days),
+    )
+    log.info("webhook.retention", events=deleted.events, deliveries=deleted.deliveries)
+    return {"events": deleted.events, "deliveries": deleted.deliveries}

@@ -91,6 +91,10 @@ class Settings(BaseSettings):
     # often; a poll that finds changes no webhook announced puts the topic back on the normal cadence this long.
     webhook_safety_sweep_hours: float = 6.0
     webhook_unhealthy_hours: float = 24.0
+    # Retention (syncs/webhooks/retention.py, beat every few hours): settled webhook events and outgoing deliveries
+    # older than this many days are deleted.
+    webhook_events_retention_days: float = 30.0
+    webhook_deliveries_retention_days: float = 30.0
     # Outgoing webhooks (syncs/feed/outgoing.py): the signing secret, the answer timeout, and retries with
     # exponential backoff (base doubling up to max) until max_attempts, after which a delivery is `failed`.
     outgoing_webhook_secret: SecretStr | None = None
