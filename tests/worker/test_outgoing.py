@@ -67,30 +67,42 @@ def outgoing_env(monkeypatch: pytest.MonkeyPatch) -> None:
     get_settings.cache_clear()
 
 
+@pytest.fixture
+def sending(
+    outgoing_env: None,
+    receiver: tuple[Receiver, str],
+    add_sandbox_connection: Callable[..., Any],
+    cli: CliInvoke,
+    celery_worker: subprocess.Popen[bytes],
+) -> tuple[Receiver, subprocess.Popen[bytes]]:
+    """Connection acme sending its outgoing webhooks to the receiver, and a worker (started once the environment
+    says how to sign and retry) to deliver them."""
+    endpoint, url = receiver
+    add_sandbox_connection("acme")
+    assert cli("webhooks", "outgoing", "acme", "--url", url).exit_code == 0
+    return endpoint, celery_worker
+
+
+def delivered_by(worker: subprocess.Popen[bytes], condition: Callable[[], object]) -> None:
+    """Wait for `condition`; on a timeout, fail with the worker's output."""
+    try:
+        wait_for(condition)
+    except AssertionError:
+        raise AssertionError(stop(worker)) from None
+
+
 def deliveries(db: sessionmaker[Session]) -> list[WebhookDelivery]:
     with db() as session:
         return list(session.scalars(select(WebhookDelivery).order_by(WebhookDelivery.id)))
 
 
 def test_each_run_posts_a_signed_webhook_per_changed_entity(
-    outgoing_env: None,
-    receiver: tuple[Receiver, str],
-    sandbox_settings: Settings,
-    add_sandbox_connection: Callable[..., Any],
-    cli: CliInvoke,
-    db: sessionmaker[Session],
-    request: pytest.FixtureRequest,
+    sending: tuple[Receiver, subprocess.Popen[bytes]], sandbox_settings: Settings, db: sessionmaker[Session]
 ) -> None:
-    endpoint, url = receiver
-    add_sandbox_connection("acme")
-    assert cli("webhooks", "outgoing", "acme", "--url", url).exit_code == 0
-    worker: subprocess.Popen[bytes] = request.getfixturevalue("celery_worker")
+    endpoint, worker = sending
     entities = ["accounts", "sales_invoices"]
     outcome = execute_sync(sandbox_settings, "acme", entities=entities)
-    try:
-        wait_for(lambda: len(endpoint.received) == 2 and all(d.status == "delivered" for d in deliveries(db)))
-    except AssertionError:
-        raise AssertionError(stop(worker)) from None
+    delivered_by(worker, lambda: len(endpoint.received) == 2 and all(d.status == "delivered" for d in deliveries(db)))
     assert all(verified for _, _, verified in endpoint.received)
     payloads = {payload["entity"]: payload for _, payload, _ in endpoint.received}
     assert set(payloads) == {"accounts", "sales_invoices"}
@@ -106,24 +118,15 @@ def test_each_run_posts_a_signed_webhook_per_changed_entity(
 
 
 def test_a_failing_receiver_is_retried_recorded_and_replayed(
-    outgoing_env: None,
-    receiver: tuple[Receiver, str],
+    sending: tuple[Receiver, subprocess.Popen[bytes]],
     sandbox_settings: Settings,
-    add_sandbox_connection: Callable[..., Any],
     cli: CliInvoke,
     db: sessionmaker[Session],
-    request: pytest.FixtureRequest,
 ) -> None:
-    endpoint, url = receiver
+    endpoint, worker = sending
     endpoint.statuses = [503] * 3  # the delivery fails all 3 attempts
-    add_sandbox_connection("acme")
-    assert cli("webhooks", "outgoing", "acme", "--url", url).exit_code == 0
-    worker: subprocess.Popen[bytes] = request.getfixturevalue("celery_worker")
     execute_sync(sandbox_settings, "acme", entities=["accounts"])
-    try:
-        wait_for(lambda: [d.status for d in deliveries(db)] == ["failed"])
-    except AssertionError:
-        raise AssertionError(stop(worker)) from None
+    delivered_by(worker, lambda: [d.status for d in deliveries(db)] == ["failed"])
     [failed] = deliveries(db)
     assert (failed.attempts, failed.last_status, failed.last_error) == (3, 503, "HTTP 503")
     assert [delivery_id for delivery_id, _, _ in endpoint.received] == [str(failed.id)] * 3
@@ -133,5 +136,5 @@ def test_a_failing_receiver_is_retried_recorded_and_replayed(
     endpoint.statuses = []  # the receiver is fixed
     replayed = cli("webhooks", "replay", "--failed", "acme")
     assert replayed.exit_code == 0, replayed.output
-    wait_for(lambda: [d.status for d in deliveries(db)] == ["delivered"])
+    delivered_by(worker, lambda: [d.status for d in deliveries(db)] == ["delivered"])
     assert deliveries(db)[0].attempts == 1 and len(endpoint.received) == 4
