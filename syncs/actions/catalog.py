@@ -8,8 +8,8 @@ code of one tenant.
 
 from __future__ import annotations
 
-from syncs.actions.build import Rule, create, crud, lines, reference_list
-from syncs.actions.declaration import Action, Lookup, Verb
+from syncs.actions.build import Rule, create, crud, header_table, lines, params, reference_list
+from syncs.actions.declaration import Action, Kind, Lookup, Param, Verb
 from syncs.entities.declaration import fields
 
 C, U, D, G = Verb.CREATE, Verb.UPDATE, Verb.DELETE, Verb.GET
@@ -106,9 +106,32 @@ PURCHASE_ORDERS = create(
     marker="Remarks", doc="Create a purchase order with its lines.",
 )  # fmt: skip
 
+# Written by sales_invoices.attach_file only (not actions of their own): the document and its attachment.
+DOCUMENTS = create(
+    "documents", "documents/Documents", required="Subject Type", optional="DocumentDate Account "
+    "FinancialTransactionEntryID", write_only=fields(text="Body"), marker="Body", doc="A document.",
+)  # fmt: skip
+DOCUMENT_ATTACHMENTS = create(
+    "document_attachments", "documents/DocumentAttachments", required="Document FileName", marker="FileName",
+    doc="A file on a document.",
+)  # fmt: skip
+# A decision where Exact's documentation is silent: files up to 10 MiB (base64 in a JSON body, kept in the ledger).
+ATTACHMENT_MAX_BYTES = 10 * 1024 * 1024
+ATTACH_FILE = Action(
+    "sales_invoices.attach_file", Verb.ATTACH, SALES_INVOICES.resource, SALES_INVOICES.key,
+    (Param(SALES_INVOICES.key, Kind.GUID, True, references="sales_invoices", doc="the invoice"),
+     *params("document_attachments", header_table("document_attachments"), "FileName"),
+     Param("Attachment", Kind.BASE64, True, doc="the file's bytes, base64", max_bytes=ATTACHMENT_MAX_BYTES),
+     *params("documents", header_table("documents"), "Type Subject", "DocumentDate", fields(text="Body"),
+             {"Type": Rule(doc="Exact's document type (asked for, never assumed)")})),
+    marker="Body", entity="sales_invoices", record_lines=SALES_INVOICES.record_lines,
+    doc="Attach a file to a sales invoice: POST documents/Documents, POST documents/DocumentAttachments (the bytes, "
+    "base64), PUT the invoice's Document; each step looked up before it is sent again.",
+)  # fmt: skip
+
 ALL: tuple[Action, ...] = (
     *crud(ACCOUNTS, U, D, G), *crud(CONTACTS, U, D, G), *crud(ITEMS, U, D, G),
-    *crud(SALES_INVOICES, U, G, require_status=("Status", 20)),
+    *crud(SALES_INVOICES, U, G, require_status=("Status", 20)), ATTACH_FILE,
     *crud(SALES_ORDERS, G), *crud(PURCHASE_ENTRIES, G), *crud(QUOTATIONS, U, G), *crud(PURCHASE_ORDERS, U, G),
     reference_list("divisions", "system/Divisions", "Code,Description,Status,Current"),
     reference_list("journals", "financial/Journals", "ID,Code,Description,Type"),

@@ -17,6 +17,7 @@ class Verb(enum.StrEnum):
     DELETE = "delete"
     GET = "get"
     LIST = "list"
+    ATTACH = "attach_file"  # a file on a record (a Document with an attachment, linked to it)
 
 
 class Kind(enum.StrEnum):
@@ -88,7 +89,7 @@ class Action:
 
     @property
     def writes(self) -> bool:
-        return self.verb in (Verb.CREATE, Verb.UPDATE, Verb.DELETE)
+        return self.verb in (Verb.CREATE, Verb.UPDATE, Verb.DELETE, Verb.ATTACH)
 
     def fields(self) -> dict[str, Param]:
         return {p.name: p for p in self.params}

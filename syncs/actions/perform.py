@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,6 +24,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.actions import ActionRecord, ActionState
+from syncs.actions.attach import attach_file, read_back
 from syncs.actions.calls import ActionRefusedError, error_body, get_record, jsonable, key_of, keyed, look_up, read
 from syncs.actions.catalog import ACTIONS
 from syncs.actions.declaration import Action, Verb
@@ -178,10 +179,12 @@ def _write(
     marker = row.marker
     record_key = row.record_key
     recovered = False
-    if action.verb is Verb.CREATE and action.marker and marker is None:
+    if action.verb in (Verb.CREATE, Verb.ATTACH) and action.marker and marker is None:
         marker = str(body.get(action.marker) or f"exact-sync:{key.removeprefix('derived-')[:24]}")
         body[action.marker] = marker
         _update(sessions, row.id, marker=marker, payload=body)
+    if action.verb is Verb.ATTACH:
+        return _attach(sessions, client, action, row, division, body, chosen)
     if row.state is ActionState.SENT:  # an earlier attempt's answer was lost: look before sending again
         record_key, recovered = look_up(client, action, division, body, marker)
     if action.verb is Verb.UPDATE:
@@ -195,18 +198,65 @@ def _write(
         record_key = _send(sessions, client, action, division, row, body)
     assert record_key is not None
     answer = _finish(sessions, client, action, division, record_key)
-    answer.update(idempotency_key=key, marker=marker, recovered=recovered, replayed=False, chosen=chosen)
+    return _succeeded(sessions, action, row, answer, marker=marker, recovered=recovered, chosen=chosen)
+
+
+def _succeeded(
+    sessions: sessionmaker[Session], action: Action, row: ActionRecord, answer: dict[str, Any], **more: Any
+) -> dict[str, Any]:
+    answer.update(idempotency_key=row.idempotency_key, replayed=False, **more)
     _update(
-        sessions, row.id, state=ActionState.SUCCEEDED, record_key=record_key, answer=answer, error=None,
+        sessions, row.id, state=ActionState.SUCCEEDED, record_key=answer["key"], answer=answer, error=None,
         finished_at=datetime.now(UTC),
     )  # fmt: skip
-    log.info("action.succeeded", action=action.name, key=key, record=record_key, recovered=recovered, chosen=chosen)
+    log.info("action.succeeded", action=action.name, key=row.idempotency_key, record=answer["key"], **more)
     return answer
+
+
+def _attach(
+    sessions: sessionmaker[Session], client: ExactClient, action: Action, row: ActionRecord, division: int,
+    body: dict[str, Any], chosen: dict[str, str],
+) -> dict[str, Any]:  # fmt: skip
+    """sales_invoices.attach_file (syncs.actions.attach): three requests, the invoice read back after them."""
+    looking = row.state is ActionState.SENT
+
+    def sending(started: bool) -> AbstractContextManager[None]:
+        return _sending(sessions, action, row, started)
+
+    invoice, recovered, keys = attach_file(client, action, division, body, looking, sending)
+    answer = _finish(sessions, client, action, division, invoice)
+    answer.update(read_back(sessions, client, division, keys))
+    return _succeeded(sessions, action, row, answer, marker=body["Body"], recovered=recovered, chosen=chosen)
 
 
 def _refuse(sessions: sessionmaker[Session], row_id: int, action: Action, message: str) -> dict[str, Any]:
     _update(sessions, row_id, state=ActionState.FAILED, error=message, finished_at=datetime.now(UTC))
     raise ActionRefusedError(f"{action.name}: {message}")
+
+
+@contextmanager
+def _sending(
+    sessions: sessionmaker[Session], action: Action, row: ActionRecord, started: bool = False
+) -> Iterator[None]:
+    """One request of a write: the row is `sent` before it leaves; a lost answer keeps it `sent` (the next
+    attempt looks first), Exact's refusal marks it `failed`, and a failure before it left puts it back to
+    `requested`, unless an earlier request of the same write (`started`) may have reached Exact."""
+    _update(sessions, row.id, state=ActionState.SENT, sent_at=datetime.now(UTC),
+            **({} if started else {"attempts": row.attempts + 1}))  # fmt: skip
+    try:
+        yield
+    except AmbiguousWriteError as exc:
+        _update(sessions, row.id, error=str(exc))
+        hint = f"{exc}; Exact may have stored it: run it again with idempotency key {row.idempotency_key}"
+        raise AmbiguousWriteError(f"{hint} (it looks the record up before sending again)") from exc
+    except ExactRequestError as exc:
+        _update(sessions, row.id, state=ActionState.FAILED, error=str(exc), answer=error_body(exc),
+                finished_at=datetime.now(UTC))  # fmt: skip
+        raise ActionRefusedError(f"{action.name}: {exc}") from None
+    except BaseException as exc:  # refused by our own budget, token trouble, ...: it never reached Exact
+        if not started:
+            _update(sessions, row.id, state=ActionState.REQUESTED, error=f"{type(exc).__name__}: {exc}")
+        raise
 
 
 def _send(
@@ -216,24 +266,13 @@ def _send(
     path = action.resource if action.verb is Verb.CREATE else keyed(action, str(body[action.key]))
     method = {Verb.CREATE: "POST", Verb.UPDATE: "PUT", Verb.DELETE: "DELETE"}[action.verb]
     sent_body = None if action.verb is Verb.DELETE else {k: v for k, v in body.items() if k != action.key}
-    _update(sessions, row.id, state=ActionState.SENT, attempts=row.attempts + 1, sent_at=datetime.now(UTC))
-    try:
-        response = client.request(method, path, division=division, body=sent_body)
-    except AmbiguousWriteError as exc:
-        _update(sessions, row.id, error=str(exc))  # stays `sent`: the next attempt looks first
-        hint = f"{exc}; Exact may have stored it: run it again with idempotency key {row.idempotency_key}"
-        raise AmbiguousWriteError(f"{hint} (it looks the record up before sending again)") from exc
-    except ExactRequestError as exc:
-        answer = error_body(exc)
-        if action.verb is Verb.DELETE and exc.status_code == 404:
-            return str(body[action.key])  # already gone: what a delete wants
-        _update(
-            sessions, row.id, state=ActionState.FAILED, error=str(exc), answer=answer, finished_at=datetime.now(UTC)
-        )
-        raise ActionRefusedError(f"{action.name}: {exc}") from None
-    except BaseException as exc:  # refused by our own budget, token trouble, ...: it never reached Exact
-        _update(sessions, row.id, state=ActionState.REQUESTED, error=f"{type(exc).__name__}: {exc}")
-        raise
+    with _sending(sessions, action, row):
+        try:
+            response = client.request(method, path, division=division, body=sent_body)
+        except ExactRequestError as exc:
+            if action.verb is Verb.DELETE and exc.status_code == 404:
+                return str(body[action.key])  # already gone: what a delete wants
+            raise
     if action.verb is not Verb.CREATE:
         return str(body[action.key])
     echo = page_from_json(decode_json(response.content, path), path).rows[0]

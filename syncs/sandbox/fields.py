@@ -41,6 +41,7 @@ HEADER_DEFAULTS: dict[str, Any] = {
     "PaymentCondition": "00",
     "Status": 20,
     "Type": 8020,
+    "Document": None,  # a document attached to the invoice (PUT by attach-a-file)
 }
 HEADER_FIELDS = frozenset(
     {"InvoiceID", *HEADER_DEFAULTS, "AmountFCExclVat", "Created", "Modified", "Division", "Timestamp"}

@@ -12,6 +12,8 @@ with a shorter timeout sees a timeout for a write Exact did keep.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import json
 import re
 from collections.abc import Callable
@@ -81,13 +83,17 @@ WRITABLE: dict[str, Writable] = {
 }
 
 
-def _catalog(entity: str, key: str, required: tuple[str, ...], write_only: tuple[str, ...]) -> Writable:
+def _catalog(
+    entity: str, key: str, required: tuple[str, ...], write_only: tuple[str, ...],
+    complete: Callable[[Record], Record] = dict,
+) -> Writable:  # fmt: skip
     """A writable entity the catalog store serves: a create gets every declared field and the fields Exact takes
-    that the sync does not declare (null unless given); an update may set those on generated rows too."""
+    that the sync does not declare (null unless given), then what Exact derives (`complete`); an update may set
+    the write-only fields on generated rows too."""
     fields = tuple(name for name in CATALOG[entity].select_fields if name != "Timestamp") + write_only
 
     def create(state: SandboxState, division: int, body: Record) -> Record:
-        return state.create_record(division, entity, **{**dict.fromkeys(fields), **body})
+        return state.create_record(division, entity, **complete({**dict.fromkeys(fields), **body}))
 
     return Writable(
         key,
@@ -97,6 +103,15 @@ def _catalog(entity: str, key: str, required: tuple[str, ...], write_only: tuple
         lambda s, d, k: s.delete_record(d, entity, k),
         lambda s, d: s.records(d, entity),
     )
+
+
+def _attachment(record: Record) -> Record:
+    """What Exact derives from an uploaded file: its size and a download URL (the bytes stay out of the feed)."""
+    try:
+        size = len(base64.b64decode(str(record["Attachment"]), validate=True))
+    except (binascii.Error, ValueError):
+        raise ValueError("Attachment: not base64") from None
+    return {**record, "FileSize": float(size), "Url": f"https://sandbox.invalid/docs/{record['FileName']}"}
 
 
 def _document(shape: Shape, required: tuple[str, ...]) -> Writable:
@@ -117,6 +132,10 @@ WRITABLE.update(
             "contacts", "ID", ("Account", "FirstName", "LastName"), ("BusinessMobile", "Title", "Notes")
         ),
         "logistics/items": _catalog("items", "ID", ("Code", "Description"), ("ExtraDescription",)),
+        "documents/documents": _catalog("documents", "ID", ("Subject", "Type"), ("Body",)),
+        "documents/documentattachments": _catalog(
+            "document_attachments", "ID", ("Document", "FileName", "Attachment"), ("Attachment",), _attachment
+        ),
         "salesorder/salesorders": _document(SHAPES["salesorder/salesorders"], ("OrderedBy",)),
         "crm/quotations": _document(SHAPES["crm/quotations"], ("OrderAccount",)),
         "purchaseorder/purchaseorders": _document(SHAPES["purchaseorder/purchaseorders"], ("Supplier",)),

@@ -19,7 +19,9 @@ def held(sandbox: SandboxServer, action: Action, division: int = DIVISION) -> di
     """The records of the action's kind the sandbox holds, by key (as its standard endpoint answers them)."""
     state = sandbox.state
     shape = SHAPES.get(action.resource.lower())
-    if shape is not None:
+    if action.verb is Verb.ATTACH:  # what attaching a file adds: a document
+        found = state.records(division, "documents")
+    elif shape is not None:
         found = state.documents(division, shape)
     elif action.entity == "accounts":
         found = state.accounts(division)
@@ -27,12 +29,16 @@ def held(sandbox: SandboxServer, action: Action, division: int = DIVISION) -> di
         found = state.invoices(division)
     else:
         found = state.records(division, action.entity or "")
-    return {str(record[action.key]): record for record in found}
+    key = "ID" if action.verb is Verb.ATTACH else action.key
+    return {str(record[key]): record for record in found}
 
 
 def existing(sandbox: SandboxServer, action: Action) -> str:
     """A key of a record an update, delete or get can act on (an open one where only open ones change)."""
-    records = held(sandbox, action)
+    if action.verb is Verb.ATTACH:  # a file goes on an invoice
+        records = {str(record[action.key]): record for record in sandbox.state.invoices(DIVISION)}
+    else:
+        records = held(sandbox, action)
     wanted = action.require_status
     keys = [key for key, record in records.items() if wanted is None or record.get(wanted[0]) == wanted[1]]
     return sorted(keys)[0]
@@ -69,9 +75,9 @@ def payload(sandbox: SandboxServer, action: Action, salt: str = "written") -> di
         return {}
     if action.verb in (Verb.DELETE, Verb.GET):
         return {action.key: existing(sandbox, action)}
-    params = action.params[1:] if action.verb is Verb.UPDATE else action.params
-    made = _fields(sandbox, params, salt)
-    if action.verb is Verb.UPDATE:
+    keyed = action.verb in (Verb.UPDATE, Verb.ATTACH)
+    made = _fields(sandbox, action.params[1:] if keyed else action.params, salt)
+    if keyed:
         made = {action.key: existing(sandbox, action), **made}
     if action.lines is not None:
         lines = [_fields(sandbox, action.lines.params, f"{salt} {n}") for n in (1, 2)]
@@ -91,7 +97,10 @@ def invalid(action: Action) -> tuple[dict[str, Any], set[str]]:
 
 
 def columns(action: Action, sent: dict[str, Any]) -> dict[str, Any]:
-    """The sent header fields the entity's table stores, by column, as the synced row holds them."""
+    """The sent header fields the entity's table stores, by column, as the synced row holds them (a file's
+    fields are the document's, not the invoice's)."""
+    if action.verb is Verb.ATTACH:
+        return {}
     table = header_table(action.entity or "")
     stored = {f.exact: f.column for f in table.fields}
     return {stored[name]: given for name, given in sent.items() if name in stored and name != action.key}

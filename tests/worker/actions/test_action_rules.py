@@ -4,13 +4,14 @@ CLI's `@file` payloads, lost answers and `--list`."""
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 from typing import Any
 
 import pytest
 
-from syncs.actions.catalog import ACTIONS
+from syncs.actions.catalog import ACTIONS, ATTACHMENT_MAX_BYTES
 from syncs.actions.validate import ActionValidationError
 from syncs.core.settings import Settings, get_settings
 from syncs.sandbox.server import SandboxServer
@@ -128,3 +129,18 @@ def test_cli_validation_timeout_retry_and_list(
     listed = cli("action", "--list")
     for name in ACTIONS:  # every action, with its fields
         assert name in listed.stdout, name
+
+
+def test_a_file_too_large_or_not_base64_is_refused_before_any_call(by_python: Way, sandbox: SandboxServer) -> None:
+    payload = {"InvoiceID": _open_invoice(sandbox), "FileName": "big.pdf", "Type": 10, "Subject": "Invoice PDF"}
+    too_large = base64.b64encode(bytes(ATTACHMENT_MAX_BYTES + 1)).decode()
+    before = calls(sandbox)
+    for attachment, message in ((too_large, f"at most {ATTACHMENT_MAX_BYTES} bytes once decoded"),
+                                ("%%% not base64", "must be base64 text")):  # fmt: skip
+        with pytest.raises(ActionValidationError) as refused:
+            by_python("sales_invoices.attach_file", {**payload, "Attachment": attachment}, None)
+        assert refused.value.errors["Attachment"].startswith(message), refused.value.errors
+    assert calls(sandbox) == before
+    fits = base64.b64encode(bytes(ATTACHMENT_MAX_BYTES)).decode()
+    attached = by_python("sales_invoices.attach_file", {**payload, "Attachment": fits}, None)
+    assert attached["attachment"]["FileSize"] == ATTACHMENT_MAX_BYTES

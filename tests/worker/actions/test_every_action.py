@@ -6,6 +6,8 @@ nothing twice."""
 
 from __future__ import annotations
 
+import base64
+import uuid
 from decimal import Decimal
 from typing import Any
 
@@ -65,7 +67,7 @@ def check_action(
     result = way(action.name, sent, None)
     assert result["state"] == "succeeded", result
     key = result["key"]
-    expected = {Verb.CREATE: before + 1, Verb.DELETE: before - 1}.get(action.verb, before)
+    expected = {Verb.CREATE: before + 1, Verb.ATTACH: before + 1, Verb.DELETE: before - 1}.get(action.verb, before)
     assert len(held(sandbox, action)) == expected
     row = content(db, action.entity or "", key)
     assert row is not None
@@ -77,12 +79,25 @@ def check_action(
             assert _same(row[column], given), (column, row[column], given)
         if action.lines is not None:
             assert _synced_lines(db, action, key) in (None, len(sent[action.lines.name]))
+        if action.verb is Verb.ATTACH:
+            check_attached(db, result, sent)
     if action.writes:
         execute_sync(settings, "acme", entities=SYNCED)
         assert content(db, action.entity or "", key) == row  # the next sync finds it unchanged
         again = way(action.name, sent, None)  # the same (derived) key: the first result, nothing sent
         assert again["key"] == key and again["replayed"] and len(held(sandbox, action)) == expected
     return result
+
+
+def check_attached(db: sessionmaker[Session], result: dict[str, Any], sent: dict[str, Any]) -> None:
+    """The document and the file's metadata are in their synced tables at once; the invoice names the document."""
+    document, attachment = result["document"], result["attachment"]
+    assert result["record"]["Document"] == document["ID"] and "Attachment" not in attachment
+    file = content(db, "document_attachments", attachment["ID"])
+    assert file is not None and file["document"] == uuid.UUID(document["ID"]) and file["file_name"] == sent["FileName"]
+    assert float(file["file_size"]) == len(base64.b64decode(sent["Attachment"]))
+    stored = content(db, "documents", document["ID"])
+    assert stored is not None and stored["subject"] == sent["Subject"]
 
 
 def check_refusal(action: Action, sandbox: SandboxServer, refuse: Any) -> None:
@@ -138,8 +153,11 @@ def test_timeout_after_store_then_retry_creates_nothing_twice(
     sent_writes = writes(sandbox)
     result = by_python(action.name, sent, None)
     assert held(sandbox, action).keys() == stored.keys()  # nothing created (or deleted) twice
-    if action.verb is not Verb.UPDATE:
+    if action.verb is Verb.ATTACH:  # the document was found by its marker: only the later steps were sent
+        assert result["recovered"] and writes(sandbox) == sent_writes + 2
+    elif action.verb is not Verb.UPDATE:
         assert result["recovered"] and writes(sandbox) == sent_writes  # found by its marker / key: not sent again
+    if action.verb is not Verb.UPDATE:
         assert stored.keys() != before.keys()
     row = content(db, action.entity or "", result["key"])
     assert row is not None
@@ -157,7 +175,7 @@ def test_every_action_through_the_celery_task(
         if action.writes:
             sandbox.state.configure(store_then_timeout=1)
         result = check_action(by_task, action, sandbox, db, acme)
-        if action.verb in (Verb.CREATE, Verb.DELETE):
+        if action.verb in (Verb.CREATE, Verb.DELETE, Verb.ATTACH):
             assert result["recovered"] is True, action.name
     for action in (action for action in EVERY if action.params):
         check_refusal(action, sandbox, lambda name, bad: by_task(name, bad, None)["errors"])
