@@ -84,11 +84,18 @@ def redis_prefix() -> Iterator[str]:
     prefix = f"exact-sync-test-{SESSION_TAG}-{uuid.uuid4().hex[:6]}"
     yield prefix
     client = redis.Redis.from_url(REDIS_URL)
-    # Our keys start with the prefix; Celery's queue and its binding (`_kombu.binding.<queue>`) contain it.
+    try:
+        clean_test_keys(client, prefix)
+    finally:
+        client.close()
+
+
+def clean_test_keys(client: redis.Redis[bytes], prefix: str) -> None:
+    """Every key a test made: ours and Celery's start with its prefix (`settings` gives Celery's keys the prefix
+    through CELERY_KEY_PREFIX); kombu's binding of the test's queue (`_kombu.binding.<queue>`) contains it."""
     keys = list(client.scan_iter(match=f"*{prefix}*"))
     if keys:
         client.delete(*keys)
-    client.close()
 
 
 @pytest.fixture
@@ -106,6 +113,9 @@ def settings(database_url: str, redis_prefix: str) -> Settings:
         redis_url=REDIS_URL,
         redis_key_prefix=redis_prefix,
         celery_queue=redis_prefix,
+        # Celery's own keys too (queues, unacknowledged messages, results, chord counters): with standard names
+        # the results (`celery-task-meta-<id>`) carry no prefix and outlive the test.
+        celery_key_prefix=f"{redis_prefix}:celery:",
         celery_consume_default_queue=False,  # Celery's default queue belongs to nobody in particular here
         exact_client_id="sandbox-client",
         exact_client_secret="sandbox-secret",

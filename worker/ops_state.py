@@ -110,8 +110,11 @@ def queue_length(app: Celery, queue: str) -> int:
     with app.connection_for_read() as connection:
         connection.ensure_connection(max_retries=1)
         channel: Any = connection.channel()
+        # On Redis, kombu's passive check asks EXISTS without CELERY_KEY_PREFIX (kombu 5.7 does not prefix that
+        # command), so a prefixed queue is never found; a declaration there writes nothing to Redis.
+        passive = connection.transport.driver_type != "redis"
         try:
-            return int(channel.queue_declare(queue=queue, passive=True).message_count)
+            return int(channel.queue_declare(queue=queue, passive=passive).message_count)
         except ChannelError as exc:  # NOT_FOUND: nobody declared it yet (Redis: no list until a message arrives)
             if "NOT_FOUND" in str(exc):
                 return 0

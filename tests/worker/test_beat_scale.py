@@ -122,7 +122,8 @@ def test_a_bulk_message_has_the_envelope_and_headers_of_send_task(
     queue = sandbox_settings.celery_queue
     app.send_task(SYNC_TASK, args=["acme"], kwargs={"trigger": "beat"}, queue=queue, expires=900)
     [task_id] = publish_many(app, SYNC_TASK, queue, [TaskCall(("acme",), {"trigger": "beat"}, 900.0)])
-    bulk, single = (json.loads(raw) for raw in redis_client.lrange(queue, 0, 1))  # LPUSH: newest first
+    stored = redis_client.lrange(f"{sandbox_settings.celery_key_prefix}{queue}", 0, 1)  # LPUSH: newest first
+    bulk, single = (json.loads(raw) for raw in stored)
     assert bulk.keys() == single.keys()
     assert bulk["headers"].keys() == single["headers"].keys()
     assert bulk["properties"].keys() <= single["properties"].keys() | {"expiration"}
