@@ -139,5 +139,6 @@ ALL: tuple[Action, ...] = (
     reference_list("gl_accounts", "financial/GLAccounts", "ID,Code,Description,Type"),
     reference_list("item_groups", "logistics/ItemGroups", "ID,Code,Description"),
     reference_list("payment_conditions", "cashflow/PaymentConditions", "ID,Code,Description"),
+    reference_list("cost_centers", "hrm/Costcenters", "ID,Code,Description"),
 )  # fmt: skip
 ACTIONS: dict[str, Action] = {action.name: action for action in ALL}
