@@ -180,6 +180,32 @@ def test_a_change_reaches_postgres_through_a_webhook_with_a_real_worker(
     assert all(r.status == "succeeded" and r.entities == ["accounts"] for r in webhook_runs(db))
 
 
+def test_with_a_worker_running_only_the_genuine_delivery_syncs_and_its_replay_does_nothing(
+    serve: str,
+    synced_once: None,
+    sandbox: SandboxServer,
+    db: sessionmaker[Session],
+    celery_worker: subprocess.Popen[bytes],
+    queue_length: Callable[[], int],
+) -> None:
+    account = sandbox.state.accounts(CURRENT)[0]["ID"]
+    sandbox.state.update_account(CURRENT, account, Name="Changed In Exact")
+    raw = content(key=account)
+    genuine = signed(raw)
+    for body in (signed(raw, secret="not-the-secret"), genuine.replace(b'"Update"', b'"Delete"')):
+        assert post(serve, body) == 401
+    assert events(db) == [] and queue_length() == 0  # nothing for the worker to act on
+    assert post(serve, genuine) == 200  # the control: this one does reach Postgres
+    try:
+        wait_for(lambda: (r := row(db, account)) is not None and r.name == "Changed In Exact", timeout=60)
+        wait_for(lambda: [e.status for e in events(db)] == ["synced"])
+    except AssertionError:
+        raise AssertionError(stop(celery_worker)) from None
+    assert post(serve, genuine) == 200  # Exact replaying it (or an attacker): recorded already
+    assert len(events(db)) == 1 and queue_length() == 0
+    assert len(webhook_runs(db)) == 1
+
+
 def row(db: sessionmaker[Session], account_id: str) -> Any:
     with db() as session:
         return session.scalars(select(Account).where(Account.id == uuid.UUID(account_id))).first()
