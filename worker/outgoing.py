@@ -75,8 +75,7 @@ def unsent(session: Session, older_than_seconds: float) -> list[int]:
 
 
 def backoff(settings: Settings, attempts: int) -> float:
-    base: float = settings.outgoing_webhook_backoff_seconds * 2 ** max(0, attempts - 1)
-    return random.uniform(0.5, 1.0) * min(settings.outgoing_webhook_backoff_max_seconds, base)
+    return random.uniform(0.5, 1.0) * settings.outgoing_webhook_backoff.delay(max(attempts, 1))
 
 
 @app.task(name=DELIVER_WEBHOOK_TASK, bind=True, acks_late=True, max_retries=None)

@@ -13,17 +13,15 @@ import time
 from collections.abc import Sequence
 from types import FrameType
 
+from syncs.core.settings import Backoff
+
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 
 
-def restart_delay(failures: int, base: float, cap: float) -> float:
-    """Seconds before the next start after `failures` quick failures in a row: base doubling, capped."""
-    return float(min(cap, base * 2 ** max(0, min(failures - 1, 30))))
+RESTART_BACKOFF = Backoff(1.0, 30.0)  # after quick failures in a row
 
 
-def supervise(
-    command: Sequence[str], *, backoff: float = 1.0, backoff_max: float = 30.0, healthy_after: float = 60.0
-) -> int:
+def supervise(command: Sequence[str], *, backoff: Backoff = RESTART_BACKOFF, healthy_after: float = 60.0) -> int:
     """Run `command` until it exits cleanly or we are told to stop; return its last exit status (128 + N for a
     child ended by signal N, as a shell reports it)."""
     stop = threading.Event()
@@ -46,7 +44,7 @@ def supervise(
             if stop.is_set() or code == 0:
                 return code
             failures = 1 if time.monotonic() - started >= healthy_after else failures + 1
-            delay = restart_delay(failures, backoff, backoff_max)
+            delay = backoff.delay(failures)
             print(f"exact-sync worker: celery exited with code {code}; starting it again in {delay:g} s",
                   file=sys.stderr, flush=True)  # fmt: skip
             if stop.wait(delay):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 
 from pydantic import SecretStr, field_validator
@@ -9,7 +10,24 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from syncs.core.regions import REGIONS
 
-__all__ = ["REGIONS", "Settings", "get_settings"]
+__all__ = ["REGIONS", "Backoff", "Settings", "get_settings"]
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Waits after failures in a row: `base` after the first, doubling after each further one, at most `cap`.
+
+    Settings come in pairs `X_BACKOFF_SECONDS` (base) and `X_BACKOFF_MAX_SECONDS` (cap); `Settings.X_backoff` is
+    the pair as a Backoff."""
+
+    base: float
+    cap: float
+
+    def delay(self, failures: int) -> float:
+        """Seconds to wait after `failures` failures in a row (none: 0)."""
+        if failures <= 0:
+            return 0.0
+        return float(min(self.cap, self.base * 2 ** min(failures - 1, 30)))
 
 
 class Settings(BaseSettings):
@@ -25,7 +43,7 @@ class Settings(BaseSettings):
 
     # Exact refuses a refresh before the last 30 s of an access token's life (it answers 401 and counts an error).
     token_refresh_window_seconds: float = 30.0
-    # Seconds into the window before we refresh, so clock drift between us and Exact never makes us early.
+    # Seconds into the window (by Exact's clock, estimated: see clock_offset_*) before we refresh.
     token_refresh_margin_seconds: float = 2.0
     token_lock_timeout_seconds: float = 90.0
     # Exact's clock against ours, from the Date header of its answers (syncs/exact/exact_time.py): `status` and
@@ -40,7 +58,7 @@ class Settings(BaseSettings):
     token_keepalive_check_minutes: float = 60.0
     # A keep-alive waits at most this long for an access token's refresh window; further away: next beat run.
     token_keepalive_max_wait_seconds: float = 60.0
-    # After a failed refresh (timeout, 5xx) the next attempt waits base * 2**(failures-1), at most max.
+    # A backoff pair (see Backoff) for token refreshes that failed (timeout, 5xx).
     token_refresh_backoff_seconds: float = 30.0
     token_refresh_backoff_max_seconds: float = 900.0
     # OAuth connect: how long a pending `state` stays valid (Exact's codes live 3 minutes; consent takes longer).
@@ -59,7 +77,7 @@ class Settings(BaseSettings):
     default_sync_interval_minutes: int = 15
     beat_tick_seconds: float = 5.0
     celery_visibility_timeout_seconds: int = 3600
-    # The sync task's automatic retries of retriable failures: up to 2**n times this (with full jitter), capped.
+    # A backoff pair for the sync task's automatic retries of retriable failures (Celery's, with full jitter).
     task_retry_backoff_seconds: int = 30
     task_retry_backoff_max_seconds: int = 900
     # Rate budget per division (issue 4, see syncs/ratelimit.py): requests in flight at once per division
@@ -95,8 +113,8 @@ class Settings(BaseSettings):
     # older than this many days are deleted.
     webhook_events_retention_days: float = 30.0
     webhook_deliveries_retention_days: float = 30.0
-    # Outgoing webhooks (syncs/feed/outgoing.py): the signing secret, the answer timeout, and retries with
-    # exponential backoff (base doubling up to max) until max_attempts, after which a delivery is `failed`.
+    # Outgoing webhooks (syncs/feed/outgoing.py): the signing secret, the answer timeout, and retries (a backoff
+    # pair, with jitter) until max_attempts, after which a delivery is `failed`.
     outgoing_webhook_secret: SecretStr | None = None
     outgoing_webhook_timeout_seconds: float = 10.0
     outgoing_webhook_max_attempts: int = 8
@@ -124,6 +142,14 @@ class Settings(BaseSettings):
         if not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("a Redis URL starts with redis://, rediss:// or unix://")
         return value
+
+    @property
+    def token_refresh_backoff(self) -> Backoff:
+        return Backoff(self.token_refresh_backoff_seconds, self.token_refresh_backoff_max_seconds)
+
+    @property
+    def outgoing_webhook_backoff(self) -> Backoff:
+        return Backoff(self.outgoing_webhook_backoff_seconds, self.outgoing_webhook_backoff_max_seconds)
 
     def base_url_for(self, region: str) -> str:
         """The host for OAuth and API calls: EXACT_BASE_URL when set (sandbox, tests), else Exact's regional host."""

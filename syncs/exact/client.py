@@ -30,7 +30,7 @@ from syncs.core.errors import (
     PaginationLoopError,
     RateLimitedError,
 )
-from syncs.core.settings import Settings
+from syncs.core.settings import Backoff, Settings
 from syncs.exact.auth import ExactAuth
 from syncs.exact.exact_time import exact_time_for
 from syncs.exact.oauth import OAuthClient
@@ -42,6 +42,7 @@ from syncs.limits.ratelimit import RateGate
 from syncs.tokens.store import TokenRefresher, TokenStore
 
 log = structlog.get_logger(__name__)
+RETRY_BACKOFF = Backoff(1.0, 30.0)  # GETs after a timeout, a lost connection or a 5xx (with jitter)
 
 
 class ExactClient:
@@ -54,8 +55,7 @@ class ExactClient:
         clock: Clock = SYSTEM_CLOCK,
         max_attempts: int = 4,
         max_rate_limited: int = 5,
-        backoff_base: float = 1.0,
-        backoff_max: float = 30.0,
+        backoff: Backoff = RETRY_BACKOFF,
         on_close: tuple[Any, ...] = (),
     ) -> None:
         self.base_url = base_url.rstrip("/")
@@ -66,8 +66,7 @@ class ExactClient:
         self._clock = clock
         self._max_attempts = max_attempts
         self._max_rate_limited = max_rate_limited
-        self._backoff_base = backoff_base
-        self._backoff_max = backoff_max
+        self._backoff = backoff
         self._on_close = on_close
         http.event_hooks["response"].append(self._after_receive)
 
@@ -210,7 +209,7 @@ class ExactClient:
     def _retry_or_raise(self, failures: int, error: Exception) -> None:
         if failures >= self._max_attempts:
             raise error
-        delay = min(self._backoff_max, self._backoff_base * 2 ** (failures - 1))
+        delay = self._backoff.delay(failures)
         delay = random.uniform(delay / 2, delay)  # jitter so workers do not retry in step
         log.warning("exact.retry", error=str(error), attempt=failures, delay=round(delay, 3))
         self._clock.sleep(delay)

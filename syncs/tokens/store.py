@@ -321,19 +321,11 @@ class TokenRefresher:
                 )
 
 
-def refresh_backoff(failures: int, settings: Settings) -> float:
-    """Seconds to wait after `failures` failed refreshes in a row: base doubling per failure, capped."""
-    if failures <= 0:
-        return 0.0
-    base, cap = settings.token_refresh_backoff_seconds, settings.token_refresh_backoff_max_seconds
-    return float(min(cap, base * 2 ** min(failures - 1, 30)))
-
-
 def next_refresh_attempt(row: ConnectionToken | None, settings: Settings) -> float | None:
     """Epoch second before which no refresh is tried (bounded backoff after timeouts and 5xx), or None."""
     if row is None or not row.refresh_failures or row.last_refresh_error_at is None:
         return None
-    return row.last_refresh_error_at.timestamp() + refresh_backoff(row.refresh_failures, settings)
+    return row.last_refresh_error_at.timestamp() + settings.token_refresh_backoff.delay(row.refresh_failures)
 
 
 def reauth_reason(session: Session, connection_id: int, message: str) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import threading
 import time
 
 import pytest
@@ -28,6 +27,7 @@ from tests.faults.conftest import (
     register,
 )
 from tests.support.cli import settings_env
+from tests.support.runs import sync_in_thread
 from tests.support.tokens import token_store
 from tests.worker.conftest import CELERY, ROOT, stop, wait_for
 from worker.app import create_app
@@ -93,20 +93,6 @@ def test_kill_9_of_a_worker_mid_sync_redelivers_and_ends_equal_to_the_source(
     for division in slow_sandbox.state.divisions:
         assert_equal_to_source(db, slow_sandbox.state, division)
     assert slow_sandbox.state.counters.old_refresh_token_used == 0
-
-
-def sync_in_thread(settings: Settings) -> tuple[threading.Thread, list[RunOutcome | BaseException]]:
-    result: list[RunOutcome | BaseException] = []
-
-    def work() -> None:
-        try:
-            result.append(execute_sync(settings, "acme"))
-        except BaseException as exc:
-            result.append(exc)
-
-    thread = threading.Thread(target=work)
-    thread.start()
-    return thread, result
 
 
 @pytest.mark.parametrize("restart", ["redis", "postgres"])

@@ -4,7 +4,6 @@ commit, and divisions of one connection sync in parallel on a real prefork worke
 from __future__ import annotations
 
 import subprocess
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -12,23 +11,17 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from models import Connection, SyncCursor, SyncRun
+from models import SyncCursor, SyncRun
 from syncs.core.errors import LockLostError
 from syncs.core.settings import Settings
 from syncs.sandbox.server import SandboxServer
 from tests.faults.conftest import assert_equal_to_source
+from tests.support.runs import connection_id, send_sync, summary_of, sync_in_thread
 from tests.worker.conftest import CURRENT, start_celery_worker, stop, wait_for
-from worker.app import create_app
 from worker.locks import division_namespace
-from worker.run_records import RunOutcome
 from worker.runs import execute_sync
 
 SECOND = 124133
-
-
-def connection_id(db: sessionmaker[Session], name: str = "acme") -> int:
-    with db() as session:
-        return session.scalars(select(Connection.id).where(Connection.name == name)).one()
 
 
 def kill_division_locks(db: sessionmaker[Session], connection: int) -> int:
@@ -56,16 +49,7 @@ def test_a_run_whose_lock_backend_is_killed_stops_before_its_next_page_commit(
     sandbox.state.config.latency = 0.03
     add_sandbox_connection("acme", "--division", str(CURRENT))
     acme = connection_id(db)
-    ended: list[RunOutcome | BaseException] = []
-
-    def run() -> None:
-        try:
-            ended.append(execute_sync(sandbox_settings, "acme"))
-        except BaseException as exc:
-            ended.append(exc)
-
-    thread = threading.Thread(target=run)
-    thread.start()
+    thread, ended = sync_in_thread(sandbox_settings)
     try:
 
         def committing() -> bool:
@@ -104,12 +88,7 @@ def test_divisions_sync_as_tasks_of_their_own_and_the_result_reports_the_connect
     prefork_worker: subprocess.Popen[bytes],
 ) -> None:
     add_sandbox_connection("acme")  # every division: the sandbox has two
-    app = create_app(sandbox_settings)
-    result = app.send_task("exact.sync_connection", args=["acme"], queue=sandbox_settings.celery_queue)
-    try:
-        summary = result.get(timeout=90)
-    except Exception:
-        raise AssertionError(stop(prefork_worker)) from None
+    summary = summary_of(send_sync(sandbox_settings), prefork_worker, timeout=90)
     assert summary["status"] == "succeeded", summary
     assert sorted(summary["divisions"]) == [CURRENT, SECOND]
     with db() as session:

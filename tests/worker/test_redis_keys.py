@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from syncs.core.settings import Settings
 from tests.conftest import clean_test_keys
+from tests.support.runs import send_sync, summary_of
 from tests.worker.conftest import start_celery_worker, stop
-from worker.app import SYNC_TASK, create_app
 
 TASK_ID = re.compile(r"\[([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\]")
 
@@ -28,8 +28,8 @@ def test_a_run_through_a_real_worker_leaves_no_key_behind(
     add_sandbox_connection("acme")
     worker = start_celery_worker(sandbox_settings)
     try:
-        result = create_app(sandbox_settings).send_task(SYNC_TASK, args=["acme"], queue=sandbox_settings.celery_queue)
-        summary = result.get(timeout=120)
+        result = send_sync(sandbox_settings)
+        summary = summary_of(result, worker, timeout=120)
     finally:
         log = stop(worker)
     assert summary["status"] == "succeeded", log

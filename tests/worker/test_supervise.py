@@ -9,10 +9,13 @@ import sys
 import time
 from pathlib import Path
 
+from syncs.core.settings import Backoff
 from tests.worker.conftest import wait_for
-from worker.supervise import restart_delay
 
-SUPERVISE = "import sys; from worker.supervise import supervise; sys.exit(supervise(sys.argv[1:], backoff=0.05))"
+SUPERVISE = (
+    "import sys; from syncs.core.settings import Backoff; from worker.supervise import supervise; "
+    "sys.exit(supervise(sys.argv[1:], backoff=Backoff(0.05, 30.0)))"
+)
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -55,4 +58,4 @@ def test_a_signal_stops_the_child_and_the_supervisor(tmp_path: Path) -> None:
 
 
 def test_restart_delay_doubles_and_is_capped() -> None:
-    assert [restart_delay(n, 1.0, 30.0) for n in (1, 2, 3, 6, 50)] == [1.0, 2.0, 4.0, 30.0, 30.0]
+    assert [Backoff(1.0, 30.0).delay(n) for n in (0, 1, 2, 3, 6, 50)] == [0.0, 1.0, 2.0, 4.0, 30.0, 30.0]

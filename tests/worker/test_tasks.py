@@ -10,11 +10,12 @@ import redis
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from models import Account, Connection, SyncRun
+from models import Account, SyncRun
 from syncs.core.settings import Settings
 from syncs.entities.registry import ENTITIES
 from syncs.sandbox.server import SandboxServer
 from tests.support.cli import CliInvoke
+from tests.support.runs import connection_id, send_sync, summary_of
 from tests.worker.conftest import CURRENT, start_celery_worker, stop, wait_for
 from worker.app import create_app
 from worker.tasks import rate_limit_countdown
@@ -28,12 +29,7 @@ def test_send_task_by_name_runs_the_sync_in_the_worker(
     sandbox: SandboxServer,
 ) -> None:
     add_sandbox_connection("acme")
-    app = create_app(sandbox_settings)
-    result = app.send_task("exact.sync_connection", args=["acme"], queue=sandbox_settings.celery_queue)
-    try:
-        summary = result.get(timeout=60)
-    except Exception:
-        raise AssertionError(stop(celery_worker)) from None
+    summary = summary_of(send_sync(sandbox_settings), celery_worker)
     assert summary["status"] == "succeeded", summary
     assert summary["inserted"] > 0
     assert summary["api_calls"] > 0
@@ -58,9 +54,7 @@ def test_fatal_error_is_not_retried_and_the_run_says_why(
     assert sandbox.state.revoke_refresh_tokens() >= 1
     added = cli("connections", "add", "acme", "--region", "nl", "--refresh-token", dead)
     assert added.exit_code == 0, added.output
-    app = create_app(sandbox_settings)
-    result = app.send_task("exact.sync_connection", args=["acme"], queue=sandbox_settings.celery_queue)
-    summary = result.get(timeout=60)
+    summary = summary_of(send_sync(sandbox_settings), celery_worker)
     assert summary["status"] == "failed"
     assert "ReauthRequiredError" in summary["error"]
     with db() as session:
@@ -112,16 +106,11 @@ def test_a_retriable_failure_is_retried_by_the_worker_until_it_succeeds(
     # Tokens that are due at once (and that the sandbox lets us refresh at once), so the run needs the token lock.
     sandbox.state.configure(access_token_lifetime=2, refresh_window=2)
     add_sandbox_connection("acme")
-    with db() as session:
-        connection_id = session.scalars(select(Connection.id)).one()
-    lock = f"{sandbox_settings.redis_key_prefix}:token-lock:{connection_id}"
+    lock = f"{sandbox_settings.redis_key_prefix}:token-lock:{connection_id(db)}"
     redis_client.set(lock, "another worker", px=60_000)  # held elsewhere: LockUnavailableError, a RetriableError
-    worker = start_celery_worker(
-        sandbox_settings, TOKEN_LOCK_TIMEOUT_SECONDS="0.3", TASK_RETRY_BACKOFF_SECONDS="1"
-    )
+    worker = start_celery_worker(sandbox_settings, TOKEN_LOCK_TIMEOUT_SECONDS="0.3", TASK_RETRY_BACKOFF_SECONDS="1")
     try:
-        app = create_app(sandbox_settings)
-        result = app.send_task("exact.sync_connection", args=["acme"], queue=sandbox_settings.celery_queue)
+        result = send_sync(sandbox_settings)
 
         def failed_once() -> bool:
             with db() as session:
@@ -129,10 +118,7 @@ def test_a_retriable_failure_is_retried_by_the_worker_until_it_succeeds(
 
         wait_for(failed_once, timeout=60)
         redis_client.delete(lock)  # the other worker is done
-        try:
-            summary = result.get(timeout=60)  # the same task, retried by Celery
-        except Exception as exc:
-            raise AssertionError(f"{exc!r}\n{stop(worker)}") from None
+        summary = summary_of(result, worker)  # the same task, retried by Celery
     finally:
         log = stop(worker)
     assert summary["status"] == "succeeded", (summary, log)
