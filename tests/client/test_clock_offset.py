@@ -19,6 +19,7 @@ from syncs.exact.exact_time import ClockOffsets, ExactTime, OffsetBounds, exact_
 from syncs.exact.oauth import OAuthClient
 from syncs.sandbox import SandboxConfig, SandboxServer, SandboxState
 from syncs.tokens.pair import TokenPair
+from tests.client.conftest import store_pair
 from tests.client.test_tokens import LIFETIME, WINDOW
 from tests.support.cli import CliInvoke, aimed_at, cli_invoker
 from tests.support.clock import FakeClock
@@ -188,6 +189,24 @@ def test_refresh_waits_for_the_window_by_exacts_clock(
     assert refreshed_at is not None, "never refreshed before the access token expired"
     assert opens <= refreshed_at < received + LIFETIME
     assert (counters.token_requests, counters.http_401) == (1, 0)
+
+
+def test_api_answers_feed_the_shared_estimate(
+    skewed: SandboxServer,
+    settings: Settings,
+    db: sessionmaker[Session],
+    connection_id: int,
+    redis_client: Any,
+    clock: FakeClock,
+) -> None:
+    settings = aimed_at(settings, skewed)
+    store_pair(db, settings, connection_id, skewed.state.issue_tokens(), clock.now() + SKEW)  # no token answer
+    with open_client(settings, connection_id, "nl", sessions=db, redis=redis_client, clock=clock) as client:
+        client.current_me()
+    assert skewed.state.counters.token_requests == 0
+    assert ClockOffsets(redis_client, settings.redis_key_prefix).load(skewed.base_url) == OffsetBounds(
+        SKEW, SKEW + 1, clock.now()
+    )
 
 
 def status(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> str:
