@@ -12,7 +12,10 @@ from typing import Any
 import httpx
 import pytest
 
+from syncs.sandbox.documents import SHAPES
+from syncs.sandbox.state import SandboxConfig, SandboxState
 from tests.sandbox.conftest import FIRST, follow
+from tests.support.clock import FakeClock
 
 G = str(uuid.uuid4())
 
@@ -102,3 +105,16 @@ def test_a_deleted_contact_answers_204_and_shows_in_sync_deleted(api: httpx.Clie
     params = {"$filter": "Timestamp gt 0L", "$select": "Timestamp,EntityKey,EntityType"}
     deleted = [row for page in follow(api, f"/api/v1/{FIRST}/sync/Deleted", params) for row in page]
     assert [(row["EntityKey"], row["EntityType"]) for row in deleted] == [(key, 5)]
+
+
+def test_the_same_writes_on_two_starts_make_the_same_keys() -> None:
+    """Created keys are name-based on a counter: a restarted sandbox given the same writes has the same data."""
+    shape = SHAPES["salesorder/salesorders"]
+    made = []
+    for state in (SandboxState(SandboxConfig(), clock=FakeClock()) for _ in range(2)):
+        order = state.create_document(FIRST, shape, {"OrderedBy": G, "SalesOrderLines": [{"Item": G}]})
+        contact = state.create_record(FIRST, "contacts", FirstName="Ada")
+        lines = [line["ID"] for line in order["SalesOrderLines"]["results"]]
+        made.append((order["OrderID"], lines, contact["ID"], [j["Type"] for j in state.records(FIRST, "journals")]))
+    assert made[0] == made[1]
+    assert made[0][3] == [20, 22, 12, 10, 90, 21]  # one sales and one purchase journal to look up
