@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session
 from models import Connection
 from syncs.core.settings import Settings
 from syncs.engine.cadence import schedule_for
-from syncs.webhooks.health import synced_divisions, topic_of
-from worker.polling import polling_plan
+from syncs.webhooks.health import synced_divisions
+from worker.polling import polling_plan, safety_sweep
 
 
 def expected_intervals(
@@ -29,20 +29,14 @@ def expected_intervals(
     switched off are absent. Redis unreadable: webhook health is not assumed (the shorter interval)."""
     every_run = connection.sync_interval_minutes * 60.0
     schedule = schedule_for(session, connection.id, datetime.fromtimestamp(now, UTC))
-    plan = polling_plan(settings, client, connection.id)
-    divisions = synced_divisions(session, connection.id)
-    healthy: dict[str, bool] = {}
-    intervals = {}
-    for name, interval in schedule.intervals.items():
-        seconds = every_run if interval is None else max(every_run, interval.total_seconds())
-        topic = topic_of(name)
-        if topic is not None:
-            if topic not in healthy:
-                try:
-                    healthy[topic] = plan.coverage(session, topic, divisions).healthy
-                except RedisError:
-                    healthy[topic] = False
-            if healthy[topic]:
-                seconds = max(seconds, settings.webhook_safety_sweep_hours * 3600)
-        intervals[name] = seconds
-    return intervals
+    try:
+        covered = polling_plan(settings, client, connection.id).covered(
+            session, list(schedule.intervals), synced_divisions(session, connection.id)
+        )
+    except RedisError:
+        covered = []
+    swept = schedule.swept(covered, safety_sweep(settings))  # the rule beat's runs follow (worker.polling)
+    return {
+        name: every_run if interval is None else max(every_run, interval.total_seconds())
+        for name, interval in swept.intervals.items()
+    }
