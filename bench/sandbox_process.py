@@ -59,7 +59,10 @@ class SandboxProcess:
         if not parent.poll(START_TIMEOUT):
             self.__exit__(None, None, None)
             raise RuntimeError("the sandbox process did not start")
-        answer = parent.recv()
+        try:
+            answer = parent.recv()
+        except EOFError:
+            answer = "it ended before serving (see its traceback above)"
         if not str(answer).startswith("http"):
             self.__exit__(None, None, None)
             raise RuntimeError(f"the sandbox process failed: {answer}")
