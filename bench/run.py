@@ -1,7 +1,8 @@
 """The throughput benchmark's run: warm-up, fetch only, exact-sync on the half and the full data set, the naive
-loader, the mapped COPY and the physical-limit ceiling, the write side alone of COPY, exact-sync and the naive
-loader on the same pages held in memory, then fetch only and exact-sync again with the sandbox answering each
-page after a realistic latency; each checked against the rows it left in the database (see bench.throughput)."""
+loader, the mapped COPY and the physical-limit ceiling, then fetch only and exact-sync again with the sandbox
+answering each page after a realistic latency, the optional large run for memory, and last the write side alone of
+COPY, exact-sync and the naive loader on the same pages held in memory; each checked against the rows it left in
+the database (see bench.throughput)."""
 
 from __future__ import annotations
 
@@ -252,6 +253,29 @@ def run_benchmark(options: BenchOptions, base: Settings | None = None, log: Log 
             ceiling = Phase(CEILING, raw, raw_records(settings.database_url))
             expect("physical limit", ceiling.db_records, options.records)
 
+            sandbox.set_latency(options.page_latency)
+            log(f"fetch only, {options.page_latency * 1000:.0f} ms per page ({half_records:,} records)")
+            with open_client(settings, half_id, REGION, sessions=sessions, redis=redis_client) as client:
+                slow = fetch_only(client, HALF_DIVISION)
+            expect("fetch only (latency)", slow.records, half_records)
+            fetch_slow = Phase(f"fetch only, {options.page_latency * 1000:.0f} ms/page", slow, 0)
+            log(f"exact-sync, {options.page_latency * 1000:.0f} ms per page ({half_records:,} records)")
+            exact_slow = _exact_sync(
+                settings, sessions, HALF_CONNECTION, f"exact-sync, {options.page_latency * 1000:.0f} ms/page"
+            )
+            expect("exact-sync (latency)", exact_slow.db_records, half_records)
+
+            sandbox.set_latency(0)
+            exact_large = None
+            if options.memory_records > 0:
+                accounts, invoices, lines = memory_sizes(options.memory_records)
+                large = accounts + invoices * lines
+                log(f"exact-sync, large data set for memory ({large:,} records)")
+                register(sessions, settings, sandbox, MEMORY_CONNECTION, MEMORY_DIVISION)
+                exact_large = _exact_sync(settings, sessions, MEMORY_CONNECTION, "exact-sync, large data set")
+                expect("exact-sync (large)", exact_large.db_records, large)
+
+            # Last: the pages held in memory would leave this process's heap larger for the memory phases.
             log("write side alone: the full data set's pages fetched once, held in memory")
             with open_client(settings, main_id, REGION, sessions=sessions, redis=redis_client) as client:
                 in_memory = fetch_all(client, DIVISION, BENCH_ENTITIES)
@@ -270,27 +294,6 @@ def run_benchmark(options: BenchOptions, base: Settings | None = None, log: Log 
             empty_synced_tables(sessions)
             del in_memory
 
-            sandbox.set_latency(options.page_latency)
-            log(f"fetch only, {options.page_latency * 1000:.0f} ms per page ({half_records:,} records)")
-            with open_client(settings, half_id, REGION, sessions=sessions, redis=redis_client) as client:
-                slow = fetch_only(client, HALF_DIVISION)
-            expect("fetch only (latency)", slow.records, half_records)
-            fetch_slow = Phase(f"fetch only, {options.page_latency * 1000:.0f} ms/page", slow, 0)
-            log(f"exact-sync, {options.page_latency * 1000:.0f} ms per page ({half_records:,} records)")
-            exact_slow = _exact_sync(
-                settings, sessions, HALF_CONNECTION, f"exact-sync, {options.page_latency * 1000:.0f} ms/page"
-            )
-            expect("exact-sync (latency)", exact_slow.db_records, half_records)
-
-            exact_large = None
-            if options.memory_records > 0:
-                sandbox.set_latency(0)
-                accounts, invoices, lines = memory_sizes(options.memory_records)
-                large = accounts + invoices * lines
-                log(f"exact-sync, large data set for memory ({large:,} records)")
-                register(sessions, settings, sandbox, MEMORY_CONNECTION, MEMORY_DIVISION)
-                exact_large = _exact_sync(settings, sessions, MEMORY_CONNECTION, "exact-sync, large data set")
-                expect("exact-sync (large)", exact_large.db_records, large)
         finally:
             delete_redis_keys(redis_client, settings.redis_key_prefix)
             redis_client.close()

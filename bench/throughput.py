@@ -4,8 +4,8 @@
 [--output FILE]`
 (also `exact-sync bench ...`). Steps:
 
-1. An in-process sandbox (rate limits off, no seed data) gets the data set in division 124132, half of it in
-   division 124133 and a little in division 124134 (a warm-up sync, not measured).
+1. A sandbox in a process of its own (bench.sandbox_process; rate limits off, no seed data) gets the data set in
+   division 124132, half of it in division 124133 and a little in division 124134 (a warm-up sync, not measured).
 2. A fresh database (default `exact_sync_bench`, next to DATABASE_URL's) is migrated, and one connection per
    division is registered with sandbox tokens under an ephemeral Fernet key.
 3. Fetch only: every page read and decoded, nothing written (what every loader pays first).
@@ -18,6 +18,8 @@
    on the half data set.
 9. With `--memory-records N` (e.g. 1000000): exact-sync once on a data set of about N records, for its peak memory
    growth (goal: under 50 MiB).
+10. The write side alone (bench.write_side): the full data set's pages fetched once into memory, then written by
+   COPY, by exact-sync's engine and by the naive loader (its subset): load cost beyond fetching, measured directly.
 
 A "record" is a row read from the API: an account or an invoice line (the engine also writes one header per
 invoice, counted under "rows written"). Every phase is checked against row counts in the database.
@@ -43,8 +45,8 @@ from syncs.core.settings import get_settings
 def parse_options(argv: Sequence[str] | None = None) -> tuple[BenchOptions, Path | None]:
     parser = argparse.ArgumentParser(
         prog="exact-sync bench",
-        description="Throughput of exact-sync's sync path vs a naive ORM loader and a raw COPY, against an "
-        "in-process sandbox and a fresh database next to DATABASE_URL's.",
+        description="Throughput of exact-sync's sync path vs a naive ORM loader and a raw COPY, against a "
+        "sandbox in its own process and a fresh database next to DATABASE_URL's.",
     )
     parser.add_argument("--accounts", type=int, help=f"accounts to generate (default {BenchOptions.accounts:,})")
     parser.add_argument("--invoices", type=int, help=f"invoices to generate (default {BenchOptions.invoices:,})")

@@ -8,8 +8,9 @@ Two safeguards against double scheduling, either of which suffices on its own:
    a time does anything; if it dies, another takes over once the TTL runs out.
 
 Scale: one tick that finds 10,000 connections due claims them in one statement (through the partial index on
-`next_sync_at` of active, unpaused connections), checks their budgets in one query and one Redis round trip, and
-publishes their messages in batches, one broker transaction each (worker.publish).
+`next_sync_at` of active, unpaused connections), checks their budgets in one query and one Redis round trip, finds
+which of them have webhook subscriptions in one query per batch (only those need their polling plan), and
+publishes their messages in batches, one broker transaction each over a pooled connection (worker.publish).
 
 Quota: a claimed connection whose division has less than DAILY_BUDGET_LOW_FRACTION of its daily API budget
 left is not sent; its next_sync_at moves to the daily reset plus DAILY_BUDGET_DEFER_MARGIN_SECONDS (logged as

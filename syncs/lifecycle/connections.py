@@ -9,6 +9,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert
@@ -18,7 +19,9 @@ from models import Connection, ConnectionStatus, ConnectionToken, Division, Sync
 from syncs.core.errors import ConfigurationError
 from syncs.core.settings import REGIONS
 from syncs.tokens.pair import TokenPair
-from syncs.tokens.store import TokenStore
+
+if TYPE_CHECKING:
+    from syncs.tokens.store import TokenStore  # cryptography and Redis: not loaded by `connections list`
 
 
 def validate_region(region: str) -> str:

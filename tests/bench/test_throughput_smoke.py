@@ -70,6 +70,15 @@ def test_tiny_benchmark_counts_every_record_and_prints_the_table() -> None:
     assert 120 <= report.naive.load.records < records
     assert report.naive.db_records == report.naive.load.records
 
+    # The write side alone, on the same pages held in memory: every record written by COPY and by the engine
+    # (headers too), the naive loader on its subset; nothing fetched in these phases.
+    assert report.written_copy.load.records == report.written_copy.load.rows_written == records
+    assert report.written_exact.load.records == report.written_exact.db_records == records
+    assert report.written_exact.load.rows_written == records + 55
+    assert 120 <= report.written_naive.load.records == report.written_naive.db_records < records
+    for phase in (report.written_copy, report.written_exact, report.written_naive):
+        assert phase.load.api_calls == 0 and phase.load.seconds > 0
+
     pages = math.ceil(130 / 40) + math.ceil(55 * 3 / 40)
     assert report.fetch.load.api_calls == pages
     assert report.copy.load.api_calls == pages
@@ -96,10 +105,13 @@ def test_tiny_benchmark_counts_every_record_and_prints_the_table() -> None:
         "exact-sync (execute_sync)",
         "naive ORM merge per record",
         "map_row + COPY, unindexed tables",
+        "write side alone",
+        "exact-sync engine (sync_division)",
+        "sandbox in a process of its own",
         "physical limit: fetch + raw COPY",
         "exact-sync / physical limit",
         "exact-sync / fetch only",
-        "naive ORM merge / exact-sync",
+        "naive ORM / exact-sync",
         "API calls per 1,000 records",
         "peak growth",
         f"{records:,}",
