@@ -3,14 +3,12 @@ deliveries show in `/metrics` and on the dashboard with the values the tables ho
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import httpx
 from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from models import Connection, WebhookDelivery, WebhookEvent, WebhookSubscription
+from models import Connection, WebhookDelivery, WebhookEvent
 from syncs.core.settings import Settings
 from syncs.engine.cadence import set_entity
 from syncs.sandbox import SandboxServer
@@ -19,23 +17,12 @@ from tests.lifecycle.conftest import ServerThread
 from tests.ops.conftest import ADMIN, DIV, scrape, value
 from tests.support.clock import FakeClock
 from tests.support.net import free_port
+from tests.support.subscriptions import add_subscriptions
 from tests.worker.test_webhooks import content, post, signed
 from worker.runs import execute_sync
 from worker.web import create_web_app
 
 SECOND = 124133
-
-
-def subscribe(db: sessionmaker[Session], connection_id: int, topic: str, divisions: Sequence[int]) -> None:
-    """What `webhooks subscribe` leaves behind (tests/worker/test_webhooks.py drives the real command)."""
-    with db.begin() as session:
-        for division in divisions:
-            session.add(
-                WebhookSubscription(
-                    connection_id=connection_id, division=division, topic=topic, exact_id=f"{division}-{topic}",
-                    callback_url="https://sync.example.com/webhooks/exact",
-                )
-            )  # fmt: skip
 
 
 def test_webhooks_show_in_metrics_and_on_the_dashboard(
@@ -46,8 +33,8 @@ def test_webhooks_show_in_metrics_and_on_the_dashboard(
     execute_sync(settings, "acme", clock=clock)  # the connection knows its two divisions
     with db() as session:
         acme = session.scalars(select(Connection).where(Connection.name == "acme")).one()
-    subscribe(db, acme.id, "Accounts", (DIV, SECOND))  # every division: healthy
-    subscribe(db, acme.id, "SalesInvoices", (DIV,))  # one division missing: polled at the normal cadence
+    add_subscriptions(db, acme.id, ["Accounts"], (DIV, SECOND))  # every division: healthy
+    add_subscriptions(db, acme.id, ["SalesInvoices"], (DIV,))  # one division missing: polled at the normal cadence
     with db.begin() as session:
         set_entity(session, acme.id, "vat_codes", enabled=False, every_minutes=None)  # off: never stale
         for status in ("delivered", "delivered", "failed", "pending"):

@@ -27,6 +27,7 @@ from syncs.sandbox.state import SandboxConfig, SandboxState
 from syncs.webhooks.topics import synced_topics
 from tests.support.cli import CliInvoke
 from tests.support.clock import FakeClock
+from tests.support.subscriptions import add_subscriptions
 from tests.worker.conftest import CURRENT
 from tests.worker.test_scheduler import scheduler
 from worker.polling import beat_plan
@@ -58,16 +59,7 @@ def of_cadence(cadence: Cadence, *but: str) -> set[str]:
 
 
 def subscribe_everything(db: sessionmaker[Session], connection_id: int, topics: Sequence[str] = TOPICS) -> None:
-    """What `webhooks subscribe` leaves behind (tests/worker/test_webhooks.py drives the real thing)."""
-    with db.begin() as session:
-        for division in (CURRENT, SECOND):
-            for topic in topics:
-                session.add(
-                    WebhookSubscription(
-                        connection_id=connection_id, division=division, topic=topic, exact_id=f"{division}-{topic}",
-                        callback_url="https://sync.example.com/webhooks/exact",
-                    )
-                )  # fmt: skip
+    add_subscriptions(db, connection_id, topics, (CURRENT, SECOND))
 
 
 @pytest.fixture
