@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -34,6 +35,7 @@ from tests.lifecycle.conftest import (
 from tests.support.cli import CliInvoke
 from tests.support.clock import FakeClock
 from worker import cli_connect
+from worker.app import AUTO_SUBSCRIBE_TASK
 from worker.callback import CallbackReceiver
 from worker.runs import execute_sync
 from worker.web import create_web_app
@@ -95,21 +97,41 @@ def test_cli_connect_stores_tokens_and_divisions_then_syncs(
         assert set(session.scalars(select(Account.division)).all()) == {CURRENT, SECOND}
 
 
-def test_http_connect_then_sync(
-    life_settings: Settings, db: sessionmaker[Session], clock: FakeClock, sandbox: SandboxServer
-) -> None:
-    port = urlsplit(life_settings.exact_redirect_uri).port
+def connect_over_http(settings: Settings, db: sessionmaker[Session], clock: FakeClock) -> str:
+    """Connection acme (region be) through `serve`'s invite page and Exact's consent; the page shown at the end."""
+    port = urlsplit(settings.exact_redirect_uri).port
     assert port is not None
-    key = life_settings.token_encryption_key
+    key = settings.token_encryption_key
     assert key is not None
-    made = create_invite(life_settings, db, TokenCipher(key.get_secret_value()), "acme", "be", clock=clock)
-    with ServerThread(create_web_app(life_settings, clock), port) as web, httpx.Client() as browser:
+    made = create_invite(settings, db, TokenCipher(key.get_secret_value()), "acme", "be", clock=clock)
+    with ServerThread(create_web_app(settings, clock), port) as web, httpx.Client() as browser:
         assert httpx.get(f"{web.base_url}/health").json() == {"status": "ok"}
         page = browser.post(made.url, follow_redirects=True)  # the invite page's button
         assert page.status_code == 200, page.text
-        assert "Connection acme (be) connected" in page.text and str(SECOND) in page.text
+        return page.text
+
+
+def test_http_connect_then_sync(
+    life_settings: Settings, db: sessionmaker[Session], clock: FakeClock, sandbox: SandboxServer
+) -> None:
+    page = connect_over_http(life_settings, db, clock)
+    assert "Connection acme (be) connected" in page and str(SECOND) in page
     outcome = execute_sync(life_settings, "acme", clock=clock)
     assert outcome.status == "succeeded" and outcome.divisions == (CURRENT, SECOND) and outcome.inserted > 0
+
+
+def test_http_connect_requests_the_automatic_webhook_subscription(
+    life_settings: Settings, db: sessionmaker[Session], clock: FakeClock, redis_client: redis.Redis[bytes]
+) -> None:
+    """WEBHOOK_AUTO_SUBSCRIBE on: serve's OAuth callback sends the subscription task (tests/worker/
+    test_auto_subscribe.py has a worker run it against the sandbox)."""
+    update = {"webhook_auto_subscribe": True, "webhook_callback_url": "https://sync.example.com/webhooks/exact"}
+    settings = life_settings.model_copy(update=update)
+    assert "Connection acme (be) connected" in connect_over_http(settings, db, clock)
+    raw = redis_client.lpop(f"{settings.celery_key_prefix}{settings.celery_queue}")
+    assert raw is not None and json.loads(raw)["headers"]["task"] == AUTO_SUBSCRIBE_TASK
+    with db() as session:
+        assert (session.scalar(select(Connection.webhook_auto_subscribe)) or "").endswith(": requested")
 
 
 def test_a_forged_state_neither_ends_nor_spoils_the_cli_flow(
