@@ -14,6 +14,7 @@ from models import Connection, ConnectionStatus, ConnectionToken, Division, Sync
 from syncs.core.clock import to_datetime
 from syncs.core.settings import Settings
 from syncs.lifecycle.connections import ConnectionReport
+from syncs.tokens.failures import next_refresh_attempt  # light: no cryptography, no Redis
 
 STATUS_STYLE = {
     ConnectionStatus.ACTIVE: "green",
@@ -91,8 +92,6 @@ def token_summary(token: ConnectionToken | None, settings: Settings | None, now:
     ]
     if token.last_refresh_error:
         lines.append(f"[red]last refresh error ({when(token.last_refresh_error_at)}): {token.last_refresh_error}[/]")
-        from syncs.tokens.store import next_refresh_attempt  # cryptography and Redis: only when a token failed
-
         retry_at = next_refresh_attempt(token, settings) if settings is not None else None
         if retry_at is not None and to_datetime(retry_at) > now:
             lines.append(f"next refresh attempt after {when(to_datetime(retry_at))}")

@@ -21,7 +21,7 @@ import redis
 import structlog
 from redis.exceptions import LockError, LockNotOwnedError, RedisError
 from redis.lock import Lock
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -39,6 +39,7 @@ from syncs.core.errors import (
 )
 from syncs.core.settings import Settings
 from syncs.exact.exact_time import ExactTime
+from syncs.tokens.failures import next_refresh_attempt, record_failure
 from syncs.tokens.pair import TokenPair
 from syncs.tokens.rescue import RescueCopies
 
@@ -248,7 +249,7 @@ class TokenRefresher:
                 self._rescue.delete(connection_id, blob)
         if failure is not None:
             reauth = isinstance(failure, ReauthRequiredError)
-            self._record_failure(connection_id, str(failure), reauth=reauth)
+            record_failure(self._sessions, connection_id, str(failure), self._clock.now(), reauth=reauth)
             if reauth:
                 log.error("token.reauth_required", connection_id=connection_id, error=str(failure))
             else:
@@ -297,50 +298,3 @@ class TokenRefresher:
                 f"token refresh backing off after {row.refresh_failures if row else 0} failure(s) until "
                 f"{to_datetime(retry_at):%Y-%m-%d %H:%M:%S} UTC (last error: {row.last_refresh_error if row else ''})"
             )
-
-    def _record_failure(self, connection_id: int, message: str, *, reauth: bool) -> None:
-        now = to_datetime(self._clock.now())
-        with self._sessions() as session, session.begin():
-            session.execute(
-                update(ConnectionToken)
-                .where(ConnectionToken.connection_id == connection_id)
-                .values(
-                    last_refresh_error=message,
-                    last_refresh_error_at=now,
-                    refresh_failures=ConnectionToken.refresh_failures + (0 if reauth else 1),
-                )
-            )
-            if reauth:
-                session.execute(
-                    update(Connection)
-                    .where(Connection.id == connection_id)
-                    .values(
-                        status=ConnectionStatus.REAUTH_REQUIRED,
-                        status_reason=reauth_reason(session, connection_id, message),
-                    )
-                )
-
-
-def next_refresh_attempt(row: ConnectionToken | None, settings: Settings) -> float | None:
-    """Epoch second before which no refresh is tried (bounded backoff after timeouts and 5xx), or None."""
-    if row is None or not row.refresh_failures or row.last_refresh_error_at is None:
-        return None
-    return row.last_refresh_error_at.timestamp() + settings.token_refresh_backoff.delay(row.refresh_failures)
-
-
-def reauth_reason(session: Session, connection_id: int, message: str) -> str:
-    """What `status` shows for a refused refresh token: what happened and what the user must do.
-
-    After a refresh that got no answer (timeout, 5xx), Exact may have rotated the token without us hearing the
-    new one; the stored token is then dead and only new consent helps.
-    """
-    connection = session.get(Connection, connection_id)
-    name = connection.name if connection is not None else str(connection_id)
-    row = session.get(ConnectionToken, connection_id)
-    lost = ""
-    if row is not None and row.refresh_failures:
-        lost = (
-            f" An earlier refresh got no answer ({row.refresh_failures} failure(s)); Exact may have rotated the "
-            "token then."
-        )
-    return f"{message.rstrip('. ')}.{lost} Run `exact-sync connect {name}` again to give consent anew."
