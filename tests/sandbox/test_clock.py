@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from email.utils import parsedate_to_datetime
+from pathlib import Path
 
 import httpx
 
+from syncs.exact.exact_time import OffsetBounds
 from syncs.sandbox.server import SandboxServer
 from tests.sandbox.test_tokens import me, refresh
 from tests.support.clock import FakeClock
+from tests.support.net import free_port
+from tests.worker.conftest import wait_for
 
 SKEW = -20.0
+EXACT_SYNC = str(Path(sys.executable).with_name("exact-sync"))
 
 
 def test_every_answer_carries_one_date_header_from_the_sandbox_clock(
@@ -54,3 +62,30 @@ def test_a_skew_set_after_issue_moves_the_window(make_sandbox: Callable[..., San
     assert refresh(sandbox, pair["refresh_token"]).status_code == 401
     clock.advance(-SKEW)
     assert refresh(sandbox, pair["refresh_token"]).status_code == 200
+
+
+def test_the_sandbox_command_runs_a_skewed_clock() -> None:
+    """`exact-sync sandbox --clock-offset -20`: the Date header of its answers is 20 s behind this machine's."""
+    port = free_port()
+    process = subprocess.Popen(
+        [EXACT_SYNC, "sandbox", "--port", str(port), "--clock-offset", str(SKEW)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+
+        def answered() -> httpx.Response | None:
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/api/v1/current/Me", timeout=2)
+            except httpx.TransportError:
+                return None
+
+        sent = time.time()
+        response = wait_for(answered, timeout=30)
+        received = time.time()
+    finally:
+        process.terminate()
+        process.wait(10)
+    assert isinstance(response, httpx.Response) and response.status_code == 401
+    bounds = OffsetBounds.from_exchange(sent, received, response.headers.get("date"))
+    assert bounds is not None and bounds.lower <= SKEW < bounds.upper, bounds
