@@ -17,12 +17,13 @@ deliveries that were recorded but never attempted.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
 from celery import Task
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
 
 from syncs.core.db import session_factory
 from syncs.core.settings import get_settings
@@ -52,9 +53,7 @@ def webhook_sync(self: Task[Any, Any], connection_name: str, division: int, topi
     finally:
         client.close()
     sessions = session_factory(settings.database_url)
-    with sessions() as session:
-        started_at = session.scalar(select(func.now()))  # the database's clock, as the events' received_at
-    assert started_at is not None
+    started_at = database_now(sessions)  # the database's clock, as the events' received_at
     outcome = run_sync(
         self,
         connection_name,
@@ -92,14 +91,18 @@ def webhook_sweep(self: Task[Any, Any]) -> int:
 def webhook_retention() -> dict[str, int]:
     settings = get_settings()
     sessions = session_factory(settings.database_url)
-    with sessions() as session:
-        now = session.scalar(select(func.now()))  # the database's clock, as the rows' timestamps
-    assert now is not None
     deleted = delete_settled(
         sessions,
-        now,
+        database_now(sessions),  # the database's clock, as the rows' timestamps
         timedelta(days=settings.webhook_events_retention_days),
         timedelta(days=settings.webhook_deliveries_retention_days),
     )
     log.info("webhook.retention", events=deleted.events, deliveries=deleted.deliveries)
     return {"events": deleted.events, "deliveries": deleted.deliveries}
+
+
+def database_now(sessions: sessionmaker[Session]) -> datetime:
+    with sessions() as session:
+        now: datetime | None = session.scalar(select(func.now()))
+    assert now is not None
+    return now
