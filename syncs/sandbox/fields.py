@@ -54,7 +54,7 @@ LINE_DEFAULTS: dict[str, Any] = {
     "Description": None,
     "Quantity": 1.0,
     "UnitPrice": None,
-    "NetPrice": 0.0,
+    "NetPrice": None,  # Exact's: the unit price less any discount; given alone, the unit price
     "AmountDC": None,
     "AmountFC": None,
     "VATAmountDC": None,
@@ -100,9 +100,12 @@ DIVISION_FIELDS = frozenset(
 
 
 def complete_line(line: dict[str, Any]) -> None:
-    """Derive what Exact computes for a line: UnitPrice, amounts and VAT from quantity and net price."""
+    """Derive what Exact computes for a line: the net price from the unit price (or the reverse), amounts and VAT
+    from quantity and net price."""
     quantity = float(line["Quantity"] or 0)
-    net = float(line["NetPrice"] or 0)
+    if line.get("NetPrice") is None:
+        line["NetPrice"] = float(line.get("UnitPrice") or 0)
+    net = float(line["NetPrice"])
     if line.get("UnitPrice") is None:
         line["UnitPrice"] = net
     if line.get("AmountFC") is None:

@@ -118,3 +118,13 @@ def test_the_same_writes_on_two_starts_make_the_same_keys() -> None:
         made.append((order["OrderID"], lines, contact["ID"], [j["Type"] for j in state.records(FIRST, "journals")]))
     assert made[0] == made[1]
     assert made[0][3] == [20, 22, 12, 10, 90, 21]  # one sales and one purchase journal to look up
+
+
+def test_an_invoice_line_given_its_unit_price_gets_the_net_price_and_amounts_exact_computes(api: httpx.Client) -> None:
+    url = f"/api/v1/{FIRST}/salesinvoice/SalesInvoices"
+    lines = [{"Item": G, "Quantity": 2, "UnitPrice": 10}, {"Item": G, "Quantity": 1, "UnitPrice": 8, "NetPrice": 6}]
+    key = api.post(url, json={"OrderedBy": G, "Journal": "70", "SalesInvoiceLines": lines}).json()["d"]["InvoiceID"]
+    stored = api.get(f"{url}(guid'{key}')", params={"$expand": "SalesInvoiceLines"}).json()["d"]
+    found = [(line["NetPrice"], line["AmountFC"], line["AmountDC"]) for line in stored["SalesInvoiceLines"]["results"]]
+    assert found == [(10, 20.0, 20.0), (6, 6.0, 6.0)]  # a net price given is kept (a discount applied)
+    assert stored["AmountFCExclVat"] == 26.0
