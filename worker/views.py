@@ -129,7 +129,9 @@ def status_view(
     for column in ("name", "state", "next sync", "last success", "last run", "tokens", "divisions"):
         overview.add_column(column, overflow="fold", no_wrap=column in ("next sync", "last success"))
     cursors = Table(title="Entities per division: cursor (highest Exact Timestamp committed) and freshness")
-    for column in ("connection", "division", "entity", "timestamp", "unfinished enumeration", "updated", "checked"):
+    for column in (
+        "connection", "division", "entity", "every", "timestamp", "unfinished enumeration", "updated", "checked"
+    ):  # fmt: skip
         cursors.add_column(column)
     for report in reports:  # the cursors table is the last run per division and entity
         c = report.connection
@@ -159,12 +161,27 @@ def status_view(
                 shown(c.name),
                 label,
                 cursor.entity,
+                scheduled_every(report, cursor.entity),
                 str(cursor.timestamp),
                 _unfinished(cursor),
                 when(cursor.updated_at),
                 when(cursor.checked_at),
             )
     return Group(overview, cursors) if reports else "no connections; add one with `exact-sync connections add`"
+
+
+def scheduled_every(report: ConnectionReport, entity: str) -> str:
+    """How often scheduled runs read the stream: its cadence or `connections set --entity` override, or off."""
+    if entity not in report.intervals:
+        return "every run" if entity == "deleted" else "off"
+    interval = report.intervals[entity]
+    if interval is None:
+        return "every run"
+    minutes = int(interval.total_seconds() // 60)
+    for unit, size in (("d", 1440), ("h", 60)):
+        if minutes % size == 0:
+            return f"{minutes // size} {unit}"
+    return f"{minutes} min"
 
 
 def _unfinished(cursor: SyncCursor) -> str:

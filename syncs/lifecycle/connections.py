@@ -6,9 +6,9 @@ Every function works inside the caller's session; the caller commits (the house 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, select
@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from models import Connection, ConnectionStatus, ConnectionToken, Division, SyncCursor, SyncRun
 from syncs.core.errors import ConfigurationError
 from syncs.core.settings import REGIONS
+from syncs.engine.cadence import schedule_for
 from syncs.tokens.pair import TokenPair
 
 if TYPE_CHECKING:
@@ -139,6 +140,8 @@ class ConnectionReport:
     last_run: SyncRun | None
     divisions: list[Division] = field(default_factory=list)
     cursors: list[SyncCursor] = field(default_factory=list)
+    # each entity the connection has on with its scheduled interval (None: every run); switched-off ones absent
+    intervals: Mapping[str, timedelta | None] = field(default_factory=dict)
 
 
 def connection_reports(session: Session, name: str | None = None) -> list[ConnectionReport]:
@@ -163,6 +166,7 @@ def connection_reports(session: Session, name: str | None = None) -> list[Connec
                 last_run=last_run,
                 divisions=list(divisions),
                 cursors=list(cursors),
+                intervals=schedule_for(session, connection.id, datetime.now(UTC)).intervals,
             )
         )
     return reports

@@ -191,3 +191,25 @@ def test_demo_replaces_a_registration_whose_tokens_died(
     with db() as session:
         demo = session.scalars(select(Connection)).one()
         assert demo.status == ConnectionStatus.ACTIVE and demo.id != first_id
+
+
+def test_status_shows_each_entity_interval_set_by_connections_set(
+    cli: CliInvoke, add_sandbox_connection: Callable[..., Any]
+) -> None:
+    add_sandbox_connection("acme")
+    assert cli("run", "acme", "--entity", "items", "--entity", "employees", "--entity", "journals").exit_code == 0
+    rows = _entity_rows(cli)
+    assert (rows["items"], rows["employees"], rows["journals"], rows["deleted"]) == ("4 h", "1 d", "1 d", "every run")
+    assert cli("connections", "set", "acme", "--entity", "items", "--every", "1h").exit_code == 0
+    assert cli("connections", "set", "acme", "--entity", "employees", "--off").exit_code == 0
+    assert cli("connections", "set", "acme", "--entity", "journals", "--every", "90m").exit_code == 0
+    rows = _entity_rows(cli)
+    assert (rows["items"], rows["employees"], rows["journals"]) == ("1 h", "off", "90 min")
+
+
+def _entity_rows(cli: CliInvoke) -> dict[str, str]:
+    """The `every` cell of each entity row of `status acme` (division, entity, every, ...)."""
+    status = cli("status", "acme")
+    assert status.exit_code == 0, status.output
+    cells = [[cell.strip() for cell in line.split("│")[1:-1]] for line in status.output.splitlines()]
+    return {row[2]: row[3] for row in cells if len(row) > 4 and row[1] == str(CURRENT)}
