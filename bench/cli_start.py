@@ -2,7 +2,9 @@
 
 `python -m bench.cli_start [--runs 5]`: each command runs `--runs` times in a fresh process (best time kept:
 start-up cost, not machine noise) against a fresh migrated database next to DATABASE_URL's with one connection.
-Goal: each under 0.5 s.
+The commands run with compiled bytecode, as an installed package has (pip compiles on install; a checkout run with
+PYTHONDONTWRITEBYTECODE=1 would compile our modules at every start): a scratch PYTHONPYCACHEPREFIX filled by a
+first, untimed run. Goal: each under 0.5 s.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import resource
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Sequence
@@ -33,6 +36,7 @@ def _best(command: list[str], env: dict[str, str], runs: int) -> tuple[float, fl
     """Best wall-clock seconds and best CPU seconds (user + system) of `runs` fresh processes. On a busy machine
     the wall clock includes waiting for a core; the CPU time is what the start itself costs."""
     best_wall = best_cpu = float("inf")
+    subprocess.run(command, env=env, capture_output=True, timeout=120)  # fills the bytecode cache
     for _ in range(runs):
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
@@ -52,7 +56,14 @@ def run(runs: int) -> str:
     database_url = make_url(base.database_url).set(database=database).render_as_string(hide_password=False)
     upgrade_to_head(database_url)
     exact_sync = shutil.which("exact-sync", path=os.path.dirname(sys.executable)) or "exact-sync"
-    env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": base.redis_url}
+    bytecode = tempfile.TemporaryDirectory(prefix="exact_sync_cli_bench_")
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": base.redis_url,
+        "PYTHONPYCACHEPREFIX": bytecode.name,
+    }
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     try:
         with session_factory(database_url).begin() as session:
             session.add(Connection(name="acme", region="nl"))
@@ -60,6 +71,7 @@ def run(runs: int) -> str:
         timings = [(" ".join(args), _best([exact_sync, *args], env, runs)) for args in COMMANDS]
     finally:
         drop_database(database_url)
+        bytecode.cleanup()
     lines = [
         f"CLI start: best of {runs} fresh processes each; a bare `python -c pass` takes {bare[0]:.2f} s here "
         f"({bare[1]:.2f} s CPU)",

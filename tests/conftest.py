@@ -13,7 +13,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from models import Base
+from models import complete_metadata
 from models.migrate import upgrade_to_head
 from syncs.core.db import engine_for, session_factory
 from syncs.core.settings import Settings
@@ -49,7 +49,7 @@ def db(database_url: str) -> sessionmaker[Session]:
     """A session factory on an emptied database (only tables holding rows are truncated: with 40-odd synced
     tables, truncating every one costs about a second per test)."""
     with engine_for(database_url).begin() as conn:
-        names = ",".join(t.name for t in Base.metadata.sorted_tables)
+        names = ",".join(t.name for t in complete_metadata().sorted_tables)
         conn.execute(text("SELECT set_config('exact_sync.test_tables', :names, true)"), {"names": f"{{{names}}}"})
         conn.execute(_EMPTY_TABLES)
     return session_factory(database_url)

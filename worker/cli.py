@@ -18,7 +18,15 @@ from worker.cli_connect import connect, serve
 from worker.cli_connections import connections_app
 from worker.cli_keys import keys_app
 from worker.cli_ops import doctor, health_app
-from worker.cli_support import check_broker, console, current_settings, err_console, expected_errors, fail
+from worker.cli_support import (
+    check_broker,
+    configure_logging,
+    console,
+    current_settings,
+    err_console,
+    expected_errors,
+    fail,
+)
 from worker.cli_webhooks import webhooks_app
 
 # Heavy libraries (Celery, SQLAlchemy, Alembic, httpx) are imported inside the commands that use them, so
@@ -46,12 +54,6 @@ EntityOption = Annotated[
 ]
 FullOption = Annotated[bool, typer.Option("--full", help="Ignore the cursors and fetch everything again.")]
 PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
-
-
-def _configure_logging(settings: Settings) -> None:
-    from syncs.core.logging import configure_logging
-
-    configure_logging(settings)
 
 
 @app.command()
@@ -145,7 +147,7 @@ def run(
     from worker.runs import execute_sync
 
     settings = current_settings()
-    _configure_logging(settings)
+    configure_logging(settings)
     _warn_if_budget_low(settings, name)
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=err_console, transient=True) as bar:
         tasks: dict[str, Any] = {}
@@ -320,7 +322,7 @@ def _sync_demo(settings: Settings) -> None:
     from worker.runs import execute_sync
     from worker.views import counts_table, outcome_table
 
-    _configure_logging(settings)
+    configure_logging(settings)
     from syncs.entities.registry import ENTITIES
 
     outcome = execute_sync(settings, DEMO_CONNECTION, entities=list(ENTITIES), trigger="demo")

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from syncs.core.errors import ConfigurationError, ExactRequestError
-from syncs.core.logging import configure_logging
+from worker import cli_support
 from worker.cli_support import EXIT_USAGE, console, current_settings, err_console, expected_errors, fail
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ def proxy_command(
 
     body = read_json(data, "--data") if data is not None else None
     settings = current_settings()
-    configure_logging(settings)  # logs to stderr: stdout is Exact's JSON
+    cli_support.configure_logging(settings)  # logs to stderr: stdout is Exact's JSON
     try:
         result = proxy(settings, connection, method, path, division=division, data=body, all_pages=all_pages)
     except ExactRequestError as exc:
@@ -119,7 +119,7 @@ def action_command(
         raise ConfigurationError("usage: exact-sync action NAME CONNECTION --json PAYLOAD|@file (or --list)")
     body = read_json(payload, "--json") if payload is not None else {}
     settings = current_settings()
-    configure_logging(settings)  # logs to stderr: stdout is the result's JSON
+    cli_support.configure_logging(settings)  # logs to stderr: stdout is the result's JSON
     try:
         result = perform(settings, connection, name, body, division=division, idempotency_key=key)
     except ActionValidationError as exc:

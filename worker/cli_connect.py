@@ -12,7 +12,7 @@ import typer
 
 from syncs.core.regions import REGIONS
 from worker.cli_connections import connections_app
-from worker.cli_support import console, current_settings, expected_errors
+from worker.cli_support import configure_logging, console, current_settings, expected_errors
 
 if TYPE_CHECKING:
     from syncs.lifecycle.connect_flow import Connected
@@ -141,7 +141,6 @@ def serve(
     """Serve invite-based /connect/NAME, the OAuth callback and /health (put it behind TLS)."""
     import uvicorn
 
-    from syncs.core.logging import configure_logging
     from worker.web import create_web_app
 
     settings = current_settings()

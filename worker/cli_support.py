@@ -42,6 +42,13 @@ def current_settings() -> Settings:
         raise ConfigurationError(f"invalid configuration: {problems}") from None
 
 
+def configure_logging(settings: Settings) -> None:
+    """structlog set up for a command that logs (imported here: the CLI starts without structlog)."""
+    from syncs.core.logging import configure_logging as configure
+
+    configure(settings)
+
+
 def check_broker(settings: Settings) -> None:
     """Fail in seconds, with one line, when Redis (the broker) does not answer, rather than after Celery's retries."""
     import redis

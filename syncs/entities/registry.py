@@ -5,16 +5,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.orm import Session
-
-from models.synced import SYNCED_TABLES
-from syncs.entities.base import Deletion, PageResult, Record, Row
 from syncs.entities.catalog import CATALOG
 from syncs.entities.declaration import Cadence, Entity, Strategy
-from syncs.entities.hooks import BEFORE_HOOKS, HOOKS
-from syncs.entities.writer import EntityWriter
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from syncs.entities.base import Deletion, PageResult, Record, Row
+    from syncs.entities.writer import EntityWriter
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,11 @@ class EntitySpec:
 
     @cached_property
     def writer(self) -> EntityWriter:
+        # Imported here: what only reads the catalog (`status`, webhooks' topics) starts without the tables.
+        from models.synced import SYNCED_TABLES
+        from syncs.entities.hooks import BEFORE_HOOKS, HOOKS
+        from syncs.entities.writer import EntityWriter
+
         name = self.entity.hook
         return EntityWriter(self.entity, SYNCED_TABLES, HOOKS.get(name or ""), BEFORE_HOOKS.get(name or ""))
 

@@ -8,7 +8,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import text
 
-from models import Base
+from models import complete_metadata
 from syncs.core.db import engine_for
 from syncs.entities import schema_doc
 from syncs.entities.catalog import CATALOG, TABLES
@@ -27,7 +27,7 @@ EXPECTED_TABLES = {
 def test_migrations_match_the_declarations(database_url: str) -> None:
     """Fails when a declaration changed without a migration: run `python -m models.revision "..."`."""
     with engine_for(database_url).connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
+        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), complete_metadata())
     assert diff == []
 
 
