@@ -20,7 +20,7 @@ from syncs.sandbox import SandboxServer
 from syncs.sandbox.dates import parse_exact
 
 README = Path(__file__).resolve().parents[2] / "README.md"
-DIV = 124132
+DIVISIONS = (124132, 124133)
 
 
 def readme_query(name: str) -> str:
@@ -41,35 +41,39 @@ def day(value: str) -> date:
 def test_readme_questions_answer_from_synced_tables(
     sandbox: SandboxServer, exact: ExactClient, db: sessionmaker[Session], connection_id: int
 ) -> None:
+    """Both sandbox divisions are synced: they share customer names and item codes, so an answer that mixed two
+    companies' numbers would differ from the one computed per division."""
     state = sandbox.state
-    sync_division(db, exact, connection_id, DIV, list(CATALOG))
+    for division in DIVISIONS:
+        sync_division(db, exact, connection_id, division, list(CATALOG))
 
-    revenue: dict[tuple[str, date], Decimal] = defaultdict(Decimal)
-    names = {a["ID"]: a["Name"] for a in state.accounts(DIV)}
-    for invoice in state.invoices(DIV):
-        if invoice["InvoiceTo"] in names:  # the join keeps invoices of known customers
-            month = day(invoice["InvoiceDate"]).replace(day=1)
-            for line in invoice["Lines"]:
-                revenue[(names[invoice["InvoiceTo"]], month)] += Decimal(str(line["AmountDC"]))
-    found = {(name, month): amount for name, month, amount in run(db, "revenue per customer per month")}
+    revenue: dict[tuple[int, str, date], Decimal] = defaultdict(Decimal)
+    open_by_due: dict[tuple[int, date], Decimal] = defaultdict(Decimal)
+    undelivered: dict[str, Decimal] = {}
+    stock: dict[tuple[int, str], Decimal] = defaultdict(Decimal)
+    for div in DIVISIONS:
+        names = {a["ID"]: a["Name"] for a in state.accounts(div)}
+        for invoice in state.invoices(div):
+            if invoice["InvoiceTo"] in names:  # the join keeps invoices of known customers
+                month = day(invoice["InvoiceDate"]).replace(day=1)
+                for line in invoice["Lines"]:
+                    revenue[(div, names[invoice["InvoiceTo"]], month)] += Decimal(str(line["AmountDC"]))
+        for term in state.records(div, "payment_terms"):
+            if term["LineType"] == 20 and term["Status"] == 20 and not term["IsFullyPaid"]:
+                open_by_due[(div, day(term["DueDate"]))] += Decimal(str(term["AmountDC"]))
+        for line in state.records(div, "sales_order_lines"):
+            if line["Quantity"] > line["QuantityDelivered"]:
+                undelivered[line["ID"]] = Decimal(str(line["Quantity"])) - Decimal(str(line["QuantityDelivered"]))
+        codes = {item["ID"]: item["Code"] for item in state.records(div, "items")}
+        for position in state.records(div, "stock_positions"):
+            stock[(div, codes[position["ItemId"]])] += Decimal(str(position["CurrentStock"]))
+    assert len({code for _div, code in stock}) < len(stock) and len({name for _d, name, _m in revenue}) < len(revenue)
+
+    found = {(div, name, month): amount for div, name, month, amount in run(db, "revenue per customer per month")}
     assert found == dict(revenue) and found
-
-    open_by_due: dict[date, Decimal] = defaultdict(Decimal)
-    for term in state.records(DIV, "payment_terms"):
-        if term["LineType"] == 20 and term["Status"] == 20 and not term["IsFullyPaid"]:
-            open_by_due[day(term["DueDate"])] += Decimal(str(term["AmountDC"]))
-    assert dict(run(db, "open receivables by due date")) == dict(open_by_due) and open_by_due
-
-    undelivered = {
-        line["ID"]: Decimal(str(line["Quantity"])) - Decimal(str(line["QuantityDelivered"]))
-        for line in state.records(DIV, "sales_order_lines")
-        if line["Quantity"] > line["QuantityDelivered"]
-    }
+    assert {(div, due): amount for div, due, amount in run(db, "open receivables by due date")} == dict(open_by_due)
+    assert open_by_due
     rows = run(db, "sales order lines not yet delivered")
-    assert {str(row[0]): row[-1] for row in rows} == undelivered and undelivered
-
-    stock: dict[str, Decimal] = defaultdict(Decimal)
-    codes = {item["ID"]: item["Code"] for item in state.records(DIV, "items")}
-    for position in state.records(DIV, "stock_positions"):
-        stock[codes[position["ItemId"]]] += Decimal(str(position["CurrentStock"]))
-    assert {code: amount for code, _description, amount in run(db, "stock per item")} == dict(stock) and stock
+    assert {str(row[1]): row[-1] for row in rows} == undelivered and undelivered
+    found_stock = {(div, code): amount for div, code, _description, amount in run(db, "stock per item")}
+    assert found_stock == dict(stock) and stock
