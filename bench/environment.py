@@ -37,7 +37,17 @@ MAIN_CONNECTION = "bench"
 HALF_CONNECTION = "bench-half"
 WARMUP_CONNECTION = "bench-warmup"
 REGION = "nl"
-SYNCED_TABLES = ("accounts", "sales_invoices", "sales_invoice_lines")
+# The mixed catalog (issue 8): beside accounts and sales invoices (a header/line feed), master data through the
+# sync API (items), a feed of one header row and two lines per entry filling two tables (transaction lines and
+# financial transactions) and a snapshot reference list (VAT codes, read whole each run).
+CATALOG_MIX = ("items", "transaction_lines", "vat_codes")
+BENCH_ENTITIES = ("accounts", "sales_invoices", *CATALOG_MIX)
+# Where each entity's records land (a record = a row read from the API): invoice rows are lines; a transaction
+# line feed's header rows land in financial_transactions, the others in transaction_lines.
+RECORD_TABLES = (
+    "accounts", "sales_invoice_lines", "items", "transaction_lines", "financial_transactions", "vat_codes",
+)  # fmt: skip
+SYNCED_TABLES = (*RECORD_TABLES, "sales_invoices")
 
 
 class TokenIssuer(Protocol):
@@ -61,18 +71,35 @@ class BenchOptions:
     database: str = "exact_sync_bench"
     keep_database: bool = False
     memory_records: int = 0  # > 0: also sync about this many records once and report the memory growth
+    items: int = 4_000
+    transaction_lines: int = 12_000  # rows of the feed: a header row and two lines per entry
+    vat_codes: int = 100
+
+    @property
+    def catalog_rows(self) -> dict[str, int]:
+        """Rows of the rest of the mixed catalog, by entity."""
+        return {"items": self.items, "transaction_lines": self.transaction_lines, "vat_codes": self.vat_codes}
+
+    @property
+    def stream_sizes(self) -> list[int]:
+        """Records per entity, in BENCH_ENTITIES' order."""
+        return [self.accounts, self.invoices * self.lines_per_invoice, *self.catalog_rows.values()]
 
     @property
     def records(self) -> int:
-        return self.accounts + self.invoices * self.lines_per_invoice
+        return sum(self.stream_sizes)
 
     @property
     def half_records(self) -> int:
         """Records in the half data set (division HALF_DIVISION)."""
-        return self.accounts // 2 + self.invoices // 2 * self.lines_per_invoice
+        halves = sum(rows // 2 for rows in self.catalog_rows.values())
+        return self.accounts // 2 + self.invoices // 2 * self.lines_per_invoice + halves
 
 
-QUICK = BenchOptions(accounts=2_000, invoices=2_500, lines_per_invoice=4, naive_records=2_000, page_latency=0.05)
+QUICK = BenchOptions(
+    accounts=2_000, invoices=2_500, naive_records=2_000, page_latency=0.05, items=400, transaction_lines=1_200,
+    vat_codes=20,
+)  # fmt: skip
 
 
 # -- sandbox -------------------------------------------------------------------------------------------------
@@ -92,8 +119,11 @@ def sandbox_config(options: BenchOptions) -> SandboxConfig:
 def generate_data(state: SandboxState, options: BenchOptions) -> None:
     """The full data set, half of it in HALF_DIVISION and a little in WARMUP_DIVISION."""
     state.generate(DIVISION, options.accounts, options.invoices, options.lines_per_invoice)
+    state.generate_catalog(DIVISION, options.catalog_rows)
     state.generate(HALF_DIVISION, options.accounts // 2, options.invoices // 2, options.lines_per_invoice)
+    state.generate_catalog(HALF_DIVISION, {name: rows // 2 for name, rows in options.catalog_rows.items()})
     state.generate(WARMUP_DIVISION, min(options.accounts, 500), min(options.invoices, 250), options.lines_per_invoice)
+    state.generate_catalog(WARMUP_DIVISION, {name: min(rows, 150) for name, rows in options.catalog_rows.items()})
     if options.memory_records > 0:
         accounts, invoices, lines = memory_sizes(options.memory_records)
         state.generate(MEMORY_DIVISION, accounts, invoices, lines)
@@ -194,8 +224,16 @@ def count_rows(sessions: sessionmaker[Session], table: str) -> int:
 
 
 def records_in(sessions: sessionmaker[Session], prefix: str = "") -> int:
-    """Records (accounts + invoice lines) in the synced tables, or in their twins named with `prefix`."""
-    return count_rows(sessions, f"{prefix}accounts") + count_rows(sessions, f"{prefix}sales_invoice_lines")
+    """Records (rows read from the API) in the synced tables, or in their twins named with `prefix`: keys, not rows
+    (an unkeyed twin holds a header once per page its entry's rows came in)."""
+    with sessions() as session:
+        return sum(
+            int(
+                session.scalar(text(f'SELECT count(*) FROM (SELECT DISTINCT division, id FROM "{prefix}{table}") k'))
+                or 0
+            )
+            for table in RECORD_TABLES
+        )
 
 
 def empty_synced_tables(sessions: sessionmaker[Session]) -> None:

@@ -22,15 +22,16 @@ from psycopg.types.json import Jsonb
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from bench.environment import BENCH_ENTITIES, SYNCED_TABLES
 from models.synced import SYNCED_MODELS, SyncedRecord
+from syncs.engine.strategies import params_for
 from syncs.entities.base import Record, Row
 from syncs.entities.registry import ENTITIES, EntitySpec
 from syncs.exact.client import ExactClient
 
-STREAMS: tuple[EntitySpec, ...] = (ENTITIES["accounts"], ENTITIES["sales_invoices"])
+STREAMS: tuple[EntitySpec, ...] = tuple(ENTITIES[name] for name in BENCH_ENTITIES)
 COPY_PREFIX = "bench_copy_"
 RAW_PREFIX = "bench_raw_"
-COPY_SOURCES = ("accounts", "sales_invoices", "sales_invoice_lines")
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,7 @@ class LoadResult:
 
 
 def stream_pages(client: ExactClient, division: int, spec: EntitySpec) -> Iterator[list[dict[str, Any]]]:
-    params = {"$filter": "Timestamp gt 0L", "$select": spec.select}
+    params = params_for(spec)(division, 0)  # a full read, as the engine's first run asks for it
     return (page.rows for page in client.pages(division, spec.endpoint, params))
 
 
@@ -159,7 +160,7 @@ def psycopg_conninfo(database_url: str) -> str:
 def create_copy_tables(database_url: str) -> None:
     """Empty twins of the synced tables with their columns and defaults only: no key, no index."""
     with psycopg.connect(psycopg_conninfo(database_url), autocommit=True) as conn:
-        for source in COPY_SOURCES:
+        for source in SYNCED_TABLES:
             conn.execute(f'DROP TABLE IF EXISTS "{COPY_PREFIX}{source}"')
             conn.execute(f'CREATE TABLE "{COPY_PREFIX}{source}" (LIKE "{source}" INCLUDING DEFAULTS)')
 

@@ -73,13 +73,15 @@ def render_report(report: BenchReport) -> str:
         "exact-sync throughput benchmark",
         f"python {platform.python_version()}, PostgreSQL {report.postgres_version}, {platform.machine()}, "
         f"sandbox in a process of its own (as Exact is a remote server; rate limits off, page size {o.page_size})",
-        f"data: division {DIVISION}: {o.accounts:,} accounts + {o.invoices:,} invoices x {o.lines_per_invoice} "
-        f"lines = {o.invoices * o.lines_per_invoice:,} invoice lines -> {o.records:,} records "
+        f"data: division {DIVISION}: {o.accounts:,} accounts (sync API) + {o.invoices:,} invoices x "
+        f"{o.lines_per_invoice} lines = {o.invoices * o.lines_per_invoice:,} invoice lines (header/line feed) + "
+        f"{o.items:,} items (sync API) + {o.transaction_lines:,} transaction lines (one feed, two tables) + "
+        f"{o.vat_codes:,} VAT codes (snapshot) -> {o.records:,} records "
         f"(sandbox started and data generated in {report.generate_seconds:.1f} s)",
         f"machine: {os.cpu_count()} CPUs, load average {_loads(report.load_before)} at start, "
         f"{_loads(report.load_after)} at the end (other work on the machine slows every method alike, roughly)",
-        "a record = a row read from the API (an account or an invoice line); exact-sync also writes one header "
-        "per invoice",
+        "a record = a row read from the API (an account, an invoice line, an item, a transaction line or header "
+        "row, a VAT code); exact-sync also writes one header per invoice",
         "",
     ]
     header = (
@@ -111,8 +113,8 @@ def render_report(report: BenchReport) -> str:
     naive_scope = (
         "all records"
         if report.naive.load.records >= o.records
-        else f"a subset: the first {report.naive.load.records:,} of {o.records:,} records, accounts and invoice "
-        "lines in proportion, whole pages"
+        else f"a subset: the first {report.naive.load.records:,} of {o.records:,} records, each entity's share in "
+        "proportion to its size, whole pages (at least one page each)"
     )
     lines += [
         "",

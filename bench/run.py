@@ -19,6 +19,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from bench.environment import (
+    BENCH_ENTITIES,
     DIVISION,
     HALF_CONNECTION,
     HALF_DIVISION,
@@ -64,8 +65,6 @@ from syncs.core.settings import Settings, get_settings
 from syncs.exact.client import open_client
 from worker.runs import execute_sync
 
-BENCH_ENTITIES = ["accounts", "sales_invoices"]  # the entities the benchmark generates data for
-
 Log = Callable[[str], None]
 CEILING = "physical limit: fetch + raw COPY"
 
@@ -74,7 +73,7 @@ CEILING = "physical limit: fetch + raw COPY"
 class Phase:
     name: str
     load: LoadResult
-    db_records: int  # records found in the database afterwards (accounts + invoice lines)
+    db_records: int  # records found in the database afterwards (bench.environment.RECORD_TABLES)
     memory: MemoryUse | None = None
 
     @property
@@ -188,8 +187,10 @@ def run_benchmark(options: BenchOptions, base: Settings | None = None, log: Log 
     load_before = _load_average()
     config = sandbox_config(options)
     log(
-        f"starting the sandbox's process, generating {options.accounts:,} accounts and {options.invoices:,} "
-        f"invoices x {options.lines_per_invoice} lines (plus half of that in division {HALF_DIVISION})"
+        f"starting the sandbox's process, generating {options.records:,} records ({options.accounts:,} accounts, "
+        f"{options.invoices:,} invoices x {options.lines_per_invoice} lines, {options.items:,} items, "
+        f"{options.transaction_lines:,} transaction lines, {options.vat_codes:,} VAT codes; plus half of that in "
+        f"division {HALF_DIVISION})"
     )
     started = time.perf_counter()
     half_records = options.half_records
@@ -230,8 +231,7 @@ def run_benchmark(options: BenchOptions, base: Settings | None = None, log: Log 
             expect("exact-sync invoice headers", count_rows(sessions, "sales_invoices"), options.invoices)
 
             empty_synced_tables(sessions)
-            sizes = [options.accounts, options.invoices * options.lines_per_invoice]
-            quotas = stream_quotas(sizes, options.naive_records)
+            quotas = stream_quotas(options.stream_sizes, options.naive_records)
             log(f"naive ORM loader ({sum(quotas):,} records or the pages holding them)")
             with open_client(settings, main_id, REGION, sessions=sessions, redis=redis_client) as client:
                 naive_result = naive_load(client, sessions, DIVISION, quotas)

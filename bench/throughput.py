@@ -1,7 +1,7 @@
 """Throughput of exact-sync's sync path against the physical limit, fetch only and a naive ORM loader, in one run.
 
-`python -m bench.throughput [--quick] [--accounts N] [--invoices N] [--lines-per-invoice N] [--page-latency S]
-[--output FILE]`
+`python -m bench.throughput [--quick] [--accounts N] [--invoices N] [--lines-per-invoice N] [--items N]
+[--transaction-lines N] [--vat-codes N] [--page-latency S] [--output FILE]`
 (also `exact-sync bench ...`). Steps:
 
 1. A sandbox in a process of its own (bench.sandbox_process; rate limits off, no seed data) gets the data set in
@@ -21,8 +21,11 @@
 10. The write side alone (bench.write_side): the full data set's pages fetched once into memory, then written by
    COPY, by exact-sync's engine and by the naive loader (its subset): load cost beyond fetching, measured directly.
 
-A "record" is a row read from the API: an account or an invoice line (the engine also writes one header per
-invoice, counted under "rows written"). Every phase is checked against row counts in the database.
+The data set is a mixed catalog (bench.environment.BENCH_ENTITIES): accounts and items through the sync API, sales
+invoices (a header/line feed: a row per line), transaction lines (one feed filling two tables: a header row and two
+lines per entry) and VAT codes (a snapshot, read whole). A "record" is a row read from the API (the engine also
+writes one header per invoice, counted under "rows written"). Every phase is checked against row counts in the
+database.
 
 This module is the command line; bench.environment sets up the sandbox, database and connections, bench.run runs
 the phases and bench.report renders the result.
@@ -58,6 +61,13 @@ def parse_options(argv: Sequence[str] | None = None) -> tuple[BenchOptions, Path
         type=int,
         help=f"records for the naive loader, 0 = all (default {BenchOptions.naive_records:,})",
     )
+    parser.add_argument("--items", type=int, help=f"items to generate (default {BenchOptions.items:,})")
+    parser.add_argument(
+        "--transaction-lines",
+        type=int,
+        help=f"transaction line rows to generate (default {BenchOptions.transaction_lines:,})",
+    )
+    parser.add_argument("--vat-codes", type=int, help=f"VAT codes to generate (default {BenchOptions.vat_codes})")
     parser.add_argument("--page-size", type=int, help=f"sandbox page size (default {BenchOptions.page_size})")
     parser.add_argument(
         "--page-latency",
@@ -80,6 +90,9 @@ def parse_options(argv: Sequence[str] | None = None) -> tuple[BenchOptions, Path
         "invoices": args.invoices,
         "lines_per_invoice": args.lines_per_invoice,
         "naive_records": args.naive_records,
+        "items": args.items,
+        "transaction_lines": args.transaction_lines,
+        "vat_codes": args.vat_codes,
         "page_size": args.page_size,
         "page_latency": args.page_latency,
         "memory_records": args.memory_records,
@@ -89,6 +102,8 @@ def parse_options(argv: Sequence[str] | None = None) -> tuple[BenchOptions, Path
         parser.error("need at least 2 accounts, 2 invoices, 1 line per invoice and a page size of 1")
     if options.page_latency < 0:
         parser.error("--page-latency must be 0 or more")
+    if min(options.items, options.transaction_lines, options.vat_codes) < 0:
+        parser.error("--items, --transaction-lines and --vat-codes must be 0 or more")
     if options.naive_records < 0:
         parser.error("--naive-records must be 0 (all) or more")
     return options, args.output

@@ -78,8 +78,14 @@ class CatalogStore:
     # generation ------------------------------------------------------------------------------------------------
     def seed(self, accounts: list[str], now: float, rows: int = ROWS_PER_ENTITY) -> None:
         for entity in served():
-            for n in range(1, rows + 1):
-                self.create(entity.name, self.generated(entity, n, accounts), now)
+            self.add_generated(entity.name, rows, accounts, now)
+
+    def add_generated(self, name: str, rows: int, accounts: list[str], now: float) -> None:
+        """`rows` more generated rows of an entity, numbered on from those it has."""
+        store = self.store(name)
+        start = len(store.records)
+        for n in range(start + 1, start + rows + 1):
+            self.create(name, self.generated(store.entity, n, accounts), now)
 
     def generated(self, entity: Entity, n: int, accounts: list[str]) -> Record:
         """Row number `n` of an entity: values from each field's kind and name, references to generated rows."""

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from bench.environment import BenchOptions
+from bench.environment import BENCH_ENTITIES, BenchOptions
 from bench.report import render_report
 from bench.run import run_benchmark
 from bench.throughput import parse_options
@@ -28,7 +28,11 @@ OPTIONS = BenchOptions(
     database="unused",
     page_latency=0.01,
     memory_records=500,
+    items=30,
+    transaction_lines=30,  # 10 entries: a header row and two lines each
+    vat_codes=10,
 )
+MIX = 30 + 30 + 10
 
 
 def _database_exists(name: str) -> bool:
@@ -52,13 +56,16 @@ def test_tiny_benchmark_counts_every_record_and_prints_the_table() -> None:
 
     report = run_benchmark(options, base, log=messages.append)
 
-    records = 130 + 55 * 3
+    records = 130 + 55 * 3 + MIX
     assert options.records == records
     assert report.fetch.load.records == records
     assert report.exact.load.records == records
     assert report.exact.db_records == records
     assert report.exact.load.rows_written == records + 55  # one header per invoice
-    half = 65 + 27 * 3
+    # Every entity of the mix was read by every loader, each in its own stream.
+    for phase in (report.fetch, report.exact, report.ceiling, report.copy, report.written_exact):
+        assert [stream.name for stream in phase.load.streams] == list(BENCH_ENTITIES), phase.name
+    half = 65 + 27 * 3 + MIX // 2
     assert report.exact_half.load.records == half
     assert report.exact_half.db_records == half
     assert report.copy.load.records == records
@@ -79,7 +86,7 @@ def test_tiny_benchmark_counts_every_record_and_prints_the_table() -> None:
     for phase in (report.written_copy, report.written_exact, report.written_naive):
         assert phase.load.api_calls == 0 and phase.load.seconds > 0
 
-    pages = math.ceil(130 / 40) + math.ceil(55 * 3 / 40)
+    pages = math.ceil(130 / 40) + math.ceil(55 * 3 / 40) + 3  # the mix: a page each
     assert report.fetch.load.api_calls == pages
     assert report.copy.load.api_calls == pages
     assert report.ceiling.load.api_calls == pages
@@ -97,7 +104,7 @@ def test_tiny_benchmark_counts_every_record_and_prints_the_table() -> None:
     assert report.ceiling_share > 0 and report.latency_share > 0
     assert report.cost_vs_ceiling > 0 and report.naive_cost_ratio > 0
     # The latency phase waited for every page: fetching alone took at least pages x latency.
-    half_pages = math.ceil(65 / 40) + math.ceil(27 * 3 / 40)
+    half_pages = math.ceil(65 / 40) + math.ceil(27 * 3 / 40) + 3
     assert report.fetch_slow.load.seconds >= half_pages * 0.01
 
     table = render_report(report)
@@ -127,6 +134,6 @@ def test_quick_and_explicit_sizes() -> None:
     options, output = parse_options(["--quick", "--invoices", "10", "--database", "x_bench"])
     assert (options.accounts, options.invoices, options.database, output) == (2000, 10, "x_bench", None)
     options, _ = parse_options([])
-    assert options.records == 120_000
+    assert options.records == 120_000 + 4_000 + 12_000 + 100
     with pytest.raises(SystemExit):
         parse_options(["--accounts", "1"])
