@@ -122,7 +122,7 @@ def update_of(create: Action, **changes: Any) -> Action:
     """The update twin of a create: the key is required, every other field optional (a partial PUT of the
     header; lines are not changed)."""
     optional = tuple(dataclasses.replace(param, required=False, lookup=None) for param in create.params)
-    own = create.entity if create.entity and header_table(create.entity).key == (create.key,) else None
+    own = _own_table(create)
     key = Param(create.key, Kind.GUID, True, references=own, doc="the record's key (a live row of its table)")
     return dataclasses.replace(
         create, name=create.name.replace(".create", ".update"), verb=Verb.UPDATE, params=(key, *optional),
@@ -131,13 +131,21 @@ def update_of(create: Action, **changes: Any) -> Action:
     )  # fmt: skip
 
 
+def _own_table(create: Action) -> str | None:
+    """The synced table whose `id` is the action's key, if any."""
+    return create.entity if create.entity and header_table(create.entity).key == (create.key,) else None
+
+
 def by_key(create: Action, verb: Verb) -> Action:
+    """A delete's key must be a row of its synced table (deleted already is fine), so a typo or another division's
+    key never reaches Exact; a get may read any record."""
     docs = {Verb.DELETE: "Delete the record (DELETE: 204); its synced row is marked deleted at once.",
             Verb.GET: "Read one record by key as Exact holds it now (with its lines), and its synced row."}  # fmt: skip
+    own = _own_table(create) if verb is Verb.DELETE else None
+    key = Param(create.key, Kind.GUID, True, references=own, live=False, doc="the record's key")
     return dataclasses.replace(
-        create, name=create.name.replace(".create", f".{verb.value}"), verb=verb,
-        params=(Param(create.key, Kind.GUID, True, doc="the record's key"),), lines=None, marker=None,
-        doc=docs[verb],
+        create, name=create.name.replace(".create", f".{verb.value}"), verb=verb, params=(key,), lines=None,
+        marker=None, doc=docs[verb],
     )  # fmt: skip
 
 

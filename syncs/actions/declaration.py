@@ -52,6 +52,7 @@ class Param:
     doc: str = ""
     lookup: Lookup | None = None  # required, but looked up when left empty
     max_bytes: int | None = None  # BASE64: the decoded size limit
+    live: bool = True  # False: a row marked deleted counts too (a delete's own key: deleting again is harmless)
 
 
 @dataclass(frozen=True)

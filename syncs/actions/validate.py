@@ -137,31 +137,33 @@ def check_payload(action: Action, payload: Any) -> tuple[dict[str, Any], dict[st
     return clean, errors
 
 
-def _references(action: Action, clean: Mapping[str, Any]) -> list[tuple[str, str, str]]:
-    """(field path, table, key) for every referencing value in the payload."""
-    found = [(p.name, p.references, clean[p.name]) for p in action.params if p.references and p.name in clean]
+def _references(action: Action, clean: Mapping[str, Any]) -> list[tuple[str, Param, str]]:
+    """(field path, its param, key) for every referencing value in the payload."""
+    found = [(p.name, p, clean[p.name]) for p in action.params if p.references and p.name in clean]
     if action.lines is not None:
         for index, line in enumerate(clean.get(action.lines.name, [])):
             for param in action.lines.params:
                 if param.references and param.name in line:
-                    found.append((f"{action.lines.name}[{index}].{param.name}", param.references, line[param.name]))
-    return [(path, table, key) for path, table, key in found if table]
+                    found.append((f"{action.lines.name}[{index}].{param.name}", param, line[param.name]))
+    return found
 
 
 def reference_errors(session: Session, action: Action, division: int, clean: Mapping[str, Any]) -> dict[str, str]:
-    """Referenced records must exist (not deleted) in their synced table of this division, where we have it."""
+    """Referenced records must exist (not deleted, unless the param says `live=False`) in their synced table of
+    this division, where we have it."""
     wanted = _references(action, clean)
     errors: dict[str, str] = {}
-    for table in sorted({table for _, table, _ in wanted}):
+    for table in sorted({str(param.references) for _, param, _ in wanted}):
         if not _IDENT.match(table) or session.scalar(text("SELECT to_regclass(:t)"), {"t": table}) is None:
             continue  # not a synced table (yet): Exact itself will say whether the record exists
-        keys = [UUID(key) for _, t, key in wanted if t == table]
+        keys = [UUID(key) for _, param, key in wanted if param.references == table]
         stmt = text(
-            f'SELECT id FROM "{table}" WHERE division = :division AND id = ANY(:keys) AND deleted_at IS NULL'
+            f'SELECT id, deleted_at IS NULL FROM "{table}" WHERE division = :division AND id = ANY(:keys)'
         ).bindparams(bindparam("keys", type_=ARRAY(Uuid())))
-        present = {str(key) for key in session.scalars(stmt, {"division": division, "keys": keys})}
-        for path, t, key in wanted:
-            if t == table and key not in present:
+        live = {str(key): alive for key, alive in session.execute(stmt, {"division": division, "keys": keys})}
+        for path, param, key in wanted:
+            found = key in live and (live[key] or not param.live)
+            if param.references == table and not found:
                 errors[path] = f"no {table} record {key} in division {division} (synced; run a sync if it is new)"
     return errors
 

@@ -51,6 +51,7 @@ def invalid_payloads(sandbox: SandboxServer) -> list[tuple[str, dict[str, Any], 
         ("accounts.update", {"ID": "not-a-guid", "IsSales": "yes"},
          {"ID": "not a GUID: 'not-a-guid'", "IsSales": "must be true or false, not 'yes'"}),
         ("accounts.update", {"ID": str(uuid.uuid4())}, {"ID": "no accounts record"}),
+        ("accounts.delete", {"ID": str(uuid.uuid4())}, {"ID": "no accounts record"}),  # a typo, another division
         ("sales_invoices.create", {"OrderedBy": str(uuid.uuid4()), "InvoiceDate": "30-11-2026",
                                    "SalesInvoiceLines": []},
          {"OrderedBy": "no accounts record", "InvoiceDate": "must be a date",
@@ -71,6 +72,15 @@ def test_validation_failures_make_no_call(by_python: Way, sandbox: SandboxServer
         assert set(refused.value.errors) == set(expected), refused.value.errors
         for field, start in expected.items():
             assert refused.value.errors[field].startswith(start), (field, refused.value.errors[field])
+
+
+def test_a_record_deleted_already_may_be_deleted_again(by_python: Way, sandbox: SandboxServer) -> None:
+    """Only keys the synced table never held are refused: deleting twice (another key) is harmless."""
+    key = by_python("accounts.create", {"Name": "Short-lived"}, "made")["key"]
+    first = by_python("accounts.delete", {"ID": key}, "gone-1")
+    again = by_python("accounts.delete", {"ID": key}, "gone-2")
+    assert first["state"] == again["state"] == "succeeded" and not again["replayed"]
+    assert first["row"]["deleted_at"] == again["row"]["deleted_at"] is not None
 
 
 def test_same_key_with_another_payload_is_refused(by_python: Way, sandbox: SandboxServer) -> None:
