@@ -20,6 +20,7 @@ from worker.cli_keys import keys_app
 from worker.cli_ops import doctor, health_app
 from worker.cli_support import (
     check_broker,
+    check_database_url,
     configure_logging,
     console,
     current_settings,
@@ -125,6 +126,9 @@ def sync(
     try:
         outcome = result.get(timeout=limit, propagate=False)
     except CeleryTimeout:
+        # Stop waiting for the result now: left to AsyncResult.__del__ at interpreter shutdown, the unsubscribe
+        # reconnects to Redis while Python tears down and prints a traceback after our one line.
+        celery_app.backend.remove_pending_result(result)  # type: ignore[attr-defined]  # Redis: an async backend
         raise fail(
             f"no outcome within {limit:g} s: is a worker running on queue {settings.celery_queue}? The task stays "
             f"queued and may still run (task id {result.id})"
@@ -219,6 +223,7 @@ def _exec_celery(arguments: Sequence[str]) -> NoReturn:
 
 
 @app.command(context_settings=PASS_THROUGH)
+@expected_errors
 def worker(
     ctx: typer.Context,
     loglevel: Annotated[str, typer.Option("--loglevel")] = "INFO",
@@ -231,6 +236,7 @@ def worker(
     from worker.supervise import supervise
 
     settings = current_settings()
+    check_database_url(settings)
     node = ["-n", settings.worker_node_name]  # what `exact-sync health worker` pings
     arguments = ["worker", "-Q", ",".join(worker_queues(settings)), *node, "--loglevel", loglevel, *ctx.args]
     if not restart:
@@ -239,8 +245,10 @@ def worker(
 
 
 @app.command(context_settings=PASS_THROUGH)
+@expected_errors
 def beat(ctx: typer.Context, loglevel: Annotated[str, typer.Option("--loglevel")] = "INFO") -> None:
     """Run Celery beat with the connection scheduler (extra options go to `celery beat`)."""
+    check_database_url(current_settings())  # bad settings: one line here, not a traceback from inside celery
     _exec_celery(["beat", "-S", "worker.scheduler:ConnectionScheduler", "--loglevel", loglevel, *ctx.args])
 
 

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from worker.cli_support import console, current_settings, fail
+from worker.cli_support import console, current_settings, expected_errors, fail
 
 # httpx, Redis, Celery and the health helpers are imported inside the commands (fast start, see worker.cli).
 
@@ -18,6 +18,7 @@ health_app = typer.Typer(no_args_is_help=True, help="Health probes for orchestra
 
 
 @health_app.command("worker")
+@expected_errors
 def worker_health(
     node: Annotated[
         str | None, typer.Option(help="Worker node name to ping (default: WORKER_NODE_NAME, celery@<this host>).")
@@ -40,6 +41,7 @@ def worker_health(
 
 
 @health_app.command("beat")
+@expected_errors
 def beat_health(
     host: Annotated[str | None, typer.Option(help="Hostname of the beat (default: this one).")] = None,
     max_age: Annotated[
@@ -90,6 +92,7 @@ def web_health(
 LEVEL_STYLE = {"OK": "green", "WARN": "yellow", "FAIL": "bold red"}
 
 
+@expected_errors
 def doctor(
     as_json: Annotated[bool, typer.Option("--json", help="Print the checks as JSON.")] = False,
 ) -> None:

@@ -13,6 +13,8 @@ from rich.console import Console
 from syncs.core.errors import ConfigurationError, ExactSyncError
 
 if TYPE_CHECKING:
+    from pydantic import ValidationError
+
     from syncs.core.settings import Settings
 
 console = Console(highlight=False)
@@ -38,8 +40,20 @@ def current_settings() -> Settings:
     try:
         return get_settings()
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
-        raise ConfigurationError(f"invalid configuration: {problems}") from None
+        raise ConfigurationError(_invalid_configuration(exc)) from None
+
+
+def _invalid_configuration(exc: ValidationError) -> str:
+    problems = "; ".join(f"{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
+    return f"invalid configuration: {problems}"
+
+
+def check_database_url(settings: Settings) -> None:
+    """Fail at once, with one line, on a DATABASE_URL SQLAlchemy cannot parse (long-running commands would only
+    fail at their first query, in another process)."""
+    from sqlalchemy.engine import make_url
+
+    make_url(settings.database_url)
 
 
 def configure_logging(settings: Settings) -> None:
@@ -91,8 +105,12 @@ def expected_errors(func: Callable[P, R]) -> Callable[P, R]:
 
 
 def _service_error(exc: Exception) -> tuple[str, int] | None:
-    """A database or Redis failure as (one line, exit code). The libraries are looked up only if loaded (a command
-    that never imported SQLAlchemy cannot have raised its errors), so starting the CLI does not import them."""
+    """A configuration, database or Redis failure as (one line, exit code). The libraries are looked up only if
+    loaded (a command that never imported SQLAlchemy cannot have raised its errors), so starting the CLI does not
+    import them. Settings that do not parse can surface on import: `worker.app` reads them to build the Celery app."""
+    pydantic_errors = sys.modules.get("pydantic_core")
+    if pydantic_errors is not None and isinstance(exc, pydantic_errors.ValidationError):
+        return _invalid_configuration(exc), EXIT_USAGE
     sqlalchemy_errors = sys.modules.get("sqlalchemy.exc")
     if sqlalchemy_errors is not None:
         if isinstance(exc, sqlalchemy_errors.ArgumentError):

@@ -117,8 +117,9 @@ def _redirect_uri(uri: str) -> Check:
 
 def _database(context: Context) -> Iterator[Check]:
     url = context.settings.database_url
-    engine = create_engine(url, poolclass=NullPool, connect_args={"connect_timeout": int(TIMEOUT_SECONDS)})
-    try:
+    engine = None
+    try:  # a URL SQLAlchemy cannot parse fails in create_engine: a FAIL line like an unreachable server
+        engine = create_engine(url, poolclass=NullPool, connect_args={"connect_timeout": int(TIMEOUT_SECONDS)})
         with engine.connect() as connection:
             connection.execute(text("SELECT 1"))
         level = migration_level(engine, url)
@@ -128,7 +129,8 @@ def _database(context: Context) -> Iterator[Check]:
         yield Check("postgres", FAIL, _error(exc), fix)
         return
     finally:
-        engine.dispose()
+        if engine is not None:
+            engine.dispose()
     yield Check("postgres", OK, f"{urlsplit(url).hostname}:{urlsplit(url).port or 5432}")
     if level.at_head:
         yield Check("migrations", OK, f"at {level.head}")

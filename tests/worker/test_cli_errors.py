@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,12 +18,14 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
 from models import Connection
-from syncs.core.settings import get_settings
-from tests.support.cli import CliInvoke
+from syncs.core.settings import Settings, get_settings
+from tests.support.cli import CliInvoke, settings_env
 from tests.support.net import free_port
 from worker import cli_support
 from worker.cli import app
 from worker.views import when
+
+EXACT_SYNC = str(Path(sys.executable).with_name("exact-sync"))
 
 
 def one_line_error(output: str) -> str:
@@ -116,3 +123,45 @@ def test_migrate_succeeds_when_the_secrets_step_cannot_run(cli: CliInvoke, monke
     result = cli("migrate")
     assert result.exit_code == 0, result.output
     assert "newest schema" in result.output and "run `exact-sync keys rotate`" in result.output
+
+
+BAD_REDIS_URL = {"REDIS_URL": "notaurl"}
+BAD_DATABASE_URL = {"DATABASE_URL": "notaurl"}
+
+
+@pytest.mark.parametrize(
+    ("env", "args", "message"),
+    [
+        # Commands that import worker.app, which reads the settings at import (in process it is already loaded).
+        (BAD_REDIS_URL, ("sync", "acme"), "invalid configuration: REDIS_URL"),
+        (BAD_REDIS_URL, ("serve",), "invalid configuration: REDIS_URL"),
+        (BAD_REDIS_URL, ("doctor",), "invalid configuration: REDIS_URL"),
+        (BAD_REDIS_URL, ("health", "worker"), "invalid configuration: REDIS_URL"),
+        (BAD_REDIS_URL, ("health", "beat"), "invalid configuration: REDIS_URL"),
+        (BAD_REDIS_URL, ("worker", "--no-restart", "--pool", "solo"), "invalid configuration: REDIS_URL"),
+        (BAD_REDIS_URL, ("beat",), "invalid configuration: REDIS_URL"),
+        # Long-running commands check the database URL before they start (else: a worker failing every task).
+        (BAD_DATABASE_URL, ("worker", "--no-restart", "--pool", "solo"), "DATABASE_URL is not a database URL"),
+        (BAD_DATABASE_URL, ("beat",), "DATABASE_URL is not a database URL"),
+    ],
+)
+def test_bad_settings_are_one_line_in_a_fresh_process(
+    settings: Settings, env: dict[str, str], args: tuple[str, ...], message: str
+) -> None:
+    done = subprocess.run(
+        [EXACT_SYNC, *args], env={**os.environ, **settings_env(settings), **env}, capture_output=True, text=True,
+        timeout=30,
+    )  # fmt: skip
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert message in one_line_error(done.stderr)
+
+
+def test_doctor_reports_an_unparsable_database_url_as_a_failed_check(settings: Settings) -> None:
+    done = subprocess.run(
+        [EXACT_SYNC, "doctor", "--json"], env={**os.environ, **settings_env(settings), **BAD_DATABASE_URL},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    checks = {check["name"]: check for check in json.loads(done.stdout)["checks"]}
+    assert checks["postgres"]["level"] == "FAIL" and "ArgumentError" in checks["postgres"]["detail"]
+    assert checks["redis"]["level"] == "OK"  # the rest is still checked
