@@ -1,9 +1,12 @@
-"""Page prefetch: while the engine writes page N, a thread fetches page N+1.
+"""Page prefetch: while the engine writes page N, a thread fetches page N+1; and while it writes a stream's last
+page, the next stream's first (sync_division opens the next stream then, and opening starts its first fetch).
 
 Fetching (seconds per 1,000-row page at Exact) and writing (tens of milliseconds) then overlap, so a stream takes
 about the longer of the two instead of their sum. What stays as it was:
-- one request in flight per enumeration: the thread walks the source's page iterator in order and fetches the
-  next page only once the engine has taken the previous one (never more than one page ahead);
+- one request in flight per division: the thread walks the source's page iterator in order and fetches the
+  next page only once the engine has taken the previous one (never more than one page ahead); the next stream
+  is opened only once the current one's last page has arrived (no d.__next: its enumeration needs no more
+  requests);
 - one transaction per page with its resume point, all in the engine's thread: the fetch thread never touches the
   synced tables, so nothing is committed, or acknowledged, that was not written by the engine;
 - errors: a failed fetch is raised in the engine's thread where the engine asks for that page, after the page
@@ -17,7 +20,7 @@ from __future__ import annotations
 import contextvars
 import queue
 import threading
-from collections.abc import Generator, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Final
 
 from syncs.engine.streams import PageSource
@@ -37,30 +40,51 @@ class PrefetchingSource:
         self, division: int, endpoint: str, params: Mapping[str, str], *, resume_url: str | None = None
     ) -> Iterator[Page]:
         source = self._source.pages(division, endpoint, params, resume_url=resume_url)
-        return prefetched(source, f"{division}:{endpoint}")
+        return prefetched(source, f"{division}:{endpoint}")  # its first request starts now
 
 
-def prefetched(pages: Iterator[Page], name: str = "pages") -> Generator[Page, None, None]:
-    """Yield `pages`' items while fetching the next one on a thread; see the module docstring."""
-    ready: queue.Queue[object] = queue.Queue(maxsize=1)  # a fetched page, an error, or _END
-    wanted: queue.Queue[object] = queue.Queue()  # True: fetch the next page; _STOP: stop
-    context = contextvars.copy_context()  # log context (run, connection) travels with the fetches
-    thread = threading.Thread(
-        target=context.run, args=(_fetch_ahead, pages, ready, wanted), name=f"prefetch-{name}", daemon=True
-    )
-    thread.start()
-    try:
-        while True:
-            item = ready.get()
-            if item is _END:
-                return
+def prefetched(pages: Iterator[Page], name: str = "pages") -> Prefetched:
+    """`pages`' items, the first fetched at once and each next one while the caller works on the one before."""
+    return Prefetched(pages, name)
+
+
+class Prefetched(Iterator[Page]):
+    """A page iterator whose thread starts fetching when it is made (see the module docstring); `close` stops it."""
+
+    def __init__(self, pages: Iterator[Page], name: str) -> None:
+        self._ready: queue.Queue[object] = queue.Queue(maxsize=1)  # a fetched page, an error, or _END
+        self._wanted: queue.Queue[object] = queue.Queue()  # True: fetch the next page; _STOP: stop
+        self._done = False
+        context = contextvars.copy_context()  # log context (run, connection) travels with the fetches
+        thread = threading.Thread(
+            target=context.run,
+            args=(_fetch_ahead, pages, self._ready, self._wanted),
+            name=f"prefetch-{name}",
+            daemon=True,
+        )
+        thread.start()
+
+    def __next__(self) -> Page:
+        if self._done:
+            raise StopIteration
+        item = self._ready.get()
+        if item is _END or isinstance(item, BaseException):
+            self._done = True  # the thread has ended
             if isinstance(item, BaseException):
                 raise item
-            wanted.put(True)  # the next fetch overlaps the caller's work on this page
-            assert isinstance(item, Page)
-            yield item
-    finally:
-        wanted.put(_STOP)
+            raise StopIteration
+        self._wanted.put(True)  # the next fetch overlaps the caller's work on this page
+        assert isinstance(item, Page)
+        return item
+
+    def close(self) -> None:
+        """Stop fetching: the thread finishes a request it may have in flight, then closes the source."""
+        if not self._done:
+            self._done = True
+            self._wanted.put(_STOP)
+
+    def __del__(self) -> None:
+        self.close()
 
 
 def _fetch_ahead(pages: Iterator[Page], ready: queue.Queue[object], wanted: queue.Queue[object]) -> None:

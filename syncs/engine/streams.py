@@ -29,20 +29,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
 from itertools import chain
 from typing import Protocol
 from urllib.parse import parse_qs, urlsplit
 
 import structlog
-from sqlalchemy import func, select
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.internal import SyncCursor
 from syncs.core.errors import ConfigurationError, ExactRequestError, MalformedResponseError
 from syncs.engine import cadence, deletions, strategies
+from syncs.engine.cursors import save_cursor, save_progress, stored_state
 from syncs.entities.base import PageResult, PageWriter, Row
 from syncs.entities.declaration import Strategy
 from syncs.entities.registry import ENTITIES, EntitySpec
@@ -50,11 +47,6 @@ from syncs.exact.odata import Page
 from syncs.feed.changes import record_change
 
 log = structlog.get_logger(__name__)
-
-# A resume point older than this starts a fresh enumeration instead: rows changed meanwhile would only be seen
-# again by a fresh one if Exact's pages were not in Timestamp order (unconfirmed), so resuming is kept for the
-# quick retries after a crash or a passing error.
-RESUME_MAX_AGE = timedelta(minutes=30)
 
 Progress = Callable[[str, int], None]
 
@@ -151,76 +143,28 @@ def sync_division(
     if reconcile:
         log.warning("sync.reconcile", division=division, reason="sync/Deleted last read over 60 days ago")
     total = SyncCounts()
-    for stream in streams_for(names, reconcile=reconcile):
-        total += sync_stream(sessions, client, connection_id, division, stream, full=full, progress=progress)
-        with sessions.begin() as session:
-            cadence.mark_checked(session, connection_id, division, [stream.name], schedule.now if schedule else None)
+    streams = streams_for(names, reconcile=reconcile)
+    following: Enumeration | None = None  # the next stream, opened while the current one's last page is written
+    try:
+        for index, stream in enumerate(streams):
+            current = following or open_stream(sessions, client, connection_id, division, stream, full=full)
+            following = None
+            after = streams[index + 1] if index + 1 < len(streams) else None
+
+            def open_following(after: Stream | None = after) -> None:
+                nonlocal following
+                if after is not None:
+                    following = open_stream(sessions, client, connection_id, division, after, full=full)
+
+            total += write_stream(sessions, connection_id, division, current, progress=progress, then=open_following)
+            with sessions.begin() as session:
+                cadence.mark_checked(
+                    session, connection_id, division, [stream.name], schedule.now if schedule else None
+                )
+    finally:
+        if following is not None:  # the current stream failed after the next one was opened
+            following.close()
     return total
-
-
-@dataclass(frozen=True)
-class CursorState:
-    timestamp: int = 0
-    resume_url: str | None = None  # d.__next of the last committed page of an unfinished enumeration
-    pending_timestamp: int | None = None  # the highest Timestamp that enumeration committed
-    stale: bool = False  # the resume point is older than RESUME_MAX_AGE
-
-    @property
-    def unfinished(self) -> bool:
-        return self.resume_url is not None or self.pending_timestamp is not None
-
-
-def stored_state(session: Session, connection_id: int, division: int, entity: str) -> CursorState:
-    age = func.now() - SyncCursor.updated_at
-    found = session.execute(
-        select(SyncCursor.timestamp, SyncCursor.resume_url, SyncCursor.pending_timestamp, (age > RESUME_MAX_AGE)).where(
-            SyncCursor.connection_id == connection_id,
-            SyncCursor.division == division,
-            SyncCursor.entity == entity,
-        )
-    ).one_or_none()
-    if found is None:
-        return CursorState()
-    return CursorState(found[0] or 0, found[1], found[2], bool(found[3]))
-
-
-def save_cursor(session: Session, connection_id: int, division: int, entity: str, timestamp: int) -> None:
-    """Raise the stored cursor to `timestamp` (never lower it) and end any unfinished enumeration, in the
-    caller's transaction: call it only once everything up to `timestamp` is committed."""
-    stmt = insert(SyncCursor).values(connection_id=connection_id, division=division, entity=entity, timestamp=timestamp)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[SyncCursor.connection_id, SyncCursor.division, SyncCursor.entity],
-        set_={
-            "timestamp": func.greatest(SyncCursor.timestamp, stmt.excluded.timestamp),
-            "resume_url": None,
-            "pending_timestamp": None,
-            "updated_at": func.now(),
-        },
-    )
-    session.execute(stmt)
-
-
-def save_progress(
-    session: Session, connection_id: int, division: int, entity: str, resume_url: str | None, pending: int | None
-) -> None:
-    """Record an unfinished enumeration's resume point (the stored cursor stays), in the caller's transaction."""
-    stmt = insert(SyncCursor).values(
-        connection_id=connection_id,
-        division=division,
-        entity=entity,
-        timestamp=0,
-        resume_url=resume_url,
-        pending_timestamp=pending,
-    )
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[SyncCursor.connection_id, SyncCursor.division, SyncCursor.entity],
-        set_={
-            "resume_url": stmt.excluded.resume_url,
-            "pending_timestamp": stmt.excluded.pending_timestamp,
-            "updated_at": func.now(),
-        },
-    )
-    session.execute(stmt)
 
 
 def sync_stream(
@@ -233,6 +177,42 @@ def sync_stream(
     full: bool = False,
     progress: Progress | None = None,
 ) -> SyncCounts:
+    enumeration = open_stream(sessions, client, connection_id, division, stream, full=full)
+    return write_stream(sessions, connection_id, division, enumeration, progress=progress)
+
+
+@dataclass
+class Enumeration:
+    """A stream's enumeration as opened: its pages (with a prefetching source, the first is being fetched), the
+    highest Timestamp it committed before (a resumed one) and whether the stored row holds a resume point."""
+
+    stream: Stream
+    pages: Iterator[Page]
+    pending: int | None
+    unfinished: bool
+
+    def __iter__(self) -> Iterator[Page]:
+        try:
+            yield from self.pages
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        close = getattr(self.pages, "close", None)
+        if close is not None:
+            close()
+
+
+def open_stream(
+    sessions: sessionmaker[Session],
+    client: PageSource,
+    connection_id: int,
+    division: int,
+    stream: Stream,
+    *,
+    full: bool = False,
+) -> Enumeration:
+    """Read the stream's cursor and start its enumeration (continued at its resume point when it has one)."""
     with sessions() as session:
         state = stored_state(session, connection_id, division, stream.name)
     params = stream.params(division, 0 if full else state.timestamp)
@@ -248,9 +228,27 @@ def sync_stream(
     pages, restarted = _open(sessions, client, connection_id, division, stream, params, resume_url)
     if restarted:
         pending, unfinished = None, False
+    return Enumeration(stream, pages, pending, unfinished)
+
+
+def write_stream(
+    sessions: sessionmaker[Session],
+    connection_id: int,
+    division: int,
+    enumeration: Enumeration,
+    *,
+    progress: Progress | None = None,
+    then: Callable[[], None] | None = None,
+) -> SyncCounts:
+    """Write each page of an enumeration in its own transaction with its resume point (the last one with the
+    cursor). `then` runs once the last page has arrived, before it is written (sync_division opens the next
+    stream there: one request in flight, as the last page needs none)."""
+    stream, pending, unfinished = enumeration.stream, enumeration.pending, enumeration.unfinished
     counts = SyncCounts()
-    for number, page in enumerate(pages, start=1):
+    for number, page in enumerate(enumeration, start=1):
         rows = page.rows
+        if page.next_url is None and then is not None:
+            then()  # before the last page's write, so the next request overlaps it
         if not rows and page.next_url is not None:
             continue  # nothing to write; the stored resume point (one page back) is as good
         if not rows and not unfinished:

@@ -12,12 +12,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models import Account
 from syncs.core.errors import ExactServerError, MalformedResponseError
+from syncs.engine import streams
 from syncs.engine.prefetch import PrefetchingSource, prefetched
 from syncs.engine.streams import Stream, SyncCounts, streams_for, sync_division, sync_stream
 from syncs.entities.base import PageResult, Row
 from syncs.exact.odata import Page
 from tests.engine.support import DIVISION, FakeExact
-from tests.engine.test_engine import ACCOUNTS, count, cursor, many_accounts, progress_state
+from tests.engine.test_engine import ACCOUNTS, DELETED, count, cursor, many_accounts, progress_state
 
 
 def accounts_stream(write_page: object) -> Stream:
@@ -137,3 +138,70 @@ def test_an_empty_source_and_a_failing_first_fetch() -> None:
     assert list(prefetched(iter([]))) == []
     with pytest.raises(ExactServerError, match="down"):
         next(PrefetchingSource(Failing()).pages(DIVISION, ACCOUNTS, {}))
+
+
+def _with_accounts_writer(monkeypatch: pytest.MonkeyPatch, write_page: object) -> None:
+    """sync_division's streams as they are, with accounts' pages written by `write_page`."""
+    plain = streams.streams_for
+
+    def instrumented(names: Sequence[str], reconcile: bool = False) -> list[Stream]:
+        found = plain(names, reconcile)
+        return [dataclasses.replace(s, write_page=write_page) if s.name == "accounts" else s for s in found]  # type: ignore[arg-type]
+
+    monkeypatch.setattr(streams, "streams_for", instrumented)
+
+
+def test_the_next_stream_is_fetched_while_the_last_page_is_written(
+    db: sessionmaker[Session], connection_id: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    exact = FakeExact(page_size=3)
+    exact.add(ACCOUNTS, *many_accounts(6))  # two pages, then the deletions stream
+    plain = streams_for(["accounts"])[0]
+    served_during_last_write: list[str] = []
+
+    def write_page(session: Session, division: int, rows: Sequence[Row]) -> PageResult:
+        if count(db, Account) == 3:  # the last page: sync/Deleted's first page is fetched during its write
+            for _ in range(500):
+                if any(endpoint == DELETED for endpoint, _ in exact.served):
+                    break
+                threading.Event().wait(0.01)
+            served_during_last_write.extend(endpoint for endpoint, _ in exact.served)
+        return plain.write_page(session, division, rows)
+
+    _with_accounts_writer(monkeypatch, write_page)
+    counts = sync_division(db, PrefetchingSource(exact), connection_id, DIVISION, ["accounts"])
+
+    assert counts == SyncCounts(inserted=6)
+    # Requests one after another: the deletions stream started once the accounts' last page had arrived.
+    assert served_during_last_write == [ACCOUNTS, ACCOUNTS, DELETED]
+    assert cursor(db, connection_id, "accounts") == 105
+
+
+def test_a_failed_last_write_stops_the_next_stream_and_moves_no_cursor(
+    db: sessionmaker[Session], connection_id: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    exact = FakeExact(page_size=3)
+    exact.add(ACCOUNTS, *many_accounts(6))
+    plain = streams_for(["accounts"])[0]
+
+    def write_page(session: Session, division: int, rows: Sequence[Row]) -> PageResult:
+        result = plain.write_page(session, division, rows)
+        if count(db, Account) == 3:
+            for _ in range(500):  # the deletions stream has been opened (its first page fetched)
+                if any(endpoint == DELETED for endpoint, _ in exact.served):
+                    break
+                threading.Event().wait(0.01)
+            raise MalformedResponseError("bad value (test)")
+        return result
+
+    _with_accounts_writer(monkeypatch, write_page)
+    with pytest.raises(MalformedResponseError, match="page 2"):
+        sync_division(db, PrefetchingSource(exact), connection_id, DIVISION, ["accounts"])
+
+    assert count(db, Account) == 3  # page 1 only
+    assert cursor(db, connection_id, "accounts") == 0 and cursor(db, connection_id, "deleted") is None
+    for _ in range(500):  # the opened stream's fetch thread was told to stop, and ends
+        if not any(t.name.endswith(DELETED) for t in threading.enumerate()):
+            break
+        threading.Event().wait(0.01)
+    assert not any(t.name.endswith(DELETED) for t in threading.enumerate())
