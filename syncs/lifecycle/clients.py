@@ -19,6 +19,7 @@ from syncs.core.settings import Settings
 from syncs.exact.client import ExactClient, open_client
 from syncs.exact.proxy import ProxyResult, proxy_call
 from syncs.lifecycle.connections import get_connection_by_name
+from syncs.limits.budgets import synced_divisions
 
 
 @dataclass(frozen=True)
@@ -29,13 +30,24 @@ class Target:
 
 
 def resolve_target(sessions: sessionmaker[Session], name: str, division: int | None) -> Target:
-    """The connection (it must be active) and the division: the one asked for, else the login's current one."""
+    """The connection (it must be active) and the division: the one asked for, else the login's current one when
+    the connection syncs it, else the only division it syncs (never one the user switched off)."""
     with sessions() as session:
         connection = get_connection_by_name(session, name)
         if connection.status != ConnectionStatus.ACTIVE:
             reason = f": {connection.status_reason}" if connection.status_reason else ""
             raise ConnectionInactiveError(f"connection {name!r} is {connection.status.value}{reason}")
-        chosen = division if division is not None else connection.current_division
+        if division is not None:
+            return Target(connection.id, connection.name, division)
+        chosen = connection.current_division
+        synced = synced_divisions(session, connection)
+        if chosen is not None and synced and chosen not in synced:
+            if len(synced) > 1:
+                raise ConfigurationError(
+                    f"connection {name!r} does not sync its login's current division {chosen}: pass --division "
+                    f"(it syncs {', '.join(map(str, synced))})"
+                )
+            chosen = synced[0]
         return Target(connection.id, connection.name, chosen)
 
 

@@ -10,12 +10,13 @@ from pydantic import SecretStr
 from starlette.testclient import TestClient
 from typer.testing import Result
 
-from syncs.core.errors import ExactRequestError, ForeignHostError
+from syncs.core.errors import ConfigurationError, ExactRequestError, ForeignHostError
 from syncs.core.settings import Settings
 from syncs.lifecycle.clients import proxy
 from syncs.sandbox.server import SandboxServer
 from tests.support.cli import CliInvoke
 from tests.worker.conftest import CURRENT
+from worker.runs import execute_sync
 from worker.web import create_web_app
 
 SYNC_ACCOUNTS = "sync/CRM/Accounts?$filter=Timestamp gt 1L&$select=ID,Name"
@@ -113,3 +114,20 @@ def test_serve_proxy_needs_the_admin_token(
     assert foreign.status_code in (400, 404)
     off = TestClient(create_web_app(sandbox_settings.model_copy(update={"serve_admin_token": None})))
     assert off.get(url, headers=admin).status_code == 404
+
+
+def test_without_a_division_a_division_the_connection_does_not_sync_is_never_used(
+    sandbox: SandboxServer, sandbox_settings: Settings, add_sandbox_connection: Callable[..., Result], cli: CliInvoke
+) -> None:
+    """The login's current division is the default only while the connection syncs it; else its only synced
+    division, and with several the caller must choose (an action or proxy call never lands in an excluded one)."""
+    other = next(code for code in sandbox.state.divisions if code != CURRENT)
+    sandbox.state.add_division(other + 1, "Third")
+    add_sandbox_connection("acme", "--division", str(other))
+    execute_sync(sandbox_settings, "acme", entities=["accounts"])  # lists the divisions: only `other` is on
+    found = proxy(sandbox_settings, "acme", "GET", SYNC_ACCOUNTS).body
+    assert f"/api/v1/{other}/" in found["d"]["results"][0]["__metadata"]["uri"]
+
+    assert cli("connections", "divisions", "acme", "--exclude", str(CURRENT)).exit_code == 0  # two on, not current
+    with pytest.raises(ConfigurationError, match=f"does not sync its login's current division {CURRENT}"):
+        proxy(sandbox_settings, "acme", "GET", SYNC_ACCOUNTS)
