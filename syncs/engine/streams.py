@@ -167,20 +167,6 @@ def sync_division(
     return total
 
 
-def sync_stream(
-    sessions: sessionmaker[Session],
-    client: PageSource,
-    connection_id: int,
-    division: int,
-    stream: Stream,
-    *,
-    full: bool = False,
-    progress: Progress | None = None,
-) -> SyncCounts:
-    enumeration = open_stream(sessions, client, connection_id, division, stream, full=full)
-    return write_stream(sessions, connection_id, division, enumeration, progress=progress)
-
-
 @dataclass
 class Enumeration:
     """A stream's enumeration as opened: its pages (with a prefetching source, the first is being fetched), the

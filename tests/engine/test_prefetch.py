@@ -14,11 +14,20 @@ from models import Account
 from syncs.core.errors import ExactServerError, MalformedResponseError
 from syncs.engine import streams
 from syncs.engine.prefetch import PrefetchingSource, prefetched
-from syncs.engine.streams import Stream, SyncCounts, streams_for, sync_division, sync_stream
+from syncs.engine.streams import Stream, SyncCounts, open_stream, streams_for, sync_division, write_stream
 from syncs.entities.base import PageResult, Row
 from syncs.exact.odata import Page
 from tests.engine.support import DIVISION, FakeExact
 from tests.engine.test_engine import ACCOUNTS, DELETED, count, cursor, many_accounts, progress_state
+
+
+def sync_stream(
+    sessions: sessionmaker[Session], source: PrefetchingSource, connection_id: int, stream: Stream
+) -> SyncCounts:
+    """One stream on its own (no deletions stream after it)."""
+    return write_stream(
+        sessions, connection_id, DIVISION, open_stream(sessions, source, connection_id, DIVISION, stream)
+    )
 
 
 def accounts_stream(write_page: object) -> Stream:
@@ -46,7 +55,7 @@ def test_the_next_page_is_fetched_while_the_current_one_is_written(
         fetched_while_writing.append(len(exact.served))
         return plain.write_page(session, division, rows)
 
-    counts = sync_stream(db, PrefetchingSource(exact), connection_id, DIVISION, accounts_stream(write_page))
+    counts = sync_stream(db, PrefetchingSource(exact), connection_id, accounts_stream(write_page))
 
     assert counts == SyncCounts(inserted=9)
     # While page 1 was written page 2 was fetched, while page 2 was written page 3, and never more than one ahead.
@@ -92,7 +101,7 @@ def test_a_failed_write_commits_nothing_of_its_page_and_stops_the_fetches(
         return result
 
     with pytest.raises(MalformedResponseError, match="page 2"):
-        sync_stream(db, PrefetchingSource(exact), connection_id, DIVISION, accounts_stream(write_page))
+        sync_stream(db, PrefetchingSource(exact), connection_id, accounts_stream(write_page))
     assert count(db, Account) == 3  # page 1 only: page 2's transaction rolled back
     assert progress_state(db, connection_id, "accounts")[1] == 102
     assert len(exact.served) <= 3  # page 3 at most was fetched ahead; page 4 never
