@@ -52,7 +52,9 @@ async def guarded(request: Request, division: int | None, handler: Handler) -> R
     scheme, _, token = auth.partition(" ")
     status = state.access_status(token.strip()) if scheme.lower() == "bearer" and token.strip() else "unknown"
     if status != "ok":
-        state.record_client_error(division, endpoint)
+        # A request without credentials has no key, user or company Exact could count it against (`doctor`
+        # probes this way); one with a token, even a stale or unknown one, counts toward the error limit.
+        state.record_client_error(division, endpoint if auth else None)
         if status == "expired":
             challenge = 'Bearer error="invalid_token", error_description="access token expired"'
             return exact_error(401, "Unauthorized", {"WWW-Authenticate": challenge})

@@ -112,3 +112,15 @@ def test_three_divisions_one_restricted(make_sandbox: Callable[..., SandboxServe
     assert config["extra_divisions"] == [[124135, "Division 124135"]]
     codes = [d["Code"] for d in httpx.get(f"{sandbox.base_url}/sandbox/divisions").json()]
     assert codes == [FIRST, SECOND, THIRD, 124135]
+
+
+def test_requests_without_credentials_do_not_count_toward_the_limit(
+    make_sandbox: Callable[..., SandboxServer],
+) -> None:
+    """`exact-sync doctor` probes Exact without a token: eleven probes must not block the endpoint for the real
+    connection (an anonymous request has no key, user or company to count against)."""
+    sandbox = make_sandbox(error_limit_per_hour=2)
+    anonymous = httpx.Client(base_url=sandbox.base_url)
+    assert [anonymous.get("/api/v1/current/Me").status_code for _ in range(11)] == [401] * 11
+    assert client_for(sandbox).get("/api/v1/current/Me").status_code == 200
+    assert sandbox.state.counters.error_limit_blocks == {}
