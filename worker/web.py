@@ -58,6 +58,8 @@ INVALID_INVITE = (
     "Ask whoever sent it for a new one (they run `exact-sync connections invite NAME`)."
 )
 
+UNAVAILABLE = "The connect service cannot reach its store right now. Your link still works: try again in a few minutes."
+
 
 def flow_cookie_name(state: str) -> str:
     """One cookie per pending consent, so several consents can be under way in one browser."""
@@ -110,15 +112,19 @@ def create_web_app(
         if found is None:
             return html_page("Invalid connect link", INVALID_INVITE, 403)
         name, token, region = found
+        nonce = secrets.token_urlsafe(32)
         try:
             flow.check_client(region)  # before the invite is used up: a misconfigured app keeps the invite
             with sessions.begin() as session:
                 if consume_invite(session, flow.cipher, token, name, to_datetime(clock.now())) is None:
                     return html_page("Invalid connect link", INVALID_INVITE, 403)
-            nonce = secrets.token_urlsafe(32)
-            url, state = flow.begin(name, region, browser=nonce, check_client=False)
+                # Inside the invite's transaction: a state Redis could not store leaves the invite unused.
+                url, state = flow.begin(name, region, browser=nonce, check_client=False)
         except ExactSyncError as exc:
             return html_page("Cannot connect", str(exc), 400)
+        except redis.RedisError as exc:
+            log.warning("connect.start_failed", connection=name, error=type(exc).__name__)
+            return html_page("Try again later", UNAVAILABLE, 503)
         response = RedirectResponse(url, status_code=303, headers=NO_STORE)
         response.set_cookie(
             flow_cookie_name(state),

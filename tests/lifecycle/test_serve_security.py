@@ -26,6 +26,7 @@ from syncs.sandbox.server import SandboxServer
 from syncs.tokens.store import TokenStore
 from tests.lifecycle.conftest import ServerThread, callback_params, connect_via_flow, consent, stored
 from tests.support.clock import FakeClock
+from tests.support.net import free_port
 from worker.web import create_web_app
 
 
@@ -260,3 +261,19 @@ def test_the_admin_issues_invites_over_http(
         assert httpx.post(url, json={"name": "x", "region": "nl", "expires": 5}, headers=auth).status_code == 400
     with db() as session:
         assert session.scalars(select(ConnectInvite.name)).all() == ["acme"]
+
+
+def test_an_invite_survives_a_start_that_cannot_store_its_state(
+    life_settings: Settings, db: sessionmaker[Session], cipher: TokenCipher, clock: FakeClock, web: ServerThread
+) -> None:
+    """Redis down when the button is pressed: a clear 503, and the invite is not spent (no consent happened)."""
+    made = invite(life_settings, db, cipher, clock, "acme", region="nl")
+    dead_redis = life_settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{free_port()}/0"})
+    with ServerThread(create_web_app(dead_redis, clock), free_port()) as broken:
+        refused = httpx.post(made.url.replace(web.base_url, broken.base_url))
+    assert refused.status_code == 503 and "try again" in refused.text.lower(), refused.text
+    assert "set-cookie" not in refused.headers
+    with db() as session:
+        assert session.scalar(select(ConnectInvite.used_at)) is None
+    with httpx.Client() as browser:  # the same link still works once Redis is back
+        assert start(browser, made.url).status_code == 303
