@@ -1,19 +1,27 @@
 """The rules of actions beyond the generic test of every action (test_every_action.py): one message per bad field,
-a key reused with another payload, an invoice that is no longer open, a journal looked up or asked for, and the
+a key reused with another payload, an invoice that is no longer open, a journal looked up or asked for, a write our
+own budget refuses, and the
 CLI's `@file` payloads, lost answers and `--list`."""
 
 from __future__ import annotations
 
 import base64
 import json
+import time
 import uuid
 from typing import Any
 
 import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
+from models import ActionRecord, ActionState
 from syncs.actions.catalog import ACTIONS, ATTACHMENT_MAX_BYTES
 from syncs.actions.validate import ActionValidationError
+from syncs.core.clock import SYSTEM_CLOCK
+from syncs.core.errors import RateLimitedError
 from syncs.core.settings import Settings, get_settings
+from syncs.limits.ratelimit import RateGate
 from syncs.sandbox.server import SandboxServer
 from tests.support.cli import CliInvoke
 from tests.worker.actions.conftest import Way, calls
@@ -154,3 +162,27 @@ def test_a_file_too_large_or_not_base64_is_refused_before_any_call(by_python: Wa
     fits = base64.b64encode(bytes(ATTACHMENT_MAX_BYTES)).decode()
     attached = by_python("sales_invoices.attach_file", {**payload, "Attachment": fits}, None)
     assert attached["attachment"]["FileSize"] == ATTACHMENT_MAX_BYTES
+
+
+def test_a_write_our_budget_refuses_never_leaves_and_says_when_it_can_run(
+    by_python: Way, acme: Settings, sandbox: SandboxServer, db: sessionmaker[Session], redis_client: Any
+) -> None:
+    """The division's daily budget is spent (as Exact's last answer said): the write is refused before it leaves,
+    with the reset as `retry_at`; its ledger row is back to `requested`, and the same key runs once budget is back."""
+    gate = RateGate(redis_client, acme.redis_key_prefix, SYSTEM_CLOCK)
+    reset = int(time.time()) + 3600
+    redis_client.delete(gate.key(str(CURRENT)))  # what the sync's answers said, replaced by a spent day
+    spent = {"X-RateLimit-Limit": "5000", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(reset * 1000)}
+    gate.observe(str(CURRENT), 200, spent)
+    before = calls(sandbox)
+    with pytest.raises(RateLimitedError) as refused:
+        by_python("accounts.create", {"Name": "Later BV"}, "later")
+    assert refused.value.retry_at == pytest.approx(reset, abs=1) and calls(sandbox) == before
+    with db() as session:
+        row = session.scalars(select(ActionRecord).where(ActionRecord.idempotency_key == "later")).one()
+        assert row.state is ActionState.REQUESTED and "RateLimitedError" in str(row.error)
+
+    redis_client.delete(gate.key(str(CURRENT)))  # budget back
+    done = by_python("accounts.create", {"Name": "Later BV"}, "later")
+    assert done["state"] == "succeeded" and not done["recovered"]
+    assert [a for a in sandbox.state.accounts(CURRENT) if a["Name"] == "Later BV"] != []
