@@ -202,3 +202,10 @@ def test_beat_probe_follows_the_beat_process(live_settings: Settings, db: sessio
     time.sleep(1.1)  # the heartbeat ages past --max-age 1 (compose waits the lock's TTL)
     stale = probe([*beat_probe, "--max-age", "1"], live_settings)
     assert stale.returncode == 1 and "last ticked" in stale.stderr
+
+
+def test_compose_hands_serve_its_admin_token() -> None:
+    """Compose passes only the variables it lists: without SERVE_ADMIN_TOKEN in the list, /metrics and /dashboard
+    stay off (404) in the `web` container whatever `.env` says, and the README's scrape config gets nothing."""
+    environment = COMPOSE["services"]["web"]["environment"]
+    assert environment.get("SERVE_ADMIN_TOKEN") == "${SERVE_ADMIN_TOKEN:-}", environment
