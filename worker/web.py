@@ -27,6 +27,7 @@ from urllib.parse import urlencode, urlsplit
 
 import httpx
 import redis
+import sqlalchemy.exc
 import structlog
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -58,7 +59,10 @@ INVALID_INVITE = (
     "Ask whoever sent it for a new one (they run `exact-sync connections invite NAME`)."
 )
 
-UNAVAILABLE = "The connect service cannot reach its store right now. Your link still works: try again in a few minutes."
+UNAVAILABLE = (
+    "The connect service cannot reach its database or Redis right now. Nothing was changed and a connect link "
+    "that brought you here still works: try again in a few minutes."
+)
 
 
 def flow_cookie_name(state: str) -> str:
@@ -122,9 +126,6 @@ def create_web_app(
                 url, state = flow.begin(name, region, browser=nonce, check_client=False)
         except ExactSyncError as exc:
             return html_page("Cannot connect", str(exc), 400)
-        except redis.RedisError as exc:
-            log.warning("connect.start_failed", connection=name, error=type(exc).__name__)
-            return html_page("Try again later", UNAVAILABLE, 503)
         response = RedirectResponse(url, status_code=303, headers=NO_STORE)
         response.set_cookie(
             flow_cookie_name(state),
@@ -196,7 +197,15 @@ def create_web_app(
         proxy_route(settings),
         webhook_route(settings, sessions, Dispatcher(settings, create_app(settings), redis_for_webhooks(settings))),
     ]
-    app = Starlette(routes=routes)
+
+    async def unavailable(request: Request, exc: Exception) -> Response:
+        """Postgres or Redis down: a page that says so (503), not a bare 500; only the path is logged (queries
+        carry invites, codes and states)."""
+        log.warning("web.unavailable", path=request.url.path, error=type(exc).__name__)
+        return html_page("Try again later", UNAVAILABLE, 503)
+
+    down = {error: unavailable for error in (redis.RedisError, sqlalchemy.exc.OperationalError)}
+    app = Starlette(routes=routes, exception_handlers=down)
     app.state.flow = flow
     app.state.settings = settings  # read by worker.web_auth.require_admin
     return app

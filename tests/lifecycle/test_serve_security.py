@@ -266,13 +266,22 @@ def test_the_admin_issues_invites_over_http(
 def test_an_invite_survives_a_start_that_cannot_store_its_state(
     life_settings: Settings, db: sessionmaker[Session], cipher: TokenCipher, clock: FakeClock, web: ServerThread
 ) -> None:
-    """Redis down when the button is pressed: a clear 503, and the invite is not spent (no consent happened)."""
+    """Redis down when the button is pressed: a clear 503, and the invite is not spent (no consent happened).
+    Any route meeting a dead Redis or Postgres says so the same way instead of a bare 500."""
     made = invite(life_settings, db, cipher, clock, "acme", region="nl")
     dead_redis = life_settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{free_port()}/0"})
     with ServerThread(create_web_app(dead_redis, clock), free_port()) as broken:
         refused = httpx.post(made.url.replace(web.base_url, broken.base_url))
+        callback = httpx.get(f"{broken.base_url}/oauth/callback", params={"state": "s", "code": "c"})
     assert refused.status_code == 503 and "try again" in refused.text.lower(), refused.text
     assert "set-cookie" not in refused.headers
+    assert callback.status_code == 503 and "try again" in callback.text.lower(), callback.text
+    dead_postgres = life_settings.model_copy(
+        update={"database_url": f"postgresql+psycopg://u@127.0.0.1:{free_port()}/x"}
+    )
+    with ServerThread(create_web_app(dead_postgres, clock), free_port()) as broken:
+        page = httpx.get(made.url.replace(web.base_url, broken.base_url))
+    assert page.status_code == 503 and "try again" in page.text.lower(), page.text
     with db() as session:
         assert session.scalar(select(ConnectInvite.used_at)) is None
     with httpx.Client() as browser:  # the same link still works once Redis is back
