@@ -95,7 +95,8 @@ def sync(
     full: FullOption = False,
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait for the worker and print the outcome.")] = False,
     timeout: Annotated[
-        float | None, typer.Option(help="Seconds --wait waits at most (default: SYNC_WAIT_TIMEOUT_SECONDS).")
+        float | None,
+        typer.Option(min=0.0, help="Seconds --wait waits at most (default: SYNC_WAIT_TIMEOUT_SECONDS)."),
     ] = None,
 ) -> None:
     """Queue a sync for the worker."""

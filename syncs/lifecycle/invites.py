@@ -44,10 +44,10 @@ def parse_duration(text: str) -> timedelta:
     match = _DURATION.fullmatch(text.strip().lower())
     if match is None:
         raise ConfigurationError(f"cannot read the duration {text!r}: use a number with s, m, h or d (e.g. 24h)")
-    duration = timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
-    if not timedelta(0) < duration <= MAX_LIFETIME:
+    seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if not 0 < seconds <= MAX_LIFETIME.total_seconds():  # compared before timedelta, which overflows on huge values
         raise ConfigurationError(f"an invite lives more than 0 s and at most 30 days, not {text!r}")
-    return duration
+    return timedelta(seconds=seconds)
 
 
 def serve_base_url(settings: Settings) -> str:

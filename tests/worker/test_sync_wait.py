@@ -29,6 +29,8 @@ def test_wait_gives_up_after_the_configured_time(
     assert "Traceback" not in result.output
     explicit = cli("sync", "acme", "--wait", "--timeout", "0.2")
     assert explicit.exit_code == 1 and "no outcome within 0.2 s" in explicit.output
+    negative = cli("sync", "acme", "--wait", "--timeout", "-5")
+    assert negative.exit_code == 2 and "queued" not in negative.output, negative.output
 
 
 def test_wait_giving_up_ends_the_process_without_a_traceback(
