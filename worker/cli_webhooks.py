@@ -92,6 +92,7 @@ def outgoing(
 ) -> None:
     """Set (or with --off remove) the connection's outgoing webhook URL."""
     from syncs.core.db import session_factory
+    from syncs.core.settings import configured
     from syncs.feed.outgoing import set_outgoing_url
     from syncs.lifecycle.connections import get_connection_by_name
 
@@ -101,7 +102,7 @@ def outgoing(
     if url is not None:
         if not url.startswith(("https://", "http://")):
             raise ConfigurationError(f"--url must be an http(s) URL, got {url!r}")
-        if settings.outgoing_webhook_secret is None:
+        if configured(settings.outgoing_webhook_secret) is None:
             raise ConfigurationError("set OUTGOING_WEBHOOK_SECRET first: outgoing webhooks are signed with it")
     with session_factory(settings.database_url).begin() as session:
         connection = get_connection_by_name(session, name)

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models import WebhookDelivery
 from syncs.core.db import session_factory
-from syncs.core.settings import Settings, get_settings
+from syncs.core.settings import Settings, configured, get_settings
 from syncs.feed.outgoing import PENDING, attempt, feed_position, record_deliveries
 from worker.app import DELIVER_WEBHOOK_TASK, app, create_app
 
@@ -81,12 +81,12 @@ def backoff(settings: Settings, attempts: int) -> float:
 @app.task(name=DELIVER_WEBHOOK_TASK, bind=True, acks_late=True, max_retries=None)
 def deliver_webhook(self: Task[Any, Any], delivery_id: int) -> dict[str, Any]:
     settings = get_settings()
-    secret = settings.outgoing_webhook_secret
+    secret = configured(settings.outgoing_webhook_secret)
     with session_factory(settings.database_url).begin() as session:
         outcome = attempt(
             session,
             delivery_id,
-            secret.get_secret_value() if secret else None,
+            secret,
             settings.outgoing_webhook_max_attempts,
             settings.outgoing_webhook_timeout_seconds,
         )

@@ -26,16 +26,15 @@ import hmac
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-from syncs.core.settings import Settings, get_settings
+from syncs.core.settings import Settings, configured, get_settings
 
 NO_STORE = {"Cache-Control": "no-store"}
 
 
 def admin_token(settings: Settings) -> bytes | None:
     """The configured token as bytes, or None when admin routes are off (unset or empty)."""
-    token = settings.serve_admin_token
-    value = token.get_secret_value() if token is not None else ""
-    return value.encode() if value else None
+    value = configured(settings.serve_admin_token)
+    return value.encode() if value is not None else None
 
 
 BASIC_CHALLENGE = 'Basic realm="exact-sync admin", charset="UTF-8"'

@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from syncs.core.settings import Settings
+from syncs.core.settings import Settings, configured
 from syncs.webhooks.events import record
 from syncs.webhooks.signature import SignatureError, verify
 from worker.webhook_dispatch import Dispatcher
@@ -29,7 +29,7 @@ log = structlog.get_logger(__name__)
 
 
 def webhook_route(settings: Settings, sessions: sessionmaker[Session], dispatcher: Dispatcher) -> Route:
-    secret = settings.exact_webhook_secret
+    secret = configured(settings.exact_webhook_secret)
 
     def handle(body: bytes, client: str) -> Response:
         if secret is None:
@@ -38,7 +38,7 @@ def webhook_route(settings: Settings, sessions: sessionmaker[Session], dispatche
             log.info("webhook.validation_request", client=client)
             return JSONResponse({"status": "ok"})
         try:
-            delivery = verify(body, secret.get_secret_value())
+            delivery = verify(body, secret)
         except SignatureError as exc:
             log.warning("webhook.refused", reason=str(exc), bytes=len(body), client=client)
             return JSONResponse({"error": "invalid signature"}, status_code=401)

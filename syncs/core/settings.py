@@ -160,6 +160,13 @@ class Settings(BaseSettings):
         return f"https://start.exactonline.{region}"
 
 
+def configured(secret: SecretStr | None) -> str | None:
+    """A secret's value, or None when it is unset or blank (compose passes an unset variable as ""): an empty HMAC
+    key or bearer token would be one anybody can use."""
+    value = secret.get_secret_value() if secret is not None else ""
+    return value if value.strip() else None
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return Settings()

@@ -138,3 +138,15 @@ def test_a_failing_receiver_is_retried_recorded_and_replayed(
     assert replayed.exit_code == 0, replayed.output
     delivered_by(worker, lambda: [d.status for d in deliveries(db)] == ["delivered"])
     assert deliveries(db)[0].attempts == 1 and len(endpoint.received) == 4
+
+
+@pytest.mark.parametrize("secret", ["", "  "], ids=["empty", "blank"])
+def test_no_outgoing_url_without_a_real_signing_secret(
+    secret: str, monkeypatch: pytest.MonkeyPatch, add_sandbox_connection: Callable[..., Any], cli: CliInvoke
+) -> None:
+    """An empty OUTGOING_WEBHOOK_SECRET is no secret (deliveries could not be signed): the URL is refused."""
+    monkeypatch.setenv("OUTGOING_WEBHOOK_SECRET", secret)
+    get_settings.cache_clear()
+    add_sandbox_connection("acme")
+    refused = cli("webhooks", "outgoing", "acme", "--url", "https://app.example/hook")
+    assert refused.exit_code == 2 and "set OUTGOING_WEBHOOK_SECRET first" in refused.output

@@ -15,6 +15,7 @@ import redis
 from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.testclient import TestClient
 
 from models import Account, SyncRun, WebhookEvent
 from syncs.core.settings import Settings
@@ -88,6 +89,20 @@ def webhook_runs(db: sessionmaker[Session]) -> list[SyncRun]:
 
 def test_validation_request_is_acknowledged(serve: str, db: sessionmaker[Session]) -> None:
     assert post(serve, b"") == 200
+    assert events(db) == []
+
+
+@pytest.mark.parametrize("secret", [None, "", "  "], ids=["unset", "empty", "blank"])
+def test_without_a_secret_receiving_is_off(
+    secret: str | None, hook_settings: Settings, synced_once: None, db: sessionmaker[Session]
+) -> None:
+    """An empty EXACT_WEBHOOK_SECRET (as compose passes an unset variable) is no secret: a body signed with the
+    empty key would pass an HMAC check with it, so the path answers 404 as when the variable is unset."""
+    settings = hook_settings.model_copy(update={"exact_webhook_secret": None if secret is None else SecretStr(secret)})
+    with TestClient(create_web_app(settings)) as client:
+        for key in ("", "  "):
+            body = signed(content(), secret=key)
+            assert client.post("/webhooks/exact", content=body).status_code == 404
     assert events(db) == []
 
 
