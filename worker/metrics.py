@@ -33,6 +33,7 @@ from syncs.lifecycle.connections import connection_reports
 from syncs.limits.budgets import synced_divisions
 from syncs.limits.callstats import CallStats
 from syncs.limits.ratelimit import RateGate
+from worker.app import worker_queues
 from worker.freshness import expected_intervals
 from worker.ops_state import (
     REFRESH_TOKEN_LIFETIME_SECONDS,
@@ -240,9 +241,10 @@ class ExactSyncCollector(Collector):
         return events, last_event, healthy, deliveries
 
     def _queue(self, _: set[str]) -> Iterable[Metric]:
-        queue = self._settings.celery_queue
+        """Every queue the worker consumes: ours and, for plain Celery clients, Celery's default one."""
         waiting = GaugeMetricFamily(f"{PREFIX}_queue_messages", "Tasks waiting in the Celery queue", labels=["queue"])
-        waiting.add_metric([queue], queue_length(self._celery, queue))
+        for queue in worker_queues(self._settings):
+            waiting.add_metric([queue], queue_length(self._celery, queue))
         return (waiting,)
 
 

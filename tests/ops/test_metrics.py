@@ -157,3 +157,15 @@ def test_totals_count_each_finished_run_once_whoever_writes_it(db: sessionmaker[
         session.execute(delete(Connection))
     with db() as session:
         assert run_counts(session) == [] and row_counts(session) == []
+
+
+def test_the_queue_gauge_counts_every_queue_the_worker_consumes(ops_settings: Settings, clock: FakeClock) -> None:
+    """Plain Celery clients send to Celery's default queue, which the worker also consumes: tasks waiting there
+    are waiting all the same. (Celery's keys carry the test's prefix, so this `celery` queue is the test's own.)"""
+    assert ops_settings.celery_key_prefix, "an unprefixed default queue would be shared with other tests"
+    consuming = ops_settings.model_copy(update={"celery_consume_default_queue": True})
+    create_app(consuming).send_task(SYNC_TASK, args=["acme"], queue="celery")  # no worker listens: it waits
+    with ServerThread(create_web_app(consuming, clock), free_port()) as web:
+        samples = scrape(web.base_url)
+    assert value(samples, "exact_sync_queue_messages", queue="celery") == 1
+    assert value(samples, "exact_sync_queue_messages", queue=ops_settings.celery_queue) == 0
