@@ -120,9 +120,12 @@ def deliveries(
     """Outgoing webhook deliveries: status, attempts and the last error."""
     from syncs.core.db import session_factory
     from syncs.feed.outgoing import FAILED, recent_deliveries
+    from syncs.lifecycle.connections import get_connection_by_name
     from worker.views import when
 
     with session_factory(current_settings().database_url)() as session:
+        if name is not None:
+            get_connection_by_name(session, name)  # an unknown name is an error, not an empty list
         rows = recent_deliveries(session, name, FAILED if failed else None, limit)
     table = Table(title="Outgoing webhook deliveries")
     for column in ("id", "connection", "run", "entity", "status", "attempts", "last answer", "created"):
@@ -145,6 +148,7 @@ def replay(
     """Send deliveries again (from their first attempt on), e.g. after the receiver was fixed."""
     from syncs.core.db import session_factory
     from syncs.feed.outgoing import reset_deliveries
+    from syncs.lifecycle.connections import get_connection_by_name
     from worker.app import create_app  # Celery: loaded only by the command that sends
     from worker.outgoing import send_deliveries
 
@@ -152,7 +156,12 @@ def replay(
         raise ConfigurationError("give delivery ids or --failed NAME")
     settings = current_settings()
     with session_factory(settings.database_url).begin() as session:
+        if failed is not None:
+            get_connection_by_name(session, failed)
         chosen = reset_deliveries(session, ids or [], failed)
+    if not chosen and not ids:
+        console.print(f"nothing to replay: {failed} has no failed deliveries")
+        return
     if not chosen:
         raise ConfigurationError("no such deliveries")
     send_deliveries(create_app(settings), settings, chosen)

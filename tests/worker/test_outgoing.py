@@ -150,3 +150,15 @@ def test_no_outgoing_url_without_a_real_signing_secret(
     add_sandbox_connection("acme")
     refused = cli("webhooks", "outgoing", "acme", "--url", "https://app.example/hook")
     assert refused.exit_code == 2 and "set OUTGOING_WEBHOOK_SECRET first" in refused.output
+
+
+def test_deliveries_and_replay_name_an_unknown_connection_and_an_empty_replay_is_no_error(
+    add_sandbox_connection: Callable[..., Any], cli: CliInvoke
+) -> None:
+    add_sandbox_connection("acme")
+    for args in (("deliveries", "ghost"), ("replay", "--failed", "ghost")):
+        unknown = cli("webhooks", *args)
+        assert unknown.exit_code == 2 and "unknown connection 'ghost'" in unknown.output, args
+    empty = cli("webhooks", "replay", "--failed", "acme")
+    assert empty.exit_code == 0 and "acme has no failed deliveries" in empty.output
+    assert cli("webhooks", "replay", "4711").exit_code == 2  # no such delivery
