@@ -275,7 +275,11 @@ def _connection(
         yield Check(f"{name}: tokens", FAIL, "no token pair stored", reconnect)
         return
     yield from _tokens(context, name, connection, report, store, reconnect)
-    if connection.status == ConnectionStatus.ACTIVE and gate is not None:
+    if connection.status != ConnectionStatus.ACTIVE:
+        return
+    if gate is None:
+        yield Check(f"{name}: budgets", WARN, "unknown: Redis is down (budgets live there)", "fix Redis first")
+    else:
         yield from _budgets(context, name, connection, gate)
 
 

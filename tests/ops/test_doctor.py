@@ -96,8 +96,13 @@ def test_everything_up_then_beat_then_worker_stopped(
 
 
 def test_redis_down(
-    ops_settings: Settings, own_redis: OwnRedis, monkeypatch: pytest.MonkeyPatch, db: sessionmaker[Session]
+    ops_settings: Settings,
+    own_redis: OwnRedis,
+    monkeypatch: pytest.MonkeyPatch,
+    db: sessionmaker[Session],
+    sandbox: SandboxServer,
 ) -> None:
+    register(db, ops_settings, sandbox.state)
     target = ops_settings.model_copy(update={"redis_url": own_redis.url})
     code, report = doctor(target, monkeypatch)
     assert check(report, "redis")["level"] == "OK" and check(report, "broker")["level"] == "OK"
@@ -108,6 +113,8 @@ def test_redis_down(
         "redis": "FAIL", "broker": "FAIL", "beat": "FAIL", "postgres": "OK", "migrations": "OK",
     }  # fmt: skip
     assert check(report, "redis")["fix"] == "check REDIS_URL and that Redis runs"
+    budget = check(report, "connection acme: budgets")  # not silently left out
+    assert budget["level"] == "WARN" and "Redis is down" in budget["detail"], budget
 
 
 def test_postgres_down(ops_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
