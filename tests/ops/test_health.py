@@ -209,3 +209,13 @@ def test_compose_hands_serve_its_admin_token() -> None:
     stay off (404) in the `web` container whatever `.env` says, and the README's scrape config gets nothing."""
     environment = COMPOSE["services"]["web"]["environment"]
     assert environment.get("SERVE_ADMIN_TOKEN") == "${SERVE_ADMIN_TOKEN:-}", environment
+
+
+@pytest.mark.parametrize("service", ["web", "worker", "beat"])
+@pytest.mark.parametrize("variable", ["EXACT_WEBHOOK_SECRET", "WEBHOOK_CALLBACK_URL", "OUTGOING_WEBHOOK_SECRET"])
+def test_compose_hands_the_webhook_settings_to_every_app_service(service: str, variable: str) -> None:
+    """Without them in the list, receiving Exact's webhooks and signing outgoing ones could not be turned on from
+    `.env` in compose (an empty value keeps each off)."""
+    environment = COMPOSE["services"][service]["environment"]
+    assert environment.get(variable) == f"${{{variable}:-}}", environment
+    assert environment.get("WEBHOOK_AUTO_SUBSCRIBE") == "${WEBHOOK_AUTO_SUBSCRIBE:-false}"
