@@ -26,6 +26,7 @@ from syncs.core.settings import Settings
 from syncs.lifecycle.connections import ConnectionReport, connection_reports
 from syncs.limits.callstats import CallStats, HourlyCalls
 from syncs.limits.ratelimit import RateGate, RateState
+from worker.durations import duration_text
 from worker.freshness import expected_intervals
 from worker.ops_state import REFRESH_TOKEN_LIFETIME_SECONDS, entity_last_success, recent_runs, watched_entities
 from worker.webhook_report import DeliveryCount, SubscriptionReport, delivery_counts, subscription_reports
@@ -163,9 +164,9 @@ def _freshness(
             else:
                 seconds = now - finished.timestamp()
                 level = "ok" if seconds <= 2 * interval else "warn" if seconds <= 4 * interval else "fail"
-                age = f"<span class={level}>{_duration(seconds)} ago</span>"
+                age = f"<span class={level}>{duration_text(seconds)} ago</span>"
             resync = _command(f"exact-sync sync {shlex.quote(connection.name)} -e {shlex.quote(entity)} --full")
-            rows.append(_row(escape(connection.name), escape(entity), f"every {_duration(interval)}", age, resync))
+            rows.append(_row(escape(connection.name), escape(entity), f"every {duration_text(interval)}", age, resync))
     header = ("connection", "entity", "expected", "last succeeded sync", "resync it from scratch")
     return _table("Freshness (the default entities and any other synced)", header, rows)
 
@@ -299,7 +300,7 @@ def _runs(runs: list[tuple[str, SyncRun]]) -> str:
     rows = []
     for name, run in runs:
         level = {"succeeded": "ok", "failed": "fail", "running": "warn"}.get(run.status, "dim")
-        duration = _duration((run.finished_at - run.started_at).total_seconds()) if run.finished_at else "running"
+        duration = duration_text((run.finished_at - run.started_at).total_seconds()) if run.finished_at else "running"
         per_entity = "<br>".join(
             f"{escape(entity)}: +{c.get('inserted', 0)} ~{c.get('updated', 0)} -{c.get('deleted', 0)}"
             for entity, c in sorted(run.rows_by_entity.items())
@@ -340,18 +341,7 @@ def _command(command: str) -> str:
 def _ago(moment: datetime | None, now: float) -> str:
     if moment is None:
         return "<span class=dim>never</span>"
-    return f"{_duration(now - moment.timestamp())} ago"
-
-
-def _duration(seconds: float) -> str:
-    seconds = max(seconds, 0)
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 172800:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} d"
+    return f"{duration_text(now - moment.timestamp())} ago"
 
 
 def _when(epoch: float) -> str:

@@ -6,15 +6,17 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from rich import box
 from rich.console import Group, RenderableType
 from rich.markup import escape
 from rich.table import Table
 
-from models import Connection, ConnectionStatus, ConnectionToken, Division, SyncCursor, SyncRun
+from models import Connection, ConnectionStatus, ConnectionToken, Division, SyncRun
 from syncs.core.clock import to_datetime
 from syncs.core.settings import Settings
 from syncs.lifecycle.connections import ConnectionReport
 from syncs.tokens.failures import next_refresh_attempt  # light: no cryptography, no Redis
+from worker.durations import duration_text
 
 STATUS_STYLE = {
     ConnectionStatus.ACTIVE: "green",
@@ -35,17 +37,17 @@ def when(value: datetime | None) -> str:
 
 def connections_table(connections: Iterable[Connection]) -> Table:
     table = Table(title="Connections")
-    for column in ("name", "region", "status", "division", "every"):
+    for column in ("name", "region", "division", "every"):
         table.add_column(column, overflow="fold")
-    for column in ("next sync", "last sync"):
-        table.add_column(column, no_wrap=True)  # a date split over two lines is hard to read
+    for column in ("status", "next sync", "last sync"):
+        table.add_column(column, no_wrap=True)  # a date or a state split over two lines is hard to read
     for c in connections:
         table.add_row(
             shown(c.name),
             c.region,
-            f"[{STATUS_STYLE[c.status]}]{c.status.value}[/]",
             str(c.current_division) if c.current_division is not None else "(ask Exact)",
             f"{c.sync_interval_minutes} min",
+            f"[{STATUS_STYLE[c.status]}]{c.status.value}[/]",
             _next_sync(c),
             when(c.last_sync_at),
         )
@@ -124,50 +126,69 @@ def divisions_table(name: str, divisions: Iterable[Division]) -> Table:
 def status_view(
     reports: Sequence[ConnectionReport], settings: Settings | None = None, now: datetime | None = None
 ) -> RenderableType:
+    """Per connection: a field/value card (reads at 80 columns: no date is ever split), then its entities."""
     now = now or datetime.now().astimezone()
-    overview = Table(title="Connections", show_lines=True)
-    for column in ("name", "state", "next sync", "last success", "last run", "tokens", "divisions"):
-        overview.add_column(column, overflow="fold", no_wrap=column in ("next sync", "last success"))
-    cursors = Table(title="Entities per division: cursor (highest Exact Timestamp committed) and freshness")
-    for column in (
-        "connection", "division", "entity", "every", "timestamp", "unfinished enumeration", "updated", "checked"
-    ):  # fmt: skip
-        cursors.add_column(column)
-    for report in reports:  # the cursors table is the last run per division and entity
+    parts: list[RenderableType] = []
+    for report in reports:
         c = report.connection
         state = f"[{STATUS_STYLE[c.status]}]{c.status.value}[/]"
         if c.status_reason:
             state += f"\n{shown(c.status_reason)}"
-        overview.add_row(
-            shown(c.name),
-            state,
-            _next_sync(c),
-            when(c.last_sync_at),
-            run_summary(report.last_run),
-            token_summary(report.token, settings, now),
-            "\n".join(
-                f"{d.code}{' *' if d.is_current else ''} {division_state(d)}, last synced {when(d.last_synced_at)}"
-                for d in report.divisions
-            )
-            or "none known yet",
+        card = Table(
+            title=f"Connection {shown(c.name)}", show_header=False, box=box.SIMPLE, pad_edge=False, title_justify="left"
         )
-        divisions = {d.code: d for d in report.divisions}
-        for cursor in report.cursors:
-            division = divisions.get(cursor.division)
-            label = str(cursor.division)
-            if division is not None and not (division.sync_enabled and division.available):
-                label += " (off)"
-            cursors.add_row(
-                shown(c.name),
-                label,
-                cursor.entity,
-                scheduled_every(report, cursor.entity),
-                str(cursor.timestamp),
-                _unfinished(cursor),
-                when(cursor.updated_at),
-                when(cursor.checked_at),
-            )
-    return Group(overview, cursors) if reports else "no connections; add one with `exact-sync connections add`"
+        card.add_column("field", no_wrap=True, style="bold")
+        card.add_column("value", overflow="fold")
+        divisions = "\n".join(
+            f"{d.code}{' *' if d.is_current else ''} {division_state(d)}, last synced {when(d.last_synced_at)}"
+            for d in report.divisions
+        )
+        for field, value in (
+            ("state", state),
+            ("next sync", _next_sync(c)),
+            ("last success", when(c.last_sync_at)),
+            ("last run", run_summary(report.last_run)),
+            ("tokens", token_summary(report.token, settings, now)),
+            ("divisions", divisions or "none known yet"),
+        ):
+            card.add_row(field, value)
+        parts += [card, entity_table(report, now)]
+    return Group(*parts) if reports else "no connections; add one with `exact-sync connections add`"
+
+
+def entity_table(report: ConnectionReport, now: datetime) -> Table:
+    """One connection's streams per division: how often they are read, the cursor, and how long ago they were
+    updated and checked (ages, so the table fits 80 columns without splitting dates)."""
+    table = Table(
+        title=f"{shown(report.connection.name)}: entities (cursor: highest Exact Timestamp committed)",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        title_justify="left",
+    )
+    for column in ("division", "entity", "every", "cursor", "updated", "checked"):
+        table.add_column(column, no_wrap=column in ("entity", "updated", "checked"), overflow="fold")
+    divisions = {d.code: d for d in report.divisions}
+    for cursor in report.cursors:
+        division = divisions.get(cursor.division)
+        label = str(cursor.division)
+        if division is not None and not (division.sync_enabled and division.available):
+            label += " (off)"
+        position = str(cursor.timestamp)
+        if cursor.resume_url is not None:  # a stream cut short keeps its place: the next run resumes it
+            position += f"\nresumes next run (committed up to {cursor.pending_timestamp})"
+        table.add_row(
+            label,
+            cursor.entity,
+            scheduled_every(report, cursor.entity),
+            position,
+            _ago(cursor.updated_at, now),
+            _ago(cursor.checked_at, now),
+        )
+    return table
+
+
+def _ago(moment: datetime | None, now: datetime) -> str:
+    return f"{duration_text((now - moment).total_seconds())} ago" if moment is not None else "-"
 
 
 def scheduled_every(report: ConnectionReport, entity: str) -> str:
@@ -182,13 +203,6 @@ def scheduled_every(report: ConnectionReport, entity: str) -> str:
         if minutes % size == 0:
             return f"{minutes // size} {unit}"
     return f"{minutes} min"
-
-
-def _unfinished(cursor: SyncCursor) -> str:
-    """A stream cut short keeps its place: the next run resumes it before the cursor moves."""
-    if cursor.resume_url is None:
-        return "-"
-    return f"resumes next run (committed up to {cursor.pending_timestamp})"
 
 
 def outcome_table(outcome: Mapping[str, Any]) -> Table:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -208,8 +209,8 @@ def test_status_shows_each_entity_interval_set_by_connections_set(
 
 
 def _entity_rows(cli: CliInvoke) -> dict[str, str]:
-    """The `every` cell of each entity row of `status acme` (division, entity, every, ...)."""
+    """The `every` cell of each entity row of `status acme` (division, entity, every, cursor, ...)."""
     status = cli("status", "acme")
     assert status.exit_code == 0, status.output
-    cells = [[cell.strip() for cell in line.split("│")[1:-1]] for line in status.output.splitlines()]
-    return {row[2]: row[3] for row in cells if len(row) > 4 and row[1] == str(CURRENT)}
+    cells = [re.split(r"\s{2,}", line.strip()) for line in status.output.splitlines()]  # cells hold single spaces
+    return {row[1]: row[2] for row in cells if len(row) > 4 and row[0] == str(CURRENT)}

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ import typer
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
-from models import Connection
+from models import Connection, ConnectionStatus, SyncCursor
 from syncs.core.settings import Settings, get_settings
 from tests.support.cli import CliInvoke, settings_env
 from tests.support.net import free_port
@@ -103,8 +103,16 @@ def test_dates_do_not_wrap_at_80_columns(
 ) -> None:
     assert cli("connections", "add", "acme", "--region", "nl", "--refresh-token", "r").exit_code == 0
     next_sync, last_sync = datetime(2026, 11, 30, 1, 2, 3, tzinfo=UTC), datetime(2026, 11, 29, 23, 4, 5, tzinfo=UTC)
+    assert cli("connections", "add", "globex", "--region", "nl", "--refresh-token", "g").exit_code == 0
     with db.begin() as session:
         session.execute(update(Connection).values(next_sync_at=next_sync, last_sync_at=last_sync))
+        session.execute(
+            update(Connection).where(Connection.name == "globex").values(status=ConnectionStatus.REAUTH_REQUIRED)
+        )
+        two_hours_ago = datetime.now(UTC) - timedelta(hours=2)
+        for entity in ("accounts", "document_attachments"):  # the longest entity name
+            session.add(SyncCursor(connection_id=1, division=124132, entity=entity, timestamp=1722256453427,
+                                   updated_at=two_hours_ago, checked_at=two_hours_ago))  # fmt: skip
     for console in (cli_support.console, cli_support.err_console):
         monkeypatch.setattr(console, "width", 80)
     for args in (("connections", "list"), ("status",)):
@@ -114,8 +122,11 @@ def test_dates_do_not_wrap_at_80_columns(
         with db() as session:
             stored = session.get_one(Connection, 1)
             expected = [when(stored.last_sync_at), when(stored.next_sync_at)]
-        for text in expected:
+        states = ["reauth_required"] if args == ("connections", "list") else []  # status adds the reason below
+        for text in [*expected, *states]:
             assert text in result.output, (args, text, result.output)
+    entities = cli("status").output
+    assert "document_attachments" in entities and entities.count("2.0 h ago") == 4, entities  # updated, checked
 
 
 def test_migrate_succeeds_when_the_secrets_step_cannot_run(cli: CliInvoke, monkeypatch: pytest.MonkeyPatch) -> None:
