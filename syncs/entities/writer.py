@@ -37,7 +37,12 @@ NEWER_BY_MODIFIED = (
     "(excluded.modified IS NULL OR t.modified IS NULL OR excluded.modified >= t.modified)"
     " AND (t.raw IS DISTINCT FROM excluded.raw OR t.deleted_at IS NOT NULL)"
 )
-NEWER_BY_TIMESTAMP = "t.timestamp < excluded.timestamp"
+# Newer-only for sync feeds: a higher Exact Timestamp, and a changed value in a typed column (`{changed}`, filled
+# in per table by `upsert_records`). Exact also bumps the Timestamp for fields we do not select, and an action's
+# read-back row comes back from the sync feed with its real Timestamp and the same values (numbers may arrive as
+# strings there): such a row is left as it is, so it counts as unchanged and notifies nobody. A stored Timestamp
+# of 0 is a reset (a moved division's full resync): every row is rewritten with its new Timestamp.
+NEWER_BY_TIMESTAMP = "t.timestamp < excluded.timestamp AND ({changed} OR t.deleted_at IS NOT NULL OR t.timestamp = 0)"
 
 Rank = tuple[int, int, datetime | None]  # (header row first, Timestamp, Modified): which duplicate wins
 # A hook runs after rows of these header ids were written or marked deleted (derived totals).

@@ -82,8 +82,10 @@ def check_action(
         if action.verb is Verb.ATTACH:
             check_attached(db, result, sent)
     if action.writes:
-        execute_sync(settings, "acme", entities=SYNCED)
+        synced = execute_sync(settings, "acme", entities=SYNCED)
         assert content(db, action.entity or "", key) == row  # the next sync finds it unchanged
+        counted = synced.rows_by_entity.get(action.entity or "", {})
+        assert counted.get("updated", 0) == 0, counted  # and says so: no change recorded or notified
         again = way(action.name, sent, None)  # the same (derived) key: the first result, nothing sent
         assert again["key"] == key and again["replayed"] and len(held(sandbox, action)) == expected
     return result
