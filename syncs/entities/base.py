@@ -158,8 +158,9 @@ def upsert_records(session: Session, table: Table, records: Sequence[Record], ne
 
     A stored row is only overwritten when the SQL condition `newer` holds (`t` the stored row, `excluded` the
     incoming one): for sync feeds a strictly higher Exact `timestamp` and a changed typed value (`{changed}` in
-    `newer`), so replaying a page (after a crash, or a full resync) changes nothing. An update clears `deleted_at` (the row lives again). Rows skipped by the
-    condition are not RETURNed, so they count as neither inserted nor updated.
+    `newer`), so replaying a page (after a crash, or a full resync) changes nothing. An update clears
+    `deleted_at` (the row lives again). Rows skipped by the condition are not RETURNed, so they count as neither
+    inserted nor updated.
 
     The page travels as ONE jsonb parameter unpacked by `jsonb_to_recordset`: measured on 1000-row account
     pages at a fraction of SQLAlchemy's executemany, and far below ORM merge.
