@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from models import Connection, WebhookDelivery, WebhookEvent, WebhookSubscription
 from syncs.core.settings import Settings
 from syncs.webhooks.events import OPEN
-from syncs.webhooks.health import synced_divisions
+from syncs.webhooks.health import Coverage, synced_divisions
 from worker.polling import polling_plan
 
 
@@ -69,11 +69,15 @@ def subscription_reports(
             ).group_by(WebhookEvent.division, WebhookEvent.topic)
         ).all()
     }
+    coverages: dict[tuple[int, str], Coverage] = {}  # a topic's coverage is the connection's, whatever the division
     reports = []
     for connection_name, sub in rows:
         at, waiting = last.get((sub.division, sub.topic), (None, 0))
-        divisions = synced_divisions(session, sub.connection_id)
-        coverage = polling_plan(settings, client, sub.connection_id).coverage(session, sub.topic, divisions)
+        coverage = coverages.get((sub.connection_id, sub.topic))
+        if coverage is None:
+            divisions = synced_divisions(session, sub.connection_id)
+            coverage = polling_plan(settings, client, sub.connection_id).coverage(session, sub.topic, divisions)
+            coverages[sub.connection_id, sub.topic] = coverage
         polling = coverage.reason if coverage.healthy else f"normal cadence: {coverage.reason}"
         reports.append(
             SubscriptionReport(
