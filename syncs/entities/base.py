@@ -124,19 +124,14 @@ def _json_default(value: object) -> str:
 UNCOMPARED = ("division", "id", "timestamp", "raw")  # `{changed}` in a newer-only condition: the typed values
 
 
-def _quoted(name: str) -> str:
-    return f'"{name}"'
-
-
 @lru_cache(maxsize=128)
 def _upsert_sql(table: Table, columns: tuple[str, ...], newer: str, dialect: Dialect) -> TextClause:
     names = ", ".join(f'"{name}"' for name in columns)
     definitions = ", ".join(f'"{name}" {table.c[name].type.compile(dialect=dialect)}' for name in columns)
     updates = "".join(f'"{name}" = excluded."{name}", ' for name in columns if name not in ("division", "id"))
-    typed = [name for name in columns if name not in UNCOMPARED]
+    typed = [f'"{name}"' for name in columns if name not in UNCOMPARED]
     changed = (
-        f"ROW({', '.join(f't.{q}' for q in map(_quoted, typed))}) IS DISTINCT FROM "
-        f"ROW({', '.join(f'excluded.{q}' for q in map(_quoted, typed))})"
+        f"ROW({', '.join('t.' + c for c in typed)}) IS DISTINCT FROM ROW({', '.join('excluded.' + c for c in typed)})"
         if typed
         else "false"
     )
