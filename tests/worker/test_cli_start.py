@@ -49,11 +49,7 @@ def test_help_loads_no_heavy_library_and_lists_every_command() -> None:
 def test_the_cli_skips_the_final_garbage_collections() -> None:
     """At exit the CLI freezes what it allocated, so Python's final collections do not walk it (about 0.2 s after
     `status`). Exit handlers run last-registered first: the probe's, registered before, runs after the CLI's."""
-    code = (
-        "import atexit, gc\n"
-        "atexit.register(lambda: print('frozen', gc.get_freeze_count()))\n"
-        "import worker.cli"
-    )
+    code = "import atexit, gc\natexit.register(lambda: print('frozen', gc.get_freeze_count()))\nimport worker.cli"
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert int(done.stdout.split()[-1]) > 0, done.stdout
