@@ -8,16 +8,16 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import redis
-import structlog
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from models import Connection, WebhookSubscription
+from syncs.core.lazy_logger import LazyLogger
 from syncs.core.settings import Settings
 from syncs.engine.cadence import last_checked, schedule_for
 from syncs.webhooks.health import PollingPlan, has_subscriptions, synced_divisions
 
-log = structlog.get_logger(__name__)
+log = LazyLogger(__name__)
 
 
 def polling_plan(settings: Settings, client: redis.Redis[Any], connection_id: int) -> PollingPlan:

@@ -26,13 +26,13 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import redis
-import structlog
 from redis.exceptions import RedisError
 
 from syncs.core.clock import Clock
+from syncs.core.lazy_logger import LazyLogger
 from syncs.core.settings import Settings
 
-log = structlog.get_logger(__name__)
+log = LazyLogger(__name__)
 
 
 @dataclass(frozen=True)

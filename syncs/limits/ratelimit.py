@@ -27,13 +27,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
-import structlog
 from redis.exceptions import RedisError
 
 from syncs.core.clock import Clock
 from syncs.core.errors import LockUnavailableError, RateLimitedError
+from syncs.core.lazy_logger import LazyLogger
 
-log = structlog.get_logger(__name__)
+log = LazyLogger(__name__)
 
 STATE_TTL_SECONDS = 2 * 86400
 

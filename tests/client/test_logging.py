@@ -11,6 +11,7 @@ import structlog
 from sqlalchemy.orm import Session, sessionmaker
 
 from syncs.core.errors import ReauthRequiredError
+from syncs.core.lazy_logger import LazyLogger
 from syncs.core.logging import REDACTED, configure_logging
 from syncs.core.settings import Settings
 from syncs.exact.client import ExactClient
@@ -41,6 +42,15 @@ def test_redaction_processor(log_stream: io.StringIO) -> None:
     for secret in ("AT-secret", "BEARER-secret", "RT-secret", "FORM-secret", "CS-secret"):
         assert secret not in text
     assert line["access_token"] == REDACTED and line["connection_id"] == 7
+
+
+def test_a_lazy_logger_logs_through_the_configured_pipeline(log_stream: io.StringIO) -> None:
+    """The modules `status` reads log through a LazyLogger (structlog imported at the first event): the same
+    events, redacted alike."""
+    LazyLogger("t").warning("ratelimit.release_failed", division="7", access_token="AT-secret")
+    line = json.loads(log_stream.getvalue())
+    assert line["event"] == "ratelimit.release_failed" and line["level"] == "warning" and line["division"] == "7"
+    assert line["access_token"] == REDACTED
 
 
 def test_redaction_of_json_shaped_secrets_inside_strings(log_stream: io.StringIO) -> None:

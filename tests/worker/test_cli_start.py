@@ -19,8 +19,8 @@ HEAVY = (
     "sqlalchemy", "httpx", "redis", "psycopg", "celery", "alembic", "starlette", "uvicorn", "kombu", "structlog",
     "pydantic_settings",
 )  # fmt: skip
-# What reading exact-sync's own tables does not need: the ~35 synced tables and their writers, Celery, HTTP.
-NOT_FOR_READING_STATE = ("models.synced", "syncs.entities.writer", "celery", "httpx", "alembic")
+# What reading exact-sync's own tables does not need: the ~35 synced tables and their writers, Celery, HTTP, structlog.
+NOT_FOR_READING_STATE = ("models.synced", "syncs.entities.writer", "celery", "httpx", "alembic", "structlog")
 
 
 def loaded_after(code: str, watched: tuple[str, ...] = HEAVY, env: dict[str, str] | None = None) -> list[str]:
@@ -67,7 +67,7 @@ def test_reading_state_builds_no_synced_table(
     command: list[str], settings: Settings, db: sessionmaker[Session]
 ) -> None:
     """`status` and `connections list` read exact-sync's own tables only: `models` builds the synced ones on
-    first use, so these commands start without them (nor Celery, httpx, Alembic)."""
+    first use, so these commands start without them (nor Celery, httpx, Alembic, structlog)."""
     with db.begin() as session:
         session.add(Connection(name="acme", region="nl"))
     code = (
