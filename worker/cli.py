@@ -35,13 +35,9 @@ from worker.cli_webhooks import webhooks_app
 # Heavy libraries (Celery, SQLAlchemy, Alembic, httpx) are imported inside the commands that use them, so
 # `--help` and quick commands start fast (tests/worker/test_cli_start.py, bench/cli_start.py).
 
-# Nearly every object of a CLI process (the libraries') lives to its end, so the garbage collector's work is waste:
-# - while a command imports them, a young collection every 700 allocations (Python's default) sets off full
-#   collections of the growing heap again and again; every 5,000 takes about 0.08 s off `status`;
-# - at exit, Python's final collections walk every object (about 0.2 s after `status`); frozen ones are skipped.
-#   Output is flushed and sockets are closed as before: only cyclic garbage left at exit goes unfinalized.
-YOUNG_GENERATION_THRESHOLD = 5000
-gc.set_threshold(YOUNG_GENERATION_THRESHOLD, *gc.get_threshold()[1:])
+# At exit, Python's final garbage collections walk every object the libraries created (about 0.1 s after `status`
+# or `connections list`); frozen objects are skipped. Output is flushed and sockets are closed as before: only
+# cyclic garbage left at exit goes unfinalized.
 atexit.register(gc.freeze)
 
 app = typer.Typer(

@@ -46,20 +46,13 @@ def test_help_loads_no_heavy_library_and_lists_every_command() -> None:
     assert loaded_after(code) == []
 
 
-def test_the_cli_collects_garbage_less_often_and_skips_the_final_collections() -> None:
-    """Nearly every object of a CLI process lives to its end: the CLI collects the youngest generation less often
-    than Python's default and freezes the heap at exit, so the final collections do not walk it (bench/cli_start.py
+def test_the_cli_skips_the_final_garbage_collections() -> None:
+    """At exit the CLI freezes what it allocated, so Python's final collections do not walk it (bench/cli_start.py
     shows the time). Exit handlers run last-registered first: the probe's, registered before, runs after the CLI's."""
-    code = (
-        "import atexit, gc\n"
-        "default = gc.get_threshold()[0]\n"
-        "atexit.register(lambda: print(default, gc.get_threshold()[0], gc.get_freeze_count()))\n"
-        "import worker.cli"
-    )
+    code = "import atexit, gc\natexit.register(lambda: print(gc.get_freeze_count()))\nimport worker.cli"
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    default, threshold, frozen = map(int, done.stdout.split())
-    assert threshold > default and frozen > 0, done.stdout
+    assert int(done.stdout) > 0, done.stdout
 
 
 @pytest.mark.parametrize("command", [["status"], ["connections", "list"]])
