@@ -14,7 +14,7 @@ from syncs.core.clock import SYSTEM_CLOCK, Clock
 from syncs.core.db import session_factory
 from syncs.core.errors import ConfigurationError, LockUnavailableError
 from syncs.core.settings import Settings
-from syncs.lifecycle.connections import connection_reports, get_connection_by_name
+from syncs.lifecycle.connections import get_connection_by_name
 from syncs.limits.budgets import (
     BudgetReport,
     budget_report,
@@ -39,10 +39,8 @@ def budget_reports(
         client.close()
 
 
-def budget_status(settings: Settings, name: str | None = None, clock: Clock = SYSTEM_CLOCK) -> RenderableType:
-    """What `exact-sync status` prints below the connections: the budgets table, or why there is none."""
-    with session_factory(settings.database_url)() as session:
-        connections = [report.connection for report in connection_reports(session, name)]
+def budget_status(settings: Settings, connections: Sequence[Connection], clock: Clock = SYSTEM_CLOCK) -> RenderableType:
+    """What `exact-sync status` prints below the connections it showed: the budgets table, or why there is none."""
     reports = budget_reports(settings, connections, clock)
     if isinstance(reports, str):
         return f"[yellow]{reports}[/]"

@@ -210,7 +210,8 @@ def status(name: Annotated[str | None, typer.Argument(help="Only this connection
     from worker.webhook_views import auto_subscribe_lines, webhook_table
 
     with session_factory(current_settings().database_url)() as session:
-        console.print(status_view(connection_reports(session, name), current_settings()))
+        reports = connection_reports(session, name)
+        console.print(status_view(reports, current_settings()))
         # Short timeouts, as worker.webhook_dispatch's (not imported: it loads Celery).
         client = redis.Redis.from_url(current_settings().redis_url, socket_connect_timeout=2, socket_timeout=2)
         try:
@@ -221,7 +222,7 @@ def status(name: Annotated[str | None, typer.Argument(help="Only this connection
             console.print(webhooks)
         for line in auto_subscribe_lines(session, name):
             console.print(line)
-    console.print(budget_status(current_settings(), name))
+    console.print(budget_status(current_settings(), [report.connection for report in reports]))
     console.print(clock_status(current_settings()))
 
 

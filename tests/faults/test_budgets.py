@@ -264,7 +264,9 @@ def test_status_shows_budgets_and_stopped_endpoints_and_manual_runs_warn(
                                  "X-RateLimit-Reset": str(int(reset * 1000)), **minutely(42)})  # fmt: skip
     exhaust_error_budget(redis_client, fake_settings, clock, connection_id, 404)
     console = Console(record=True, width=250)
-    console.print(budget_status(fake_settings, None, clock))
+    with db() as session:
+        connections = [session.get_one(Connection, connection_id)]
+    console.print(budget_status(fake_settings, connections, clock))
     text = console.export_text()
     assert "42 of 60" in text and "120 of 5000" in text
     assert "124132/sync/crm/accounts" in text and "8 errors in the last hour: stopped until" in text
