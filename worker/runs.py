@@ -21,7 +21,6 @@ from syncs.core.clock import SYSTEM_CLOCK, Clock
 from syncs.core.db import session_factory
 from syncs.core.errors import ExactRequestError
 from syncs.core.settings import Settings
-from syncs.engine.prefetch import PrefetchingSource
 from syncs.engine.streams import sync_division
 from syncs.lifecycle.divisions import division_unavailable, mark_synced, mark_unavailable
 from worker.after_run import after_run
@@ -112,7 +111,7 @@ def sync_one_division(
             with client:
                 counts = sync_division(
                     guarded,
-                    PrefetchingSource(client),
+                    client,
                     plan.connection_id,
                     division,
                     plan.entities,

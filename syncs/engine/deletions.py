@@ -11,6 +11,7 @@ deletion's. Deletions of EntityTypes no synced entity declares are read (for the
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Final
 
 from sqlalchemy.orm import Session
@@ -54,9 +55,26 @@ def read_page(division: int, rows: Sequence[Row], handled: frozenset[int]) -> tu
     return {entity_type: list(per_key.values()) for entity_type, per_key in grouped.items()}, top
 
 
+@dataclass(frozen=True)
+class DeletionsPage:
+    """A validated page of sync/Deleted: the deletions per handled EntityType, and the page's top Timestamp."""
+
+    grouped: dict[int, list[Deletion]]
+    max_timestamp: int
+
+
+def prepare(division: int, rows: Sequence[Row]) -> DeletionsPage:
+    """Everything of a page that needs no database (run ahead on the fetch thread, see syncs.engine.pipeline)."""
+    return DeletionsPage(*read_page(division, rows, frozenset(appliers())))
+
+
+def write_prepared(session: Session, division: int, page: DeletionsPage) -> PageResult:
+    """Apply one prepared page of sync/Deleted rows; `deleted` counts the rows marked in all tables."""
+    by_type = appliers()
+    deleted = sum(by_type[entity_type](session, division, found) for entity_type, found in page.grouped.items())
+    return PageResult(deleted=deleted, max_timestamp=page.max_timestamp)
+
+
 def write_page(session: Session, division: int, rows: Sequence[Row]) -> PageResult:
     """Apply one page of sync/Deleted rows; `deleted` counts the rows marked in all tables."""
-    by_type = appliers()
-    grouped, top = read_page(division, rows, frozenset(by_type))
-    deleted = sum(by_type[entity_type](session, division, found) for entity_type, found in grouped.items())
-    return PageResult(deleted=deleted, max_timestamp=top)
+    return write_prepared(session, division, prepare(division, rows))

@@ -1,60 +1,59 @@
-"""Page prefetch: while the engine writes page N, a thread fetches page N+1; and while it writes a stream's last
-page, the next stream's first (sync_division opens the next stream then, and opening starts its first fetch).
+"""Page prefetch: while the engine writes page N, a thread fetches and prepares page N+1 (converts, validates and
+serializes its rows: syncs.engine.streams.prepared_pages); and while it writes a stream's last page, the next
+stream's first (sync_division opens the next stream then, and opening starts its first fetch).
 
-Fetching (seconds per 1,000-row page at Exact) and writing (tens of milliseconds) then overlap, so a stream takes
-about the longer of the two instead of their sum. What stays as it was:
+Fetching (seconds per 1,000-row page at Exact), preparing (pure Python) and writing (Postgres working while the
+engine's thread waits for it) then overlap, so a stream takes about the longer of the two sides instead of their
+sum. What stays as it was:
 - one request in flight per division: the thread walks the source's page iterator in order and fetches the
   next page only once the engine has taken the previous one (never more than one page ahead); the next stream
   is opened only once the current one's last page has arrived (no d.__next: its enumeration needs no more
   requests);
 - one transaction per page with its resume point, all in the engine's thread: the fetch thread never touches the
-  synced tables, so nothing is committed, or acknowledged, that was not written by the engine;
-- errors: a failed fetch is raised in the engine's thread where the engine asks for that page, after the page
-  before it was committed (as without prefetch);
+  database, so nothing is committed, or acknowledged, that was not written by the engine;
+- errors: a failed fetch is raised in the engine's thread where the engine asks for that page, and a page that
+  fails to prepare where the engine writes it, both after the page before it was committed (as without
+  prefetch);
 - when the engine stops early (a write failed), the thread is told to stop; it finishes the request it may have
   in flight, then closes the source's iterator in its own thread (a generator is closed where it runs).
+
+The two threads share the GIL. The engine's thread gives it up at every wait for Postgres and needs it back as
+soon as the answer is there, while the fetch thread holds it for the whole of a page's preparation (pure Python).
+With CPython's default switch interval (5 ms) every answer would then wait up to 5 ms for the GIL, several times
+a page, and the overlap would be lost (measured: no gain at all); at HANDOVER_SECONDS it is kept
+(`python -m bench.throughput`'s write side: about 15-20% less per record). So starting a prefetch lowers the
+process's switch interval to at most that; it costs a thread that runs alone nothing.
 """
 
 from __future__ import annotations
 
 import contextvars
 import queue
+import sys
 import threading
-from collections.abc import Iterator, Mapping
-from typing import Final
+from collections.abc import Iterator
+from typing import Final, Generic, TypeVar, cast
 
-from syncs.engine.streams import PageSource
-from syncs.exact.odata import Page
-
+T = TypeVar("T")
 _END: Final = object()  # the source is exhausted
 _STOP: Final = object()  # the engine wants no more pages
+HANDOVER_SECONDS: Final = 0.0002  # the switch interval while prefetching (see the module docstring)
 
 
-class PrefetchingSource:
-    """A PageSource whose `pages` fetch one page ahead of the caller on a thread of their own."""
-
-    def __init__(self, source: PageSource) -> None:
-        self._source = source
-
-    def pages(
-        self, division: int, endpoint: str, params: Mapping[str, str], *, resume_url: str | None = None
-    ) -> Iterator[Page]:
-        source = self._source.pages(division, endpoint, params, resume_url=resume_url)
-        return prefetched(source, f"{division}:{endpoint}")  # its first request starts now
-
-
-def prefetched(pages: Iterator[Page], name: str = "pages") -> Prefetched:
+def prefetched(pages: Iterator[T], name: str = "pages") -> Prefetched[T]:
     """`pages`' items, the first fetched at once and each next one while the caller works on the one before."""
     return Prefetched(pages, name)
 
 
-class Prefetched(Iterator[Page]):
+class Prefetched(Iterator[T], Generic[T]):
     """A page iterator whose thread starts fetching when it is made (see the module docstring); `close` stops it."""
 
-    def __init__(self, pages: Iterator[Page], name: str) -> None:
+    def __init__(self, pages: Iterator[T], name: str) -> None:
         self._ready: queue.Queue[object] = queue.Queue(maxsize=1)  # a fetched page, an error, or _END
         self._wanted: queue.Queue[object] = queue.Queue()  # True: fetch the next page; _STOP: stop
         self._done = False
+        if sys.getswitchinterval() > HANDOVER_SECONDS:
+            sys.setswitchinterval(HANDOVER_SECONDS)
         context = contextvars.copy_context()  # log context (run, connection) travels with the fetches
         thread = threading.Thread(
             target=context.run,
@@ -64,7 +63,7 @@ class Prefetched(Iterator[Page]):
         )
         thread.start()
 
-    def __next__(self) -> Page:
+    def __next__(self) -> T:
         if self._done:
             raise StopIteration
         item = self._ready.get()
@@ -74,8 +73,7 @@ class Prefetched(Iterator[Page]):
                 raise item
             raise StopIteration
         self._wanted.put(True)  # the next fetch overlaps the caller's work on this page
-        assert isinstance(item, Page)
-        return item
+        return cast(T, item)  # neither _END nor an error: one of `pages`' items
 
     def close(self) -> None:
         """Stop fetching: the thread finishes a request it may have in flight, then closes the source."""
@@ -87,7 +85,7 @@ class Prefetched(Iterator[Page]):
         self.close()
 
 
-def _fetch_ahead(pages: Iterator[Page], ready: queue.Queue[object], wanted: queue.Queue[object]) -> None:
+def _fetch_ahead(pages: Iterator[T], ready: queue.Queue[object], wanted: queue.Queue[object]) -> None:
     try:
         while True:
             try:

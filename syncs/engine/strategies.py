@@ -12,16 +12,19 @@ and what happens once an enumeration is complete.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
-from syncs.entities.base import PageResult, Row
+from syncs.entities.base import PageResult
 from syncs.entities.declaration import Strategy
 from syncs.entities.registry import EntitySpec
 from syncs.exact.values import AMSTERDAM
+
+if TYPE_CHECKING:
+    from syncs.entities.writer import PreparedPage
 
 MODIFIED_OVERLAP = timedelta(minutes=30)
 Params = Callable[[int, int], dict[str, str]]  # (division, cursor) -> query parameters
@@ -83,8 +86,8 @@ class SnapshotRun:
         self.spec = spec
         self.seen: dict[str, set[Any]] = {}
 
-    def write_page(self, session: Session, division: int, rows: Sequence[Row]) -> PageResult:
-        return self.spec.writer.write_page(session, division, rows, seen=self.seen)
+    def write(self, session: Session, division: int, page: PreparedPage) -> PageResult:
+        return self.spec.writer.write_prepared(session, division, page, seen=self.seen)
 
     def finish(self, session: Session, division: int) -> int:
         return self.spec.mark_missing(session, division, self.seen)

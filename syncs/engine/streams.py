@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 import structlog
@@ -40,7 +40,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from syncs.core.errors import ConfigurationError, ExactRequestError, MalformedResponseError
 from syncs.engine import cadence, deletions, strategies
 from syncs.engine.cursors import save_cursor, save_progress, stored_state
-from syncs.entities.base import PageResult, PageWriter, Row
+from syncs.engine.prefetch import prefetched
+from syncs.entities.base import PageResult, Row
 from syncs.entities.declaration import Strategy
 from syncs.entities.registry import ENTITIES, EntitySpec
 from syncs.exact.odata import Page
@@ -49,6 +50,10 @@ from syncs.feed.changes import record_change
 log = structlog.get_logger(__name__)
 
 Progress = Callable[[str, int], None]
+# A stream's page in two steps: `Prepare` needs no database (converting, validating, serializing) and runs ahead
+# on the fetch thread; `WritePrepared` sends what it made, in the page's transaction on the engine's thread.
+Prepare = Callable[[int, Sequence[Row]], Any]
+WritePrepared = Callable[[Session, int, Any], PageResult]
 
 
 class PageSource(Protocol):
@@ -92,7 +97,8 @@ class Stream:
     name: str  # the cursor's entity name
     endpoint: str
     select: str
-    write_page: PageWriter
+    prepare: Prepare
+    write: WritePrepared
     params: strategies.Params
     resumable: bool = True  # a crashed enumeration may continue from its stored d.__next
     finish: strategies.Finish | None = None  # runs in the last page's transaction of a complete enumeration
@@ -106,8 +112,8 @@ def entity_stream(spec: EntitySpec, reconcile: bool = False) -> Stream:
         run = strategies.SnapshotRun(spec)
         if reconcile:
             params = strategies.from_start(params)
-        return Stream(spec.name, spec.endpoint, spec.select, run.write_page, params, False, run.finish)
-    return Stream(spec.name, spec.endpoint, spec.select, spec.write_page, params)
+        return Stream(spec.name, spec.endpoint, spec.select, spec.writer.prepare, run.write, params, False, run.finish)
+    return Stream(spec.name, spec.endpoint, spec.select, spec.writer.prepare, spec.writer.write_prepared, params)
 
 
 def streams_for(entities: Sequence[str], reconcile: bool = False) -> list[Stream]:
@@ -117,7 +123,16 @@ def streams_for(entities: Sequence[str], reconcile: bool = False) -> list[Stream
         raise ConfigurationError(f"unknown entities {unknown}; known: {sorted(ENTITIES)}")
     found = [entity_stream(ENTITIES[name], reconcile) for name in dict.fromkeys(entities)]
     deleted = strategies.sync_params_of(deletions.SELECT)
-    found.append(Stream(deletions.CURSOR_ENTITY, deletions.ENDPOINT, deletions.SELECT, deletions.write_page, deleted))
+    found.append(
+        Stream(
+            deletions.CURSOR_ENTITY,
+            deletions.ENDPOINT,
+            deletions.SELECT,
+            deletions.prepare,
+            deletions.write_prepared,
+            deleted,
+        )
+    )
     return found
 
 
@@ -167,17 +182,45 @@ def sync_division(
     return total
 
 
+@dataclass(frozen=True)
+class Ready:
+    """A fetched page and what its stream prepared of it, or the error preparing raised (raised again where the
+    engine writes that page, after the pages before it were committed, so the error names the page)."""
+
+    page: Page
+    prepared: Any = None
+    error: Exception | None = None
+
+
+def prepared_pages(stream: Stream, division: int, pages: Iterator[Page]) -> Iterator[Ready]:
+    """Each page with its stream's `prepare` applied (on the thread that iterates this: the fetch thread)."""
+    try:
+        for page in pages:
+            if not page.rows:
+                yield Ready(page)
+                continue
+            try:
+                yield Ready(page, stream.prepare(division, page.rows))
+            except Exception as exc:  # raised again in the engine's thread, in the page's place
+                yield Ready(page, error=exc)
+    finally:
+        close = getattr(pages, "close", None)
+        if close is not None:
+            close()
+
+
 @dataclass
 class Enumeration:
-    """A stream's enumeration as opened: its pages (with a prefetching source, the first is being fetched), the
-    highest Timestamp it committed before (a resumed one) and whether the stored row holds a resume point."""
+    """A stream's enumeration as opened: its pages, fetched and prepared one page ahead on a thread of their own
+    (the first is on its way once opened), the highest Timestamp it committed before (a resumed one) and whether
+    the stored row holds a resume point."""
 
     stream: Stream
-    pages: Iterator[Page]
+    pages: Iterator[Ready]
     pending: int | None
     unfinished: bool
 
-    def __iter__(self) -> Iterator[Page]:
+    def __iter__(self) -> Iterator[Ready]:
         try:
             yield from self.pages
         finally:
@@ -214,7 +257,8 @@ def open_stream(
     pages, restarted = _open(sessions, client, connection_id, division, stream, params, resume_url)
     if restarted:
         pending, unfinished = None, False
-    return Enumeration(stream, pages, pending, unfinished)
+    ahead = prefetched(prepared_pages(stream, division, pages), f"{division}:{stream.endpoint}")
+    return Enumeration(stream, ahead, pending, unfinished)
 
 
 def write_stream(
@@ -231,7 +275,8 @@ def write_stream(
     stream there: one request in flight, as the last page needs none)."""
     stream, pending, unfinished = enumeration.stream, enumeration.pending, enumeration.unfinished
     counts = SyncCounts()
-    for number, page in enumerate(enumeration, start=1):
+    for number, ready in enumerate(enumeration, start=1):
+        page = ready.page
         rows = page.rows
         if page.next_url is None and then is not None:
             then()  # before the last page's write, so the next request overlaps it
@@ -241,7 +286,7 @@ def write_stream(
             continue  # an idle stream: nothing to write and nothing to finish
         with sessions.begin() as session:
             if rows:
-                result = _write(session, division, stream, number, rows)
+                result = _write(session, division, stream, number, ready)
                 pending = result.max_timestamp if pending is None else max(pending, result.max_timestamp)
                 counts += SyncCounts(result.inserted, result.updated, result.deleted)
             if page.next_url is not None:
@@ -305,10 +350,12 @@ def _open(
     return (pages if first is None else chain([first], pages)), False
 
 
-def _write(session: Session, division: int, stream: Stream, number: int, rows: Sequence[Row]) -> PageResult:
+def _write(session: Session, division: int, stream: Stream, number: int, ready: Ready) -> PageResult:
     where = f"division {division}, {stream.endpoint}, page {number}"
     try:
-        return stream.write_page(session, division, rows)
+        if ready.error is not None:
+            raise ready.error
+        return stream.write(session, division, ready.prepared)
     except MalformedResponseError as exc:
         raise MalformedResponseError(f"{where}: {exc}") from exc
     except DataError as exc:  # a value Postgres refuses (too long for its column, out of range, ...)

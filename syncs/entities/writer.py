@@ -1,8 +1,10 @@
 """Writing an entity's pages and deletions into its tables, driven by its declaration.
 
-A page is converted whole (one compiled converter call per row; a bad value fails the page naming the entity,
-the row's key, the field and the value) before any SQL, then each output table gets its records in ONE upsert
-statement. The caller owns the transaction.
+A page is prepared whole before any SQL (`EntityWriter.prepare`: one compiled converter call per row, a bad value
+failing the page naming the entity, the row's key, the field and the value; the newest row per key; each table's
+records serialized as the upsert's one JSON parameter). Preparing is pure Python, so the engine runs it ahead on
+the fetch thread while the page before is being written. Writing (`write_prepared`) then sends each output table
+its records in ONE upsert statement. The caller owns the transaction.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from syncs.entities.base import (
     Row,
     deletion_params,
     mark_deleted_sql,
-    upsert_records,
+    records_payload,
+    upsert_payload,
 )
 from syncs.entities.declaration import Entity, Kind, Output, Strategy, TableDecl, snake
 from syncs.entities.mapper import compile_converter, entity_fields
@@ -38,7 +41,7 @@ NEWER_BY_MODIFIED = (
     " AND (t.raw IS DISTINCT FROM excluded.raw OR t.deleted_at IS NOT NULL)"
 )
 # Newer-only for sync feeds: a higher Exact Timestamp, and a changed value in a typed column (`{changed}`, filled
-# in per table by `upsert_records`). Exact also bumps the Timestamp for fields we do not select, and an action's
+# in per table by `upsert_payload`). Exact also bumps the Timestamp for fields we do not select, and an action's
 # read-back row comes back from the sync feed with its real Timestamp and the same values (numbers may arrive as
 # strings there): such a row is left as it is, so it counts as unchanged and notifies nobody. A stored Timestamp
 # of 0 is a reset (a moved division's full resync): every row is rewritten with its new Timestamp.
@@ -54,6 +57,15 @@ BeforeHook = Callable[[Session, int, list[Record]], None]
 def name_key(*parts: object) -> uuid.UUID:
     """The `id` of a row whose Exact key is not one GUID: a UUIDv5 of its key values joined by '|'."""
     return uuid.uuid5(KEY_NAMESPACE, "|".join("" if p is None else str(p) for p in parts))
+
+
+@dataclass(frozen=True)
+class PreparedPage:
+    """A page ready for SQL: per output table its records (newest per key) and their upsert parameter."""
+
+    records: dict[str, list[Record]]
+    payloads: dict[str, str]  # table -> `records_payload` of its records ("" when it has none)
+    max_timestamp: int  # the page's cursor value (see EntityWriter._top)
 
 
 @dataclass(frozen=True)
@@ -204,11 +216,23 @@ class EntityWriter:
             return None
         return name_key(*parts)
 
+    def prepare(self, division: int, rows: Sequence[Row]) -> PreparedPage:
+        """Everything of a page that needs no database: converted, deduplicated and serialized per table."""
+        by_table = self.records(rows, division)
+        payloads = {name: records_payload(records) if records else "" for name, records in by_table.items()}
+        return PreparedPage(by_table, payloads, self._top(by_table))
+
     def write_page(
         self, session: Session, division: int, rows: Sequence[Row], seen: dict[str, set[Any]] | None = None
     ) -> PageResult:
         """Upsert a page; `seen` (a snapshot's or a reconciliation's) collects the keys written per table."""
-        by_table = self.records(rows, division)
+        return self.write_prepared(session, division, self.prepare(division, rows), seen)
+
+    def write_prepared(
+        self, session: Session, division: int, page: PreparedPage, seen: dict[str, set[Any]] | None = None
+    ) -> PageResult:
+        """Upsert a prepared page (see `write_page`)."""
+        by_table = page.records
         if seen is not None:
             for name, records in by_table.items():
                 seen.setdefault(name, set()).update(record["id"] for record in records)
@@ -216,14 +240,18 @@ class EntityWriter:
             self.before(session, division, by_table[self.plans[0].decl.name])
         inserted = updated = 0
         for plan in self.plans:
-            added, changed = upsert_records(session, plan.table, by_table[plan.decl.name], self._newer)
-            inserted += added
-            updated += changed
+            records = by_table[plan.decl.name]
+            if records:
+                added, changed = upsert_payload(
+                    session, plan.table, tuple(records[0]), page.payloads[plan.decl.name], self._newer
+                )
+                inserted += added
+                updated += changed
         if self.hook is not None:
             headers = self.plans[0]
             if headers.output.split.header_of:
                 self.hook(session, division, {record["id"] for record in by_table[headers.decl.name]})
-        return PageResult(inserted, updated, 0, self._top(by_table))
+        return PageResult(inserted, updated, 0, page.max_timestamp)
 
     def _top(self, by_table: Mapping[str, list[Record]]) -> int:
         """The page's cursor value: the highest Timestamp; for a `Modified` feed the newest Modified (epoch ms)."""

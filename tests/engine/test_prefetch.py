@@ -1,9 +1,10 @@
-"""Page prefetch (syncs.engine.prefetch): the next page is fetched while the current one is written, one page
-ahead at most, and a failed fetch or write loses nothing that was committed."""
+"""Page prefetch (syncs.engine.prefetch): the next page is fetched and prepared while the current one is written,
+one page ahead at most, and a failed fetch, preparation or write loses nothing that was committed."""
 
 from __future__ import annotations
 
 import dataclasses
+import sys
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 
@@ -13,16 +14,25 @@ from sqlalchemy.orm import Session, sessionmaker
 from models import Account
 from syncs.core.errors import ExactServerError, MalformedResponseError
 from syncs.engine import streams
-from syncs.engine.prefetch import PrefetchingSource, prefetched
-from syncs.engine.streams import Stream, SyncCounts, open_stream, streams_for, sync_division, write_stream
+from syncs.engine.prefetch import HANDOVER_SECONDS, prefetched
+from syncs.engine.streams import (
+    PageSource,
+    Stream,
+    SyncCounts,
+    open_stream,
+    streams_for,
+    sync_division,
+    write_stream,
+)
 from syncs.entities.base import PageResult, Row
+from syncs.entities.writer import PreparedPage
 from syncs.exact.odata import Page
 from tests.engine.support import DIVISION, FakeExact
 from tests.engine.test_engine import ACCOUNTS, DELETED, count, cursor, many_accounts, progress_state
 
 
 def sync_stream(
-    sessions: sessionmaker[Session], source: PrefetchingSource, connection_id: int, stream: Stream
+    sessions: sessionmaker[Session], source: PageSource, connection_id: int, stream: Stream
 ) -> SyncCounts:
     """One stream on its own (no deletions stream after it)."""
     return write_stream(
@@ -30,9 +40,9 @@ def sync_stream(
     )
 
 
-def accounts_stream(write_page: object) -> Stream:
+def accounts_stream(write: object) -> Stream:
     base = streams_for(["accounts"])[0]
-    return dataclasses.replace(base, write_page=write_page)  # type: ignore[arg-type]
+    return dataclasses.replace(base, write=write)  # type: ignore[arg-type]
 
 
 def test_the_next_page_is_fetched_while_the_current_one_is_written(
@@ -43,7 +53,7 @@ def test_the_next_page_is_fetched_while_the_current_one_is_written(
     plain = streams_for(["accounts"])[0]
     fetched_while_writing: list[int] = []
 
-    def write_page(session: Session, division: int, rows: Sequence[Row]) -> PageResult:
+    def write(session: Session, division: int, page: PreparedPage) -> PageResult:
         written = len(fetched_while_writing)  # pages written before this one
         if written < 2:
             # Page written+2 is fetched during this write, or never (without prefetch this waits in vain).
@@ -53,14 +63,70 @@ def test_the_next_page_is_fetched_while_the_current_one_is_written(
                     break
                 deadline.wait(0.01)
         fetched_while_writing.append(len(exact.served))
-        return plain.write_page(session, division, rows)
+        return plain.write(session, division, page)
 
-    counts = sync_stream(db, PrefetchingSource(exact), connection_id, accounts_stream(write_page))
+    counts = sync_stream(db, exact, connection_id, accounts_stream(write))
 
     assert counts == SyncCounts(inserted=9)
     # While page 1 was written page 2 was fetched, while page 2 was written page 3, and never more than one ahead.
     assert fetched_while_writing == [2, 3, 3]
     assert count(db, Account) == 9
+
+
+def test_the_next_page_is_prepared_on_the_fetch_thread_while_the_current_one_is_written(
+    db: sessionmaker[Session], connection_id: int
+) -> None:
+    exact = FakeExact(page_size=3)
+    exact.add(ACCOUNTS, *many_accounts(9))  # three pages
+    plain = streams_for(["accounts"])[0]
+    prepared: list[tuple[str, int]] = []  # (thread, pages written by then) per page prepared
+    written = 0
+
+    def prepare(division: int, rows: Sequence[Row]) -> PreparedPage:
+        prepared.append((threading.current_thread().name, written))
+        page: PreparedPage = plain.prepare(division, rows)
+        return page
+
+    def write(session: Session, division: int, page: PreparedPage) -> PageResult:
+        nonlocal written
+        if written < 2:  # the next page is prepared during this write, or never (inline this waits in vain)
+            for _ in range(500):
+                if len(prepared) >= written + 2:
+                    break
+                threading.Event().wait(0.01)
+        written += 1
+        return plain.write(session, division, page)
+
+    stream = dataclasses.replace(plain, prepare=prepare, write=write)
+    assert sync_stream(db, exact, connection_id, stream) == SyncCounts(inserted=9)
+    # Every page prepared on the fetch thread, the next one while the one before was written (one ahead at most).
+    assert prepared == [(f"prefetch-{DIVISION}:{ACCOUNTS}", n) for n in (0, 0, 1)]
+    assert count(db, Account) == 9
+
+
+def test_a_page_that_fails_to_prepare_fails_where_it_is_written_keeping_the_pages_before_it(
+    db: sessionmaker[Session], connection_id: int
+) -> None:
+    exact = FakeExact(page_size=3)
+    rows = many_accounts(9)
+    rows[4] = {**rows[4], "ID": "not-a-guid"}  # page 2
+    exact.add(ACCOUNTS, *rows)
+    with pytest.raises(MalformedResponseError, match=r"page 2: accounts row 'not-a-guid': field ID"):
+        sync_division(db, exact, connection_id, DIVISION, ["accounts"])
+    assert count(db, Account) == 3  # page 1, with its resume point
+    assert progress_state(db, connection_id, "accounts")[1] == 102
+    assert cursor(db, connection_id, "accounts") == 0
+
+
+def test_prefetching_hands_the_gil_over_often() -> None:
+    """The engine's thread gets the GIL back soon after each answer from Postgres (see syncs.engine.prefetch)."""
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(0.005)  # CPython's default
+    try:
+        list(prefetched(iter([1, 2])))
+        assert sys.getswitchinterval() == pytest.approx(HANDOVER_SECONDS)  # kept in whole microseconds
+    finally:
+        sys.setswitchinterval(before)
 
 
 def test_a_failure_in_the_prefetched_fetch_keeps_the_pages_before_it(
@@ -70,14 +136,14 @@ def test_a_failure_in_the_prefetched_fetch_keeps_the_pages_before_it(
     exact.add(ACCOUNTS, *many_accounts(10))  # Timestamps 100..109 -> pages of 3
     exact.fail_after[ACCOUNTS] = 2  # page 3's fetch fails, while page 2 is being written
     with pytest.raises(ExactServerError):
-        sync_division(db, PrefetchingSource(exact), connection_id, DIVISION, ["accounts"])
+        sync_division(db, exact, connection_id, DIVISION, ["accounts"])
     assert count(db, Account) == 6  # pages 1 and 2 committed, with their resume point
     assert cursor(db, connection_id, "accounts") == 0
     resume_url, pending = progress_state(db, connection_id, "accounts")
     assert resume_url is not None and resume_url.endswith("skiptoken=6") and pending == 105
 
     del exact.fail_after[ACCOUNTS]
-    counts = sync_division(db, PrefetchingSource(exact), connection_id, DIVISION, ["accounts"])
+    counts = sync_division(db, exact, connection_id, DIVISION, ["accounts"])
     assert counts == SyncCounts(inserted=4)
     assert count(db, Account) == 10
     assert cursor(db, connection_id, "accounts") == 109
@@ -92,16 +158,16 @@ def test_a_failed_write_commits_nothing_of_its_page_and_stops_the_fetches(
     plain = streams_for(["accounts"])[0]
     pages_written = 0
 
-    def write_page(session: Session, division: int, rows: Sequence[Row]) -> PageResult:
+    def write(session: Session, division: int, page: PreparedPage) -> PageResult:
         nonlocal pages_written
         pages_written += 1
-        result = plain.write_page(session, division, rows)
+        result = plain.write(session, division, page)
         if pages_written == 2:
             raise MalformedResponseError("bad value (test)")
         return result
 
     with pytest.raises(MalformedResponseError, match="page 2"):
-        sync_stream(db, PrefetchingSource(exact), connection_id, accounts_stream(write_page))
+        sync_stream(db, exact, connection_id, accounts_stream(write))
     assert count(db, Account) == 3  # page 1 only: page 2's transaction rolled back
     assert progress_state(db, connection_id, "accounts")[1] == 102
     assert len(exact.served) <= 3  # page 3 at most was fetched ahead; page 4 never
@@ -146,16 +212,16 @@ def test_an_empty_source_and_a_failing_first_fetch() -> None:
 
     assert list(prefetched(iter([]))) == []
     with pytest.raises(ExactServerError, match="down"):
-        next(PrefetchingSource(Failing()).pages(DIVISION, ACCOUNTS, {}))
+        next(prefetched(Failing().pages(DIVISION, ACCOUNTS, {})))
 
 
-def _with_accounts_writer(monkeypatch: pytest.MonkeyPatch, write_page: object) -> None:
-    """sync_division's streams as they are, with accounts' pages written by `write_page`."""
+def _with_accounts_writer(monkeypatch: pytest.MonkeyPatch, write: object) -> None:
+    """sync_division's streams as they are, with accounts' pages written by `write`."""
     plain = streams.streams_for
 
     def instrumented(names: Sequence[str], reconcile: bool = False) -> list[Stream]:
         found = plain(names, reconcile)
-        return [dataclasses.replace(s, write_page=write_page) if s.name == "accounts" else s for s in found]  # type: ignore[arg-type]
+        return [dataclasses.replace(s, write=write) if s.name == "accounts" else s for s in found]  # type: ignore[arg-type]
 
     monkeypatch.setattr(streams, "streams_for", instrumented)
 
@@ -168,17 +234,17 @@ def test_the_next_stream_is_fetched_while_the_last_page_is_written(
     plain = streams_for(["accounts"])[0]
     served_during_last_write: list[str] = []
 
-    def write_page(session: Session, division: int, rows: Sequence[Row]) -> PageResult:
+    def write(session: Session, division: int, page: PreparedPage) -> PageResult:
         if count(db, Account) == 3:  # the last page: sync/Deleted's first page is fetched during its write
             for _ in range(500):
                 if any(endpoint == DELETED for endpoint, _ in exact.served):
                     break
                 threading.Event().wait(0.01)
             served_during_last_write.extend(endpoint for endpoint, _ in exact.served)
-        return plain.write_page(session, division, rows)
+        return plain.write(session, division, page)
 
-    _with_accounts_writer(monkeypatch, write_page)
-    counts = sync_division(db, PrefetchingSource(exact), connection_id, DIVISION, ["accounts"])
+    _with_accounts_writer(monkeypatch, write)
+    counts = sync_division(db, exact, connection_id, DIVISION, ["accounts"])
 
     assert counts == SyncCounts(inserted=6)
     # Requests one after another: the deletions stream started once the accounts' last page had arrived.
@@ -193,8 +259,8 @@ def test_a_failed_last_write_stops_the_next_stream_and_moves_no_cursor(
     exact.add(ACCOUNTS, *many_accounts(6))
     plain = streams_for(["accounts"])[0]
 
-    def write_page(session: Session, division: int, rows: Sequence[Row]) -> PageResult:
-        result = plain.write_page(session, division, rows)
+    def write(session: Session, division: int, page: PreparedPage) -> PageResult:
+        result = plain.write(session, division, page)
         if count(db, Account) == 3:
             for _ in range(500):  # the deletions stream has been opened (its first page fetched)
                 if any(endpoint == DELETED for endpoint, _ in exact.served):
@@ -203,9 +269,9 @@ def test_a_failed_last_write_stops_the_next_stream_and_moves_no_cursor(
             raise MalformedResponseError("bad value (test)")
         return result
 
-    _with_accounts_writer(monkeypatch, write_page)
+    _with_accounts_writer(monkeypatch, write)
     with pytest.raises(MalformedResponseError, match="page 2"):
-        sync_division(db, PrefetchingSource(exact), connection_id, DIVISION, ["accounts"])
+        sync_division(db, exact, connection_id, DIVISION, ["accounts"])
 
     assert count(db, Account) == 3  # page 1 only
     assert cursor(db, connection_id, "accounts") == 0 and cursor(db, connection_id, "deleted") is None
