@@ -1,28 +1,30 @@
-"""Page prefetch: while the engine writes page N, a thread fetches and prepares page N+1 (converts, validates and
-serializes its rows: syncs.engine.streams.prepared_pages); and while it writes a stream's last page, the next
-stream's first (sync_division opens the next stream then, and opening starts its first fetch).
+"""Page prefetch: an iterator whose next item is produced on a thread of its own while the caller works on the
+one before. The engine stacks two (syncs.engine.streams.open_stream): a fetch thread walks a stream's pages, and a
+prepare thread converts, validates and serializes each fetched page (syncs.engine.streams.prepared_pages). While
+the engine writes page N, page N+1 is prepared and page N+2 fetched; and while it writes a stream's last page, the
+next stream's first is fetched (sync_division opens the next stream then, and opening starts its first fetch).
 
 Fetching (seconds per 1,000-row page at Exact), preparing (pure Python) and writing (Postgres working while the
-engine's thread waits for it) then overlap, so a stream takes about the longer of the two sides instead of their
+engine's thread waits for it) then overlap, so a stream takes about the longest of the three instead of their
 sum. What stays as it was:
-- one request in flight per division: the thread walks the source's page iterator in order and fetches the
-  next page only once the engine has taken the previous one (never more than one page ahead); the next stream
-  is opened only once the current one's last page has arrived (no d.__next: its enumeration needs no more
-  requests);
-- one transaction per page with its resume point, all in the engine's thread: the fetch thread never touches the
+- one request in flight per division: only the fetch thread asks Exact, walking the source's page iterator in
+  order, and it fetches a page only once the one before was taken from it (never more than two pages ahead of
+  the engine: one prepared, one fetched); the next stream is opened only once the current one's last page has
+  arrived (no d.__next: its enumeration needs no more requests);
+- one transaction per page with its resume point, all in the engine's thread: the other threads never touch the
   database, so nothing is committed, or acknowledged, that was not written by the engine;
 - errors: a failed fetch is raised in the engine's thread where the engine asks for that page, and a page that
   fails to prepare where the engine writes it, both after the page before it was committed (as without
   prefetch);
-- when the engine stops early (a write failed), the thread is told to stop; it finishes the request it may have
-  in flight, then closes the source's iterator in its own thread (a generator is closed where it runs).
+- when the engine stops early (a write failed), the threads are told to stop; each finishes what it is doing (a
+  request in flight), then closes its source iterator in its own thread (a generator is closed where it runs).
 
-The two threads share the GIL. The engine's thread gives it up at every wait for Postgres and needs it back as
-soon as the answer is there, while the fetch thread holds it for the whole of a page's preparation (pure Python).
-With CPython's default switch interval (5 ms) every answer would then wait up to 5 ms for the GIL, several times
-a page, and the overlap would be lost (measured: no gain at all); at HANDOVER_SECONDS it is kept
-(`python -m bench.throughput`'s write side: about 15-20% less per record). So starting a prefetch lowers the
-process's switch interval to at most that; it costs a thread that runs alone nothing.
+The threads share the GIL. The engine's thread gives it up at every wait for Postgres and needs it back as soon
+as the answer is there, while the prepare thread holds it for the whole of a page's preparation. With CPython's
+default switch interval (5 ms) every answer would then wait up to 5 ms for the GIL, several times a page, and the
+overlap would be lost (measured: no gain at all); at HANDOVER_SECONDS it is kept (`python -m bench.throughput`'s
+write side: about 15-20% less per record). So starting a prefetch lowers the process's switch interval to at
+most that; it costs a thread that runs alone nothing.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""Page prefetch (syncs.engine.prefetch): the next page is fetched and prepared while the current one is written,
-one page ahead at most, and a failed fetch, preparation or write loses nothing that was committed."""
+"""Page prefetch (syncs.engine.prefetch): the next pages are fetched and prepared while the current one is
+written, two pages ahead at most, and a failed fetch, preparation or write loses nothing that was committed."""
 
 from __future__ import annotations
 
@@ -49,31 +49,32 @@ def test_the_next_page_is_fetched_while_the_current_one_is_written(
     db: sessionmaker[Session], connection_id: int
 ) -> None:
     exact = FakeExact(page_size=3)
-    exact.add(ACCOUNTS, *many_accounts(9))  # three pages
+    exact.add(ACCOUNTS, *many_accounts(15))  # five pages
     plain = streams_for(["accounts"])[0]
     fetched_while_writing: list[int] = []
 
     def write(session: Session, division: int, page: PreparedPage) -> PageResult:
         written = len(fetched_while_writing)  # pages written before this one
-        if written < 2:
-            # Page written+2 is fetched during this write, or never (without prefetch this waits in vain).
-            deadline = threading.Event()
-            for _ in range(500):
-                if len(exact.served) >= written + 2:
-                    break
-                deadline.wait(0.01)
+        ahead = min(written + 3, 5)  # this page, the next one prepared and the one after fetched
+        # Without prefetch this waits in vain; the short wait after it gives a third page ahead time to show.
+        for _ in range(500):
+            if len(exact.served) >= ahead:
+                break
+            threading.Event().wait(0.01)
+        threading.Event().wait(0.05)
         fetched_while_writing.append(len(exact.served))
         return plain.write(session, division, page)
 
     counts = sync_stream(db, exact, connection_id, accounts_stream(write))
 
-    assert counts == SyncCounts(inserted=9)
-    # While page 1 was written page 2 was fetched, while page 2 was written page 3, and never more than one ahead.
-    assert fetched_while_writing == [2, 3, 3]
-    assert count(db, Account) == 9
+    assert counts == SyncCounts(inserted=15)
+    # While page 1 was written pages 2 and 3 were fetched, while page 2 was written page 4, and so on: two pages
+    # ahead of the engine, never more.
+    assert fetched_while_writing == [3, 4, 5, 5, 5]
+    assert count(db, Account) == 15
 
 
-def test_the_next_page_is_prepared_on_the_fetch_thread_while_the_current_one_is_written(
+def test_the_next_page_is_prepared_on_its_own_thread_while_the_current_one_is_written(
     db: sessionmaker[Session], connection_id: int
 ) -> None:
     exact = FakeExact(page_size=3)
@@ -99,8 +100,8 @@ def test_the_next_page_is_prepared_on_the_fetch_thread_while_the_current_one_is_
 
     stream = dataclasses.replace(plain, prepare=prepare, write=write)
     assert sync_stream(db, exact, connection_id, stream) == SyncCounts(inserted=9)
-    # Every page prepared on the fetch thread, the next one while the one before was written (one ahead at most).
-    assert prepared == [(f"prefetch-{DIVISION}:{ACCOUNTS}", n) for n in (0, 0, 1)]
+    # Every page prepared on the prepare thread, the next one while the one before was written.
+    assert prepared == [(f"prefetch-prepare-{DIVISION}:{ACCOUNTS}", n) for n in (0, 0, 1)]
     assert count(db, Account) == 9
 
 
@@ -154,7 +155,7 @@ def test_a_failed_write_commits_nothing_of_its_page_and_stops_the_fetches(
     db: sessionmaker[Session], connection_id: int
 ) -> None:
     exact = FakeExact(page_size=3)
-    exact.add(ACCOUNTS, *many_accounts(12))  # four pages
+    exact.add(ACCOUNTS, *many_accounts(15))  # five pages
     plain = streams_for(["accounts"])[0]
     pages_written = 0
 
@@ -170,7 +171,7 @@ def test_a_failed_write_commits_nothing_of_its_page_and_stops_the_fetches(
         sync_stream(db, exact, connection_id, accounts_stream(write))
     assert count(db, Account) == 3  # page 1 only: page 2's transaction rolled back
     assert progress_state(db, connection_id, "accounts")[1] == 102
-    assert len(exact.served) <= 3  # page 3 at most was fetched ahead; page 4 never
+    assert len(exact.served) <= 4  # page 4 at most was fetched ahead; page 5 never
 
 
 class ClosableSource:
