@@ -1,9 +1,10 @@
 """Peak resident memory of this process over a block of code, relative to the RSS when the block began.
 
 On Linux the kernel's high-water mark (VmHWM) is reset to the current RSS by writing "5" to
-/proc/self/clear_refs, so the peak is exact; a sampling thread backs it up (and is all there is when the reset
-is refused). Elsewhere `resource.getrusage` gives the process-lifetime maximum, which only shows growth beyond
-the highest point reached so far.
+/proc/self/clear_refs, so the peak is exact and nothing runs beside the measured code; when the reset is refused,
+a thread samples the RSS instead (it competes for the GIL with the code it measures). Elsewhere
+`resource.getrusage` gives the process-lifetime maximum, which only shows growth beyond the highest point reached
+so far.
 """
 
 from __future__ import annotations
@@ -88,8 +89,9 @@ class PeakRss:
             return self
         self._baseline = self._sampled = rss
         self._hwm_reset = _reset_high_water_mark()
-        self._thread = threading.Thread(target=self._sample, name="bench-rss", daemon=True)
-        self._thread.start()
+        if not self._hwm_reset:  # a sampling thread would compete for the GIL with what it measures: only if needed
+            self._thread = threading.Thread(target=self._sample, name="bench-rss", daemon=True)
+            self._thread.start()
         return self
 
     def _sample(self) -> None:
@@ -101,13 +103,13 @@ class PeakRss:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        hwm = _high_water_mark() if self._hwm_reset else None
+        if hwm is not None:
+            self._result = MemoryUse(self._baseline, max(self._baseline, hwm), "VmHWM (reset at start)")
+            return
         if self._thread is None:
             self._result = MemoryUse(self._baseline, max(self._baseline, _lifetime_max_rss()), "getrusage maxrss")
             return
         self._stop.set()
         self._thread.join()
-        peak, method = self._sampled, "RSS sampled every 5 ms"
-        hwm = _high_water_mark() if self._hwm_reset else None
-        if hwm is not None:
-            peak, method = max(peak, hwm), "VmHWM (reset at start)"
-        self._result = MemoryUse(self._baseline, peak, method)
+        self._result = MemoryUse(self._baseline, self._sampled, "RSS sampled every 5 ms")

@@ -207,9 +207,8 @@ class RateGate:
         LockUnavailableError when Redis is down or no slot frees up within `max_wait`.
         """
         token = uuid.uuid4().hex
-        started = self._clock.now()
+        started = now = self._clock.now()  # a slot had at once has `waited` 0: no token re-check after it
         while True:
-            now = self._clock.now()
             args = [f"{now:.3f}", token, self._slot_ttl, self._max_in_flight, self._margin, STATE_TTL_SECONDS]
             kind, value = (_text(v) for v in self._call(self._reserve, division, args))
             until = float(value)
@@ -222,10 +221,13 @@ class RateGate:
                     raise RateLimitedError(f"division {division} is rate limited until {until:.0f}", until)
                 log.info("ratelimit.wait", division=division, seconds=round(until - now, 3))
                 self._clock.sleep(max(until - now, 0.001))
-                continue
-            if now - started > self._max_wait:  # "slot": others are calling this division right now
-                raise LockUnavailableError(f"no request slot for division {division} within {self._max_wait:g} s")
-            self._clock.sleep(min(self._poll, max(until - now, 0.001)))
+            else:
+                if now - started > self._max_wait:  # "slot": others are calling this division right now
+                    raise LockUnavailableError(
+                        f"no request slot for division {division} within {self._max_wait:g} s"
+                    )
+                self._clock.sleep(min(self._poll, max(until - now, 0.001)))
+            now = self._clock.now()
 
     def release(self, division: str, slot: Slot) -> None:
         try:

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from syncs.core.clock import SYSTEM_CLOCK
 from syncs.core.errors import LockUnavailableError, RateLimitedError
 from syncs.limits.ratelimit import RateGate, parse_reset
 from tests.support.clock import FakeClock
@@ -141,3 +142,13 @@ def test_reset_parsing() -> None:
     assert parse_reset("1800000060000") == 1_800_000_060.0
     assert parse_reset("1800000060") == 1_800_000_060.0  # seconds, as some proxies send
     assert parse_reset("soon") is None and parse_reset(None) is None
+
+
+def test_a_slot_had_at_once_says_it_waited_nothing(redis_client: Any, redis_prefix: str) -> None:
+    """On the real clock too: after a wait the transport re-checks the access token (a DB read), which a request
+    that never waited must not pay."""
+    gate = RateGate(redis_client, redis_prefix, SYSTEM_CLOCK)
+    for _ in range(3):
+        slot = gate.acquire("124132")
+        assert slot.waited == 0
+        gate.release("124132", slot)
