@@ -35,6 +35,7 @@ from syncs.exact.auth import ExactAuth
 from syncs.exact.exact_time import exact_time_for
 from syncs.exact.oauth import OAuthClient
 from syncs.exact.odata import Page, decode_json, error_message, page_from_json
+from syncs.exact.tls import tls_context
 from syncs.exact.transport import DIVISION_KEY, BudgetedTransport
 from syncs.limits.callstats import CallStats
 from syncs.limits.errorbudget import ErrorBudget
@@ -275,7 +276,7 @@ def open_client(
         headers={"Accept": "application/json"},
         timeout=settings.http_timeout_seconds,
         transport=BudgetedTransport(
-            transport or httpx.HTTPTransport(),
+            transport or httpx.HTTPTransport(verify=tls_context()),
             gate,
             errors,
             auth.reauthorize,

@@ -19,6 +19,7 @@ from syncs.core.clock import Clock
 from syncs.core.errors import ExactRequestError, MalformedResponseError, ReauthRequiredError, TokenRefreshError
 from syncs.exact.exact_time import ExactTime
 from syncs.exact.odata import oauth_error
+from syncs.exact.tls import tls_context
 from syncs.tokens.pair import TokenPair
 
 log = structlog.get_logger(__name__)
@@ -46,7 +47,9 @@ class OAuthClient:
         self._clock = clock
         # Without a shared one (Redis), this client keeps its own estimate from the answers it gets.
         self.exact_time = exact_time or ExactTime(clock, base_url.rstrip("/"))
-        self._http = httpx.Client(timeout=timeout, transport=transport, headers={"Accept": "application/json"})
+        self._http = httpx.Client(
+            timeout=timeout, transport=transport, headers={"Accept": "application/json"}, verify=tls_context()
+        )
 
     def refresh(self, refresh_token: str) -> TokenPair:
         return self._request({"grant_type": "refresh_token", "refresh_token": refresh_token})

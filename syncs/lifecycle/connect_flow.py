@@ -55,6 +55,7 @@ from syncs.core.settings import Settings
 from syncs.exact.client import open_client
 from syncs.exact.exact_time import exact_time_for
 from syncs.exact.oauth import OAuthClient
+from syncs.exact.tls import tls_context
 from syncs.lifecycle.connections import add_connection, validate_name, validate_region
 from syncs.lifecycle.divisions import ListedDivision, refresh_divisions
 from syncs.tokens.pair import TokenPair
@@ -158,7 +159,9 @@ class ConnectFlow:
         base = self.settings.base_url_for(region)
         url = authorization_url(base, self._client_id, self.redirect_uri, None)
         try:
-            with httpx.Client(transport=self._transport, timeout=self.settings.http_timeout_seconds) as http:
+            with httpx.Client(
+                transport=self._transport, timeout=self.settings.http_timeout_seconds, verify=tls_context()
+            ) as http:
                 response = http.get(url, follow_redirects=False)
         except httpx.HTTPError as exc:
             log.warning("connect.check_failed", region=region, error=type(exc).__name__)
