@@ -1,9 +1,10 @@
 """The comparison loaders, all reading through ExactClient the same sync endpoints with the same
 `$filter`/`$select` as the engine:
 
-- fetch only: every page read and decoded, nothing written;
-- the physical-limit ceiling: each page's rows COPYed as fetched (one text column per selected field, plus the
-  row as jsonb) into tables without keys or indexes: no mapping, no upsert;
+- fetch only: every page a run reads (the entity streams, then sync/Deleted, which a run reads too: the same
+  requests), read and decoded, nothing written;
+- the physical-limit ceiling: the same pages, each page's rows COPYed as fetched (one text column per selected
+  field, plus the row as jsonb) into tables without keys or indexes: no mapping, no upsert;
 - mapped COPY: the entity modules' own `map_row`, then COPY into unindexed twins of the synced tables (the ceiling
   plus exact-sync's mapping: what the mapping costs);
 - a naive ORM loader: `session.merge` per mapped object.
@@ -24,12 +25,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bench.environment import BENCH_ENTITIES, SYNCED_TABLES
 from models.synced import SYNCED_MODELS, SyncedRecord
-from syncs.engine.strategies import params_for
+from syncs.engine.streams import Stream, streams_for
 from syncs.entities.base import Record, Row
 from syncs.entities.registry import ENTITIES, EntitySpec
 from syncs.exact.client import ExactClient
 
 STREAMS: tuple[EntitySpec, ...] = tuple(ENTITIES[name] for name in BENCH_ENTITIES)
+# What a full run reads, request for request: the entity streams, then sync/Deleted (its rows are no records).
+READ: tuple[Stream, ...] = tuple(streams_for(BENCH_ENTITIES))
+ENTITY_READS: tuple[Stream, ...] = tuple(stream for stream in READ if stream.name in ENTITIES)  # STREAMS' order
 COPY_PREFIX = "bench_copy_"
 RAW_PREFIX = "bench_raw_"
 
@@ -88,11 +92,6 @@ class LoadResult:
     streams: tuple[StreamTiming, ...] = ()
 
 
-def stream_pages(client: ExactClient, division: int, spec: EntitySpec) -> Iterator[list[dict[str, Any]]]:
-    params = params_for(spec)(division, 0)  # a full read, as the engine's first run asks for it
-    return (page.rows for page in client.pages(division, spec.endpoint, params))
-
-
 def stream_quotas(sizes: Sequence[int], limit: int) -> list[int]:
     """Records per stream for a subset of `limit` records in all, shared in proportion to each stream's size."""
     total = sum(sizes)
@@ -101,14 +100,20 @@ def stream_quotas(sizes: Sequence[int], limit: int) -> list[int]:
     return [min(size, math.ceil(limit * size / total)) for size in sizes]
 
 
+def read_pages(client: ExactClient, division: int, stream: Stream) -> Iterator[list[dict[str, Any]]]:
+    """A stream's pages as a full run reads them."""
+    return (page.rows for page in client.pages(division, stream.endpoint, stream.params(division, 0)))
+
+
 def fetch_only(client: ExactClient, division: int) -> LoadResult:
-    """Fetch and decode every page, write nothing: what any loader pays before touching Postgres."""
+    """Fetch and decode every page a run reads, write nothing: what any loader pays before touching Postgres."""
     calls, records, clock = client.api_calls, 0, StreamClock()
     started = time.perf_counter()
-    for spec in STREAMS:
-        for rows in stream_pages(client, division, spec):
-            records += len(rows)
-            clock.page_done(spec.name, len(rows))
+    for stream in READ:
+        for rows in read_pages(client, division, stream):
+            if stream.name in ENTITIES:
+                records += len(rows)
+                clock.page_done(stream.name, len(rows))
     return LoadResult(records, 0, time.perf_counter() - started, client.api_calls - calls, clock.timings())
 
 
@@ -135,9 +140,9 @@ def naive_load(
     """One `session.merge` per mapped object, a commit per page; stops a stream once its quota is read."""
     calls, records, written, clock = client.api_calls, 0, 0, StreamClock()
     started = time.perf_counter()
-    for spec, quota in zip(STREAMS, quotas, strict=True):
+    for spec, stream, quota in zip(STREAMS, ENTITY_READS, quotas, strict=True):
         done = 0
-        for rows in stream_pages(client, division, spec):
+        for rows in read_pages(client, division, stream):
             written += merge_page(sessions, spec, rows, division)
             done += len(rows)
             clock.page_done(spec.name, len(rows))
@@ -165,50 +170,53 @@ def create_copy_tables(database_url: str) -> None:
             conn.execute(f'CREATE TABLE "{COPY_PREFIX}{source}" (LIKE "{source}" INCLUDING DEFAULTS)')
 
 
-def _raw_table(spec: EntitySpec) -> str:
-    return f"{RAW_PREFIX}{spec.name}"
+def _raw_table(stream: Stream) -> str:
+    return f"{RAW_PREFIX}{stream.name}"
 
 
 def create_raw_tables(database_url: str) -> None:
     """One table per stream: a text column per selected field and the row as jsonb; no key, no index."""
     with psycopg.connect(psycopg_conninfo(database_url), autocommit=True) as conn:
-        for spec in STREAMS:
-            columns = ", ".join(f'"{field}" text' for field in spec.select.split(","))
-            conn.execute(f'DROP TABLE IF EXISTS "{_raw_table(spec)}"')
-            conn.execute(f'CREATE TABLE "{_raw_table(spec)}" ({columns}, raw jsonb)')
+        for stream in READ:
+            columns = ", ".join(f'"{field}" text' for field in stream.select.split(","))
+            conn.execute(f'DROP TABLE IF EXISTS "{_raw_table(stream)}"')
+            conn.execute(f'CREATE TABLE "{_raw_table(stream)}" ({columns}, raw jsonb)')
 
 
-def copy_raw_page(conn: psycopg.Connection[Any], spec: EntitySpec, rows: Sequence[Row]) -> None:
+def copy_raw_page(conn: psycopg.Connection[Any], stream: Stream, rows: Sequence[Row]) -> None:
     """COPY a page's rows as fetched (a text column per selected field, the row as jsonb), one transaction."""
-    fields = spec.select.split(",")
+    fields = stream.select.split(",")
     names = ", ".join(f'"{field}"' for field in fields)
-    statement = f'COPY "{_raw_table(spec)}" ({names}, raw) FROM STDIN'
+    statement = f'COPY "{_raw_table(stream)}" ({names}, raw) FROM STDIN'
     with conn.transaction(), conn.cursor() as cursor, cursor.copy(statement) as copy:
         for row in rows:
             copy.write_row([*(row.get(field) for field in fields), Jsonb(row)])
 
 
 def raw_copy_load(client: ExactClient, database_url: str, division: int) -> LoadResult:
-    """The physical limit: fetch each page, then COPY its rows as fetched, one transaction per page."""
+    """The physical limit: fetch each page a run reads, then COPY its rows as fetched, one transaction per page."""
     calls, records, clock = client.api_calls, 0, StreamClock()
     with psycopg.connect(psycopg_conninfo(database_url)) as conn:
         started = time.perf_counter()
         clock.restart()
-        for spec in STREAMS:
-            for rows in stream_pages(client, division, spec):
-                copy_raw_page(conn, spec, rows)
-                records += len(rows)
-                clock.page_done(spec.name, len(rows))
+        for stream in READ:
+            for rows in read_pages(client, division, stream):
+                copy_raw_page(conn, stream, rows)
+                if stream.name in ENTITIES:
+                    records += len(rows)
+                    clock.page_done(stream.name, len(rows))
         seconds = time.perf_counter() - started
     return LoadResult(records, records, seconds, client.api_calls - calls, clock.timings())
 
 
 def raw_records(database_url: str) -> int:
+    """Records COPYed by the physical limit (rows of the entity streams)."""
     total = 0
     with psycopg.connect(psycopg_conninfo(database_url)) as conn:
-        for spec in STREAMS:
-            found = conn.execute(f'SELECT count(*) FROM "{_raw_table(spec)}"').fetchone()
-            total += int(found[0]) if found else 0
+        for stream in READ:
+            if stream.name in ENTITIES:
+                found = conn.execute(f'SELECT count(*) FROM "{_raw_table(stream)}"').fetchone()
+                total += int(found[0]) if found else 0
     return total
 
 
@@ -222,8 +230,8 @@ def copy_load(client: ExactClient, database_url: str, division: int) -> LoadResu
     with psycopg.connect(psycopg_conninfo(database_url)) as conn:
         started = time.perf_counter()
         clock.restart()
-        for spec in STREAMS:
-            for rows in stream_pages(client, division, spec):
+        for spec, stream in zip(STREAMS, ENTITY_READS, strict=True):
+            for rows in read_pages(client, division, stream):
                 with conn.transaction(), conn.cursor() as cursor:
                     for table, page in _page_records(spec, rows, division).items():
                         if not page:

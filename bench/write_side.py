@@ -11,8 +11,9 @@ from dataclasses import dataclass
 import psycopg
 from sqlalchemy.orm import Session, sessionmaker
 
-from bench.loaders import STREAMS, LoadResult, StreamClock, copy_raw_page, merge_page, psycopg_conninfo
+from bench.loaders import READ, STREAMS, LoadResult, StreamClock, copy_raw_page, merge_page, psycopg_conninfo
 from syncs.engine.streams import streams_for, sync_division
+from syncs.entities.registry import ENTITIES
 from syncs.exact.client import ExactClient
 from syncs.exact.odata import Page
 from worker.locks import advisory_lock, division_key, guard_commits
@@ -50,16 +51,18 @@ def fetch_all(client: ExactClient, division: int, entities: Sequence[str]) -> Fe
 
 
 def copy_written(fetched: FetchedPages, database_url: str) -> LoadResult:
-    """The physical limit's write side: COPY each page's rows as fetched, one transaction per page."""
+    """The physical limit's write side: COPY each page's rows as fetched (sync/Deleted's too), one transaction per
+    page."""
     records, clock = 0, StreamClock()
     with psycopg.connect(psycopg_conninfo(database_url)) as conn:
         started = time.perf_counter()
         clock.restart()
-        for spec in STREAMS:
-            for rows in fetched.rows_of(spec.endpoint):
-                copy_raw_page(conn, spec, rows)
-                records += len(rows)
-                clock.page_done(spec.name, len(rows))
+        for stream in READ:
+            for rows in fetched.rows_of(stream.endpoint):
+                copy_raw_page(conn, stream, rows)
+                if stream.name in ENTITIES:
+                    records += len(rows)
+                    clock.page_done(stream.name, len(rows))
         seconds = time.perf_counter() - started
     return LoadResult(records, records, seconds, 0, clock.timings())
 
