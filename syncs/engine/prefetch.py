@@ -1,6 +1,6 @@
 """Page prefetch: an iterator whose next item is produced on a thread of its own while the caller works on the
-one before. The engine stacks two (syncs.engine.streams.open_stream): a fetch thread walks a stream's pages, and a
-prepare thread converts, validates and serializes each fetched page (syncs.engine.streams.prepared_pages). While
+one before. The engine stacks two (syncs.engine.pipeline): a fetch thread walks a stream's pages, and a
+prepare thread converts, validates and serializes each fetched page (the stream's `prepare`). While
 the engine writes page N, page N+1 is prepared and page N+2 fetched; and while it writes a stream's last page, the
 next stream's first is fetched (sync_division opens the next stream then, and opening starts its first fetch).
 

@@ -40,7 +40,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from syncs.core.errors import ConfigurationError, ExactRequestError, MalformedResponseError
 from syncs.engine import cadence, deletions, strategies
 from syncs.engine.cursors import save_cursor, save_progress, stored_state
-from syncs.engine.prefetch import prefetched
+from syncs.engine.pipeline import Ready, pipelined
 from syncs.entities.base import PageResult, Row
 from syncs.entities.declaration import Strategy
 from syncs.entities.registry import ENTITIES, EntitySpec
@@ -182,33 +182,6 @@ def sync_division(
     return total
 
 
-@dataclass(frozen=True)
-class Ready:
-    """A fetched page and what its stream prepared of it, or the error preparing raised (raised again where the
-    engine writes that page, after the pages before it were committed, so the error names the page)."""
-
-    page: Page
-    prepared: Any = None
-    error: Exception | None = None
-
-
-def prepared_pages(stream: Stream, division: int, pages: Iterator[Page]) -> Iterator[Ready]:
-    """Each page with its stream's `prepare` applied (on the thread that iterates this: the fetch thread)."""
-    try:
-        for page in pages:
-            if not page.rows:
-                yield Ready(page)
-                continue
-            try:
-                yield Ready(page, stream.prepare(division, page.rows))
-            except Exception as exc:  # raised again in the engine's thread, in the page's place
-                yield Ready(page, error=exc)
-    finally:
-        close = getattr(pages, "close", None)
-        if close is not None:
-            close()
-
-
 @dataclass
 class Enumeration:
     """A stream's enumeration as opened: its pages, fetched and prepared ahead of the engine on threads of their
@@ -257,11 +230,7 @@ def open_stream(
     pages, restarted = _open(sessions, client, connection_id, division, stream, params, resume_url)
     if restarted:
         pending, unfinished = None, False
-    name = f"{division}:{stream.endpoint}"
-    # Two stages, a thread each: one fetches (the only one asking Exact: one request in flight), the other
-    # prepares what it fetched. A page's preparation then overlaps the next page's request instead of delaying it.
-    fetched = prefetched(pages, name)
-    ahead = prefetched(prepared_pages(stream, division, fetched), f"prepare-{name}")
+    ahead = pipelined(pages, stream.prepare, division, f"{division}:{stream.endpoint}")
     return Enumeration(stream, ahead, pending, unfinished)
 
 

@@ -16,6 +16,8 @@ the budget, which errs on the safe side).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Protocol
 
 import httpx
@@ -26,6 +28,8 @@ from syncs.limits.errorbudget import ErrorBudget, endpoint_of
 from syncs.limits.ratelimit import RateGate
 
 DIVISION_KEY = "exact_division"  # request extension naming the division whose budget a request spends
+# Called as a request leaves, on a thread that asks to be told (a page pipeline's fetch thread: syncs.engine.pipeline).
+REQUEST_SENT: ContextVar[Callable[[], None] | None] = ContextVar("exact_request_sent", default=None)
 
 
 class Reauthorize(Protocol):
@@ -80,6 +84,9 @@ class BudgetedTransport(httpx.BaseTransport):
         try:
             self.sent += 1
             sent = self._exact_time.clock.now() if self._exact_time is not None else 0.0
+            announce = REQUEST_SENT.get()
+            if announce is not None:
+                announce()
             response = self._inner.handle_request(request)
             try:
                 response.read()  # the slot covers the whole exchange, body included

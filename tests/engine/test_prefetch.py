@@ -8,12 +8,13 @@ import sys
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 
+import httpx
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from models import Account
 from syncs.core.errors import ExactServerError, MalformedResponseError
-from syncs.engine import streams
+from syncs.engine import pipeline, streams
 from syncs.engine.prefetch import HANDOVER_SECONDS, prefetched
 from syncs.engine.streams import (
     PageSource,
@@ -26,6 +27,7 @@ from syncs.engine.streams import (
 )
 from syncs.entities.base import PageResult, Row
 from syncs.entities.writer import PreparedPage
+from syncs.exact.client import ExactClient
 from syncs.exact.odata import Page
 from tests.engine.support import DIVISION, FakeExact
 from tests.engine.test_engine import ACCOUNTS, DELETED, count, cursor, many_accounts, progress_state
@@ -103,6 +105,35 @@ def test_the_next_page_is_prepared_on_its_own_thread_while_the_current_one_is_wr
     # Every page prepared on the prepare thread, the next one while the one before was written.
     assert prepared == [(f"prefetch-prepare-{DIVISION}:{ACCOUNTS}", n) for n in (0, 0, 1)]
     assert count(db, Account) == 9
+
+
+def test_a_page_is_prepared_only_once_the_next_request_has_left(
+    db: sessionmaker[Session], exact: ExactClient, connection_id: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fetch thread sends its next request before a preparation competes with it for the GIL (see
+    syncs.engine.pipeline); through the real client and transport, against the sandbox."""
+    monkeypatch.setattr(pipeline, "GRACE_SECONDS", 10.0)  # only the request leaving (or the end) lets it start
+    events: list[str] = []
+    send = httpx.HTTPTransport.handle_request
+
+    def sending(transport: httpx.HTTPTransport, request: httpx.Request) -> httpx.Response:
+        events.append("request")
+        return send(transport, request)
+
+    monkeypatch.setattr(httpx.HTTPTransport, "handle_request", sending)
+    plain = streams_for(["accounts"])[0]
+
+    def prepare(division: int, rows: Sequence[Row]) -> PreparedPage:
+        events.append("prepare")
+        page: PreparedPage = plain.prepare(division, rows)
+        return page
+
+    counts = sync_stream(db, exact, connection_id, dataclasses.replace(plain, prepare=prepare))
+
+    pages = events.count("request")
+    assert pages >= 3 and counts.inserted > 0
+    # Page N is prepared after request N+1 was sent; the last page once there was nothing more to ask for.
+    assert events == ["request", "request"] + ["prepare", "request"] * (pages - 2) + ["prepare"] * 2
 
 
 def test_a_page_that_fails_to_prepare_fails_where_it_is_written_keeping_the_pages_before_it(
