@@ -4,7 +4,8 @@ over workers (see worker.tasks):
 1. `plan_run` (worker.run_plan), under the connection's advisory lock: check the connection, record the run
    (`sync_runs`), read the cadence schedule, re-read the division list when due; the divisions to sync.
 2. `sync_one_division`, under that division's advisory lock (per connection and division): its streams, pages
-   prefetched one ahead, the lock checked before each page commit (worker.locks). Divisions of one connection run
+   fetched and prepared ahead on threads of their own (syncs.engine.pipeline), the lock checked before each page
+   commit (worker.locks). Divisions of one connection run
    in parallel on several workers, each within its own rate budget.
 3. `finish_run`: add the divisions' outcomes up and record the run's result (worker.run_records).
 

@@ -51,7 +51,7 @@ log = structlog.get_logger(__name__)
 
 Progress = Callable[[str, int], None]
 # A stream's page in two steps: `Prepare` needs no database (converting, validating, serializing) and runs ahead
-# on the fetch thread; `WritePrepared` sends what it made, in the page's transaction on the engine's thread.
+# on the prepare thread; `WritePrepared` sends what it made, in the page's transaction on the engine's thread.
 Prepare = Callable[[int, Sequence[Row]], Any]
 WritePrepared = Callable[[Session, int, Any], PageResult]
 

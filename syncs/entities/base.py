@@ -47,7 +47,6 @@ class Deletion:
     deleted_at: datetime | None  # None: Exact sent no DeletedDate; the database's now() is used
 
 
-PageWriter = Callable[[Session, int, Sequence[Row]], PageResult]
 # Marks rows deleted for one page of deletions (already deduplicated by key); returns how many rows it marked.
 DeletionApplier = Callable[[Session, int, Sequence[Deletion]], int]
 
