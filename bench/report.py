@@ -121,12 +121,14 @@ def render_report(report: BenchReport) -> str:
         f"naive loader ran on {naive_scope}; rates (records/s) are compared, not totals.",
         "records/s excl. fetch: records / (seconds - the fetch-only time for as many records), an estimate of the "
         "mapping + database side alone; the write-side table measures it directly (the ratios below use that).",
+        "fetch only and the physical limit read every page a run reads, sync/Deleted included (the same requests "
+        "as exact-sync).",
         "physical limit: fetch each page, then COPY its rows as fetched (a text column per selected field + the row "
         "as jsonb) into a table without keys or indexes, one transaction per page: no mapping, no upsert, no "
-        "overlap of fetching and writing. exact-sync fetches the next page while it writes one (one request in "
-        "flight), so end to end it can come near max(fetch, write) instead of their sum.",
-        "map_row + COPY: the physical limit plus exact-sync's mapping (the entity modules' map_row / map_page) into "
-        "unindexed twins of the synced tables: the difference is what mapping costs.",
+        "overlap of fetching and writing. exact-sync fetches page N+2 and prepares page N+1 while it writes page N "
+        "(one request in flight), so end to end it can come near the longest of the three instead of their sum.",
+        "map_row + COPY: the physical limit plus exact-sync's mapping (the entity writers' records) into unindexed "
+        "twins of the synced tables: the difference is what mapping costs.",
         "",
         f"{'ratio':<66}{'value':>10}{'target':>12}{'':>4}result",
     ]
