@@ -41,7 +41,7 @@ def pipelined(
     sent at once)."""
     departures = _Departures()
     fetched = prefetched(_announced(pages, departures), name)
-    return prefetched(_prepared(fetched, prepare, division, departures), f"prepare-{name}")
+    return prefetched(_prepared(fetched, prepare, division, departures), f"prepare-{name}", upstream=fetched)
 
 
 class _Departures:

@@ -34,7 +34,7 @@ import queue
 import sys
 import threading
 from collections.abc import Iterator
-from typing import Final, Generic, TypeVar, cast
+from typing import Any, Final, Generic, TypeVar, cast
 
 T = TypeVar("T")
 _END: Final = object()  # the source is exhausted
@@ -42,15 +42,17 @@ _STOP: Final = object()  # the engine wants no more pages
 HANDOVER_SECONDS: Final = 0.0002  # the switch interval while prefetching (see the module docstring)
 
 
-def prefetched(pages: Iterator[T], name: str = "pages") -> Prefetched[T]:
-    """`pages`' items, the first fetched at once and each next one while the caller works on the one before."""
-    return Prefetched(pages, name)
+def prefetched(pages: Iterator[T], name: str = "pages", upstream: Prefetched[Any] | None = None) -> Prefetched[T]:
+    """`pages`' items, the first fetched at once and each next one while the caller works on the one before.
+    `upstream`: the Prefetched that `pages` reads, stopped with this one (see `Prefetched.close`)."""
+    return Prefetched(pages, name, upstream)
 
 
 class Prefetched(Iterator[T], Generic[T]):
     """A page iterator whose thread starts fetching when it is made (see the module docstring); `close` stops it."""
 
-    def __init__(self, pages: Iterator[T], name: str) -> None:
+    def __init__(self, pages: Iterator[T], name: str, upstream: Prefetched[Any] | None = None) -> None:
+        self._upstream = upstream
         self._ready: queue.Queue[object] = queue.Queue(maxsize=1)  # a fetched page, an error, or _END
         self._wanted: queue.Queue[object] = queue.Queue()  # True: fetch the next page; _STOP: stop
         self._done = False
@@ -78,10 +80,16 @@ class Prefetched(Iterator[T], Generic[T]):
         return cast(T, item)  # neither _END nor an error: one of `pages`' items
 
     def close(self) -> None:
-        """Stop fetching: the thread finishes a request it may have in flight, then closes the source."""
+        """Stop fetching: the thread finishes a request it may have in flight, then closes the source.
+
+        An upstream Prefetched is stopped here too, not only once this thread closes its source: this thread may be
+        waiting for the upstream's item (a request in flight), and taking it would start the upstream's next one.
+        """
         if not self._done:
             self._done = True
             self._wanted.put(_STOP)
+        if self._upstream is not None:
+            self._upstream.close()
 
     def __del__(self) -> None:
         self.close()

@@ -312,3 +312,39 @@ def test_a_failed_last_write_stops_the_next_stream_and_moves_no_cursor(
             break
         threading.Event().wait(0.01)
     assert not any(t.name.endswith(DELETED) for t in threading.enumerate())
+
+
+class GatedSource:
+    """A page iterator whose second fetch waits for `release` (a request in flight), the others answered at once."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.closed = threading.Event()
+        self.fetched = 0
+
+    def pages(self) -> Iterator[Page]:
+        try:
+            for number in range(100):
+                if number == 1:
+                    self.release.wait(10)
+                self.fetched += 1
+                yield Page([{"n": number}], "next")
+        finally:
+            self.closed.set()
+
+
+def test_stopping_while_a_fetch_is_in_flight_asks_for_no_further_page() -> None:
+    """The engine stops (a write failed) while the prepare thread waits for a slow request: that request is the
+    last one, not followed by another the prepare thread asks for when it takes that page."""
+    source = GatedSource()
+    ahead = pipeline.pipelined(source.pages(), lambda division, rows: rows, DIVISION, "gated")
+    assert next(ahead).prepared == [{"n": 0}]  # page 2's request is in flight, the prepare thread waiting for it
+    ahead.close()
+    source.release.set()
+    assert source.closed.wait(10)
+    assert source.fetched == 2
+    for _ in range(500):  # both threads end
+        if not any(t.name.endswith("gated") for t in threading.enumerate()):
+            break
+        threading.Event().wait(0.01)
+    assert not any(t.name.endswith("gated") for t in threading.enumerate())
