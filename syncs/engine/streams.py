@@ -160,16 +160,24 @@ def sync_division(
     total = SyncCounts()
     streams = streams_for(names, reconcile=reconcile)
     following: Enumeration | None = None  # the next stream, opened while the current one's last page is written
+    # Opening it failed (a resumed enumeration's first request): raised where it begins, once the current stream
+    # is complete, as if the streams had been opened one after the other.
+    unopened: Exception | None = None
     try:
         for index, stream in enumerate(streams):
+            if unopened is not None:
+                raise unopened
             current = following or open_stream(sessions, client, connection_id, division, stream, full=full)
             following = None
             after = streams[index + 1] if index + 1 < len(streams) else None
 
             def open_following(after: Stream | None = after) -> None:
-                nonlocal following
+                nonlocal following, unopened
                 if after is not None:
-                    following = open_stream(sessions, client, connection_id, division, after, full=full)
+                    try:
+                        following = open_stream(sessions, client, connection_id, division, after, full=full)
+                    except Exception as exc:
+                        unopened = exc
 
             total += write_stream(sessions, connection_id, division, current, progress=progress, then=open_following)
             with sessions.begin() as session:

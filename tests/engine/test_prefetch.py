@@ -7,6 +7,7 @@ import dataclasses
 import sys
 import threading
 from collections.abc import Iterator, Mapping, Sequence
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -14,7 +15,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models import Account
 from syncs.core.errors import ExactServerError, MalformedResponseError
-from syncs.engine import pipeline, streams
+from syncs.engine import deletions, pipeline, streams
+from syncs.engine.cursors import save_progress
 from syncs.engine.prefetch import HANDOVER_SECONDS, prefetched
 from syncs.engine.streams import (
     PageSource,
@@ -29,7 +31,7 @@ from syncs.entities.base import PageResult, Row
 from syncs.entities.writer import PreparedPage
 from syncs.exact.client import ExactClient
 from syncs.exact.odata import Page
-from tests.engine.support import DIVISION, FakeExact
+from tests.engine.support import DIVISION, FAKE_BASE, FakeExact
 from tests.engine.test_engine import ACCOUNTS, DELETED, count, cursor, many_accounts, progress_state
 
 
@@ -348,3 +350,27 @@ def test_stopping_while_a_fetch_is_in_flight_asks_for_no_further_page() -> None:
             break
         threading.Event().wait(0.01)
     assert not any(t.name.endswith("gated") for t in threading.enumerate())
+
+
+def test_a_failure_opening_the_next_stream_is_raised_after_the_last_page_is_written(
+    db: sessionmaker[Session], connection_id: int
+) -> None:
+    """The next stream is opened while the current one's last page is to be written; a resumed one asks Exact
+    for its first page right then, on the engine's thread. When that request fails, the current stream still ends
+    (its last page and its cursor committed) and the error is raised where the next stream begins."""
+    exact = FakeExact(page_size=3)
+    exact.add(ACCOUNTS, *many_accounts(6))  # two pages
+    query = urlencode({"$filter": "Timestamp gt 0L", "$select": deletions.SELECT, "$skiptoken": 3})
+    resume_url = f"{FAKE_BASE}/api/v1/{DIVISION}/{DELETED}?{query}"
+    with db.begin() as session:  # a crashed run's resume point in sync/Deleted
+        save_progress(session, connection_id, DIVISION, "deleted", resume_url, 7)
+    exact.fail_after[DELETED] = 0  # the resumed request fails
+
+    with pytest.raises(ExactServerError):
+        sync_division(db, exact, connection_id, DIVISION, ["accounts"])
+
+    assert exact.calls[-1][1:] == (DELETED, {"$filter": "Timestamp gt 0L", "$select": deletions.SELECT}, resume_url)
+    assert count(db, Account) == 6
+    assert cursor(db, connection_id, "accounts") == 105  # not only page 1: the enumeration is complete
+    assert progress_state(db, connection_id, "accounts") == (None, None)
+    assert progress_state(db, connection_id, "deleted")[1] == 7  # its resume point kept for the next run
