@@ -28,7 +28,7 @@ Cursor rules (`sync_cursors`, one row per connection, division and stream):
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import chain
 from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
@@ -102,18 +102,30 @@ class Stream:
     params: strategies.Params
     resumable: bool = True  # a crashed enumeration may continue from its stored d.__next
     finish: strategies.Finish | None = None  # runs in the last page's transaction of a complete enumeration
+    # The next stream may be opened (its cursor read, its first request sent) before this one's last page is
+    # written; not when writing a page may reset the division's cursors (a `before` hook: a moved division).
+    overlaps_next: bool = True
 
 
 def entity_stream(spec: EntitySpec, reconcile: bool = False) -> Stream:
     """A stream for one run of an entity. A snapshot's stream remembers the keys it has seen and marks the rest
     deleted at its end; so does every stream of a reconciliation, which reads everything from 0."""
     params = strategies.params_for(spec)
+    plain = Stream(
+        spec.name,
+        spec.endpoint,
+        spec.select,
+        spec.writer.prepare,
+        spec.writer.write_prepared,
+        params,
+        overlaps_next=spec.writer.before is None,
+    )
     if spec.strategy is Strategy.SNAPSHOT or reconcile:
         run = strategies.SnapshotRun(spec)
         if reconcile:
             params = strategies.from_start(params)
-        return Stream(spec.name, spec.endpoint, spec.select, spec.writer.prepare, run.write, params, False, run.finish)
-    return Stream(spec.name, spec.endpoint, spec.select, spec.writer.prepare, spec.writer.write_prepared, params)
+        return replace(plain, write=run.write, params=params, resumable=False, finish=run.finish)
+    return plain
 
 
 def streams_for(entities: Sequence[str], reconcile: bool = False) -> list[Stream]:
@@ -179,7 +191,8 @@ def sync_division(
                     except Exception as exc:
                         unopened = exc
 
-            total += write_stream(sessions, connection_id, division, current, progress=progress, then=open_following)
+            then = open_following if stream.overlaps_next else None
+            total += write_stream(sessions, connection_id, division, current, progress=progress, then=then)
             with sessions.begin() as session:
                 cadence.mark_checked(
                     session, connection_id, division, [stream.name], schedule.now if schedule else None

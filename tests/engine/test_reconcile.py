@@ -76,3 +76,16 @@ def test_a_moved_division_is_resynced_from_zero(
         assert found["items"] == 0  # (a snapshot's own cursor means nothing)
         assert session.scalar(text("SELECT max(timestamp) FROM items")) == 0
     assert sync_division(db, exact, connection_id, DIV, ["items"]).updated == len(sandbox.state.records(DIV, "items"))
+
+
+def test_a_moved_division_resyncs_the_streams_after_it_in_the_same_run(
+    sandbox: SandboxServer, exact: ExactClient, db: sessionmaker[Session], connection_id: int
+) -> None:
+    """The stream after system/Divisions starts from the cursor its page reset, not the one before: it is not
+    opened while that page is written (as other streams' next ones are)."""
+    sync_division(db, exact, connection_id, DIV, ["exact_divisions", "items"])
+    sandbox.state.divisions[DIV].move_date = exact_datetime(1_800_000_000)
+    result = sync_division(db, exact, connection_id, DIV, ["exact_divisions", "items"])
+    assert result.by_stream["items"][1] == len(sandbox.state.records(DIV, "items"))  # every row rewritten
+    with db() as session:
+        assert session.scalar(text("SELECT min(timestamp) FROM items WHERE division = :d"), {"d": DIV}) > 0
