@@ -64,7 +64,7 @@ class DeletionsPage:
 
 
 def prepare(division: int, rows: Sequence[Row]) -> DeletionsPage:
-    """Everything of a page that needs no database (run ahead on the fetch thread, see syncs.engine.pipeline)."""
+    """Everything of a page that needs no database (run ahead on the prepare thread, see syncs.engine.pipeline)."""
     return DeletionsPage(*read_page(division, rows, frozenset(appliers())))
 
 

@@ -3,7 +3,7 @@
 A page is prepared whole before any SQL (`EntityWriter.prepare`: one compiled converter call per row, a bad value
 failing the page naming the entity, the row's key, the field and the value; the newest row per key; each table's
 records serialized as the upsert's one JSON parameter). Preparing is pure Python, so the engine runs it ahead on
-the fetch thread while the page before is being written. Writing (`write_prepared`) then sends each output table
+the prepare thread while the page before is being written. Writing (`write_prepared`) then sends each output table
 its records in ONE upsert statement. The caller owns the transaction.
 """
 
