@@ -103,8 +103,11 @@ def _prepared(
                 yield Ready(page)
                 continue
             try:
-                yield Ready(page, prepare(division, page.rows))
+                prepared = prepare(division, page.rows)
             except Exception as exc:  # raised again in the engine's thread, in the page's place
+                fetched.close()  # the engine stops at this page: no page after the one in flight is wanted
                 yield Ready(page, error=exc)
+                return
+            yield Ready(page, prepared)
     finally:
         fetched.close()

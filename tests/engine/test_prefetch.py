@@ -374,3 +374,24 @@ def test_a_failure_opening_the_next_stream_is_raised_after_the_last_page_is_writ
     assert cursor(db, connection_id, "accounts") == 105  # not only page 1: the enumeration is complete
     assert progress_state(db, connection_id, "accounts") == (None, None)
     assert progress_state(db, connection_id, "deleted")[1] == 7  # its resume point kept for the next run
+
+
+def test_a_page_that_fails_to_prepare_stops_the_fetches_after_it() -> None:
+    """The engine stops at a page that failed to prepare: no page after the one in flight is asked for."""
+    source = ClosableSource()
+
+    def prepare(division: int, rows: Sequence[Row]) -> object:
+        if rows == [{"n": 1}]:
+            raise MalformedResponseError("bad value (test)")
+        return rows
+
+    ahead = pipeline.pipelined(source.pages(), prepare, DIVISION, "failing")
+    assert next(ahead).error is None
+    assert isinstance(next(ahead).error, MalformedResponseError)  # the engine raises it and closes the pipeline
+    for _ in range(500):  # the source is closed without the engine closing the pipeline
+        if source.closed_in is not None:
+            break
+        threading.Event().wait(0.01)
+    assert source.closed_in == "prefetch-failing"
+    assert source.fetched == 3  # page 3 was on its way while page 2 was prepared; page 4 is never asked for
+    ahead.close()
