@@ -41,7 +41,16 @@ def pipelined(
     sent at once)."""
     departures = _Departures()
     fetched = prefetched(_announced(pages, departures), name)
-    return prefetched(_prepared(fetched, prepare, division, departures), f"prepare-{name}", upstream=fetched)
+
+    def stop() -> None:  # the engine wants no more pages
+        departures.stop()  # a request still to leave (waiting for budget, or a retry) is not sent
+        fetched.close()
+
+    return prefetched(_prepared(fetched, prepare, division, departures), f"prepare-{name}", on_close=stop)
+
+
+class PipelineStopped(Exception):
+    """Raised in the fetch thread instead of sending a request once the engine wants no more pages."""
 
 
 class _Departures:
@@ -52,6 +61,16 @@ class _Departures:
         self._changed = threading.Condition()
         self._begun = 0
         self._left: float = 0
+        self._stopped = False
+
+    def sending(self) -> None:
+        """The transport's REQUEST_SENT: a request leaves, unless the pipeline was stopped (then it stays)."""
+        if self._stopped:
+            raise PipelineStopped("the engine wants no more pages: request not sent")
+        self.leave()
+
+    def stop(self) -> None:
+        self._stopped = True
 
     def begin(self) -> None:
         with self._changed:
@@ -74,7 +93,7 @@ class _Departures:
 
 def _announced(pages: Iterator[Page], departures: _Departures) -> Iterator[Page]:
     """`pages`, telling `departures` when each next page's request leaves (the transport does, on this thread)."""
-    REQUEST_SENT.set(departures.leave)  # in the fetch thread's own context
+    REQUEST_SENT.set(departures.sending)  # in the fetch thread's own context
     try:
         while True:
             departures.begin()

@@ -17,7 +17,8 @@ sum. What stays as it was:
   fails to prepare where the engine writes it, both after the page before it was committed (as without
   prefetch);
 - when the engine stops early (a write failed), the threads are told to stop; each finishes what it is doing (a
-  request in flight), then closes its source iterator in its own thread (a generator is closed where it runs).
+  request in flight; one that has not left yet, waiting for budget or a retry, is not sent: see
+  syncs.engine.pipeline), then closes its source iterator in its own thread (a generator is closed where it runs).
 
 The threads share the GIL. The engine's thread gives it up at every wait for Postgres and needs it back as soon
 as the answer is there, while the prepare thread holds it for the whole of a page's preparation. With CPython's
@@ -33,8 +34,8 @@ import contextvars
 import queue
 import sys
 import threading
-from collections.abc import Iterator
-from typing import Any, Final, Generic, TypeVar, cast
+from collections.abc import Callable, Iterator
+from typing import Final, Generic, TypeVar, cast
 
 T = TypeVar("T")
 _END: Final = object()  # the source is exhausted
@@ -42,17 +43,17 @@ _STOP: Final = object()  # the engine wants no more pages
 HANDOVER_SECONDS: Final = 0.0002  # the switch interval while prefetching (see the module docstring)
 
 
-def prefetched(pages: Iterator[T], name: str = "pages", upstream: Prefetched[Any] | None = None) -> Prefetched[T]:
+def prefetched(pages: Iterator[T], name: str = "pages", on_close: Callable[[], None] | None = None) -> Prefetched[T]:
     """`pages`' items, the first fetched at once and each next one while the caller works on the one before.
-    `upstream`: the Prefetched that `pages` reads, stopped with this one (see `Prefetched.close`)."""
-    return Prefetched(pages, name, upstream)
+    `on_close`: run by `close` in the caller's thread (see `Prefetched.close`)."""
+    return Prefetched(pages, name, on_close)
 
 
 class Prefetched(Iterator[T], Generic[T]):
     """A page iterator whose thread starts fetching when it is made (see the module docstring); `close` stops it."""
 
-    def __init__(self, pages: Iterator[T], name: str, upstream: Prefetched[Any] | None = None) -> None:
-        self._upstream = upstream
+    def __init__(self, pages: Iterator[T], name: str, on_close: Callable[[], None] | None = None) -> None:
+        self._on_close = on_close
         self._ready: queue.Queue[object] = queue.Queue(maxsize=1)  # a fetched page, an error, or _END
         self._wanted: queue.Queue[object] = queue.Queue()  # True: fetch the next page; _STOP: stop
         self._done = False
@@ -82,14 +83,14 @@ class Prefetched(Iterator[T], Generic[T]):
     def close(self) -> None:
         """Stop fetching: the thread finishes a request it may have in flight, then closes the source.
 
-        An upstream Prefetched is stopped here too, not only once this thread closes its source: this thread may be
-        waiting for the upstream's item (a request in flight), and taking it would start the upstream's next one.
+        `on_close` stops what `pages` reads from here, not only once this thread closes `pages`: this thread may be
+        waiting for an upstream Prefetched's item (a request in flight), and taking it would start the next one.
         """
         if not self._done:
             self._done = True
             self._wanted.put(_STOP)
-        if self._upstream is not None:
-            self._upstream.close()
+        if self._on_close is not None:
+            self._on_close()
 
     def __del__(self) -> None:
         self.close()

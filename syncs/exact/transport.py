@@ -28,7 +28,8 @@ from syncs.limits.errorbudget import ErrorBudget, endpoint_of
 from syncs.limits.ratelimit import RateGate
 
 DIVISION_KEY = "exact_division"  # request extension naming the division whose budget a request spends
-# Called as a request leaves, on a thread that asks to be told (a page pipeline's fetch thread: syncs.engine.pipeline).
+# Called as a request leaves, on a thread that asks to be told (a page pipeline's fetch thread: syncs.engine.pipeline);
+# what it raises is raised instead of sending the request.
 REQUEST_SENT: ContextVar[Callable[[], None] | None] = ContextVar("exact_request_sent", default=None)
 
 
@@ -82,11 +83,11 @@ class BudgetedTransport(httpx.BaseTransport):
                         self._gate.release(division, slot)
                         raise
         try:
-            self.sent += 1
-            sent = self._exact_time.clock.now() if self._exact_time is not None else 0.0
             announce = REQUEST_SENT.get()
             if announce is not None:
                 announce()
+            self.sent += 1
+            sent = self._exact_time.clock.now() if self._exact_time is not None else 0.0
             response = self._inner.handle_request(request)
             try:
                 response.read()  # the slot covers the whole exchange, body included

@@ -31,6 +31,8 @@ from syncs.entities.base import PageResult, Row
 from syncs.entities.writer import PreparedPage
 from syncs.exact.client import ExactClient
 from syncs.exact.odata import Page
+from syncs.exact.transport import BudgetedTransport
+from syncs.limits.ratelimit import Slot
 from tests.engine.support import DIVISION, FAKE_BASE, FakeExact
 from tests.engine.test_engine import ACCOUNTS, DELETED, count, cursor, many_accounts, progress_state
 
@@ -395,3 +397,52 @@ def test_a_page_that_fails_to_prepare_stops_the_fetches_after_it() -> None:
     assert source.closed_in == "prefetch-failing"
     assert source.fetched == 3  # page 3 was on its way while page 2 was prepared; page 4 is never asked for
     ahead.close()
+
+
+class WaitingGate:
+    """A rate gate whose second request waits for `budget` (a rate-limited wait in the fetch thread)."""
+
+    def __init__(self) -> None:
+        self.budget = threading.Event()
+        self.acquired = self.held = 0
+
+    def acquire(self, division: str) -> Slot:
+        self.acquired += 1
+        if self.acquired == 2:
+            self.budget.wait(10)
+        self.held += 1
+        return Slot(f"slot{self.acquired}", 0.0)
+
+    def release(self, division: str, slot: Slot) -> None:
+        self.held -= 1
+
+    def observe(self, division: str, status_code: int, headers: object) -> None:
+        pass
+
+
+def test_stopping_while_a_request_waits_for_budget_does_not_send_it() -> None:
+    """A request that has not left when the engine stops (waiting for rate budget, or a retry) is not sent."""
+    gate = WaitingGate()
+    sent: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(str(request.url))
+        return httpx.Response(200)
+
+    transport = BudgetedTransport(httpx.MockTransport(answer), gate)  # type: ignore[arg-type]
+    closed = threading.Event()
+
+    def pages() -> Iterator[Page]:
+        try:
+            for number in range(100):
+                transport.handle_request(httpx.Request("GET", f"https://exact.test/api/v1/1/page{number}"))
+                yield Page([{"n": number}], "next")
+        finally:
+            closed.set()
+
+    ahead = pipeline.pipelined(pages(), lambda division, rows: rows, DIVISION, "budget")
+    assert next(ahead).prepared == [{"n": 0}]  # page 2's request waits for budget
+    ahead.close()
+    gate.budget.set()
+    assert closed.wait(10)
+    assert sent == ["https://exact.test/api/v1/1/page0"] and transport.sent == 1 and gate.held == 0
