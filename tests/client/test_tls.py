@@ -1,9 +1,11 @@
-"""Every HTTP client of a run shares one verifying TLS context (syncs.exact.tls): building one per client cost
-about 15 ms each, and a run opens an API client and a token client for its plan and again for each division."""
+"""The HTTP clients a thread opens share one verifying TLS context (syncs.exact.tls): building one per client cost
+about 15 ms each, and a run opens an API client and a token client for its plan and again for each division.
+Other threads get contexts of their own (httpcore changes a context at each connection)."""
 
 from __future__ import annotations
 
 import ssl
+import threading
 from typing import Any
 
 import pytest
@@ -36,3 +38,11 @@ def test_clients_build_no_tls_context_of_their_own_and_the_shared_one_verifies(
     assert built == []
     assert tls_context() is shared
     assert shared.verify_mode is ssl.CERT_REQUIRED and shared.check_hostname
+
+
+def test_each_thread_has_a_context_of_its_own() -> None:
+    found: list[ssl.SSLContext] = []
+    other = threading.Thread(target=lambda: found.append(tls_context()))
+    other.start()
+    other.join()
+    assert found[0] is not tls_context() and found[0].verify_mode is ssl.CERT_REQUIRED
