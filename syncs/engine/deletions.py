@@ -73,8 +73,3 @@ def write_prepared(session: Session, division: int, page: DeletionsPage) -> Page
     by_type = appliers()
     deleted = sum(by_type[entity_type](session, division, found) for entity_type, found in page.grouped.items())
     return PageResult(deleted=deleted, max_timestamp=page.max_timestamp)
-
-
-def write_page(session: Session, division: int, rows: Sequence[Row]) -> PageResult:
-    """Apply one page of sync/Deleted rows; `deleted` counts the rows marked in all tables."""
-    return write_prepared(session, division, prepare(division, rows))

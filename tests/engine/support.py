@@ -4,16 +4,25 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+from sqlalchemy.orm import Session
+
 from syncs.core.errors import ExactRequestError, ExactServerError
+from syncs.engine import deletions
+from syncs.entities.base import PageResult, Row
 from syncs.exact.odata import Page
 from tests.support.recorded import recorded_get
 
 DIVISION = 124132
 FAKE_BASE = "https://start.exactonline.test"
+
+
+def write_deletions(session: Session, division: int, rows: Sequence[Row]) -> PageResult:
+    """A page of sync/Deleted rows, prepared and applied as the engine does it."""
+    return deletions.write_prepared(session, division, deletions.prepare(division, rows))
 
 
 def recorded_response(name: str, path: str) -> Any:

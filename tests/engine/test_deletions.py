@@ -12,11 +12,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models import Account, SalesInvoice, SalesInvoiceLine
 from syncs.core.errors import MalformedResponseError
-from syncs.engine import deletions
 from syncs.engine.streams import SyncCounts, sync_division
 from syncs.entities.registry import ENTITIES
 from syncs.exact.odata import Page
-from tests.engine.support import DIVISION, FakeExact, recorded_accounts
+from tests.engine.support import DIVISION, FakeExact, recorded_accounts, write_deletions
 from tests.engine.test_sales_invoices import INV_A, INV_B, line_row
 
 
@@ -75,7 +74,7 @@ def test_accounts_are_marked_unless_newer(db: sessionmaker[Session]) -> None:
         deleted("not-a-guid-but-skipped", 37, 3001),
     ]
     with db.begin() as session:
-        result = deletions.write_page(session, DIVISION, page)
+        result = write_deletions(session, DIVISION, page)
     assert (result.deleted, result.max_timestamp) == (2, 3001)
     with db() as session:
         marks = {a.id: a.deleted_at for a in session.scalars(select(Account))}
@@ -83,7 +82,7 @@ def test_accounts_are_marked_unless_newer(db: sessionmaker[Session]) -> None:
     assert marks[uuid.UUID(rows[1]["ID"])] is None
     assert marks[uuid.UUID(rows[2]["ID"])] is not None
     with db.begin() as session:  # applying the same page again marks nothing more
-        assert deletions.write_page(session, DIVISION, page).deleted == 0
+        assert write_deletions(session, DIVISION, page).deleted == 0
 
 
 def seed_invoices(db: sessionmaker[Session]) -> None:
@@ -108,7 +107,7 @@ def live(session: Session) -> set[str]:
 def test_invoice_key_marks_the_invoice_and_its_lines(db: sessionmaker[Session]) -> None:
     seed_invoices(db)
     with db.begin() as session:
-        result = deletions.write_page(session, DIVISION, [deleted(INV_A, 13, 20)])
+        result = write_deletions(session, DIVISION, [deleted(INV_A, 13, 20)])
     assert result.deleted == 3
     with db() as session:
         assert live(session) == {"hb", "lb1", "lb2"}
@@ -120,7 +119,7 @@ def test_line_key_marks_one_line_and_recomputes_totals(db: sessionmaker[Session]
     seed_invoices(db)
     line_key = line_row(INV_B, 1, 0, "0", "0")["ID"]
     with db.begin() as session:
-        result = deletions.write_page(session, DIVISION, [deleted(line_key, 13, 20)])
+        result = write_deletions(session, DIVISION, [deleted(line_key, 13, 20)])
     assert result.deleted == 1
     with db() as session:
         assert live(session) == {"ha", "la1", "la2", "hb", "lb2"}
@@ -135,7 +134,7 @@ def test_line_key_marks_one_line_and_recomputes_totals(db: sessionmaker[Session]
 def test_invoice_deletion_older_than_the_rows_is_ignored(db: sessionmaker[Session]) -> None:
     seed_invoices(db)
     with db.begin() as session:
-        result = deletions.write_page(session, DIVISION, [deleted(INV_A, 13, 9)])
+        result = write_deletions(session, DIVISION, [deleted(INV_A, 13, 9)])
     assert result.deleted == 0
     with db() as session:
         assert live(session) == {"ha", "la1", "la2", "hb", "lb1", "lb2"}
@@ -143,6 +142,6 @@ def test_invoice_deletion_older_than_the_rows_is_ignored(db: sessionmaker[Sessio
 
 def test_malformed_deletion_fails(db: sessionmaker[Session]) -> None:
     with pytest.raises(MalformedResponseError, match="field EntityKey"), db.begin() as session:
-        deletions.write_page(session, DIVISION, [deleted("oops", 2, 5)])
+        write_deletions(session, DIVISION, [deleted("oops", 2, 5)])
     with pytest.raises(MalformedResponseError, match="Timestamp"), db.begin() as session:
-        deletions.write_page(session, DIVISION, [{**deleted(INV_A, 13, 5), "Timestamp": None}])
+        write_deletions(session, DIVISION, [{**deleted(INV_A, 13, 5), "Timestamp": None}])

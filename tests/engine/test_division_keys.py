@@ -11,10 +11,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models import Account, SalesInvoice, SalesInvoiceLine
 from models.migrate import alembic_config, create_database_if_missing
-from syncs.engine import deletions
 from syncs.entities.registry import ENTITIES
 from tests.conftest import SESSION_TAG, _admin_execute
-from tests.engine.support import DIVISION
+from tests.engine.support import DIVISION, write_deletions
 from tests.engine.test_deletions import deleted
 from tests.engine.test_sales_invoices import INV_A, line_row
 
@@ -50,7 +49,7 @@ def test_a_deletion_in_one_division_leaves_the_other_alone(db: sessionmaker[Sess
         ENTITIES["accounts"].write_page(session, DIVISION, [account(DIVISION, "first", 10)])
         ENTITIES["accounts"].write_page(session, OTHER, [account(OTHER, "second", 10)])
     with db.begin() as session:
-        assert deletions.write_page(session, DIVISION, [deleted(GUID, 2, 20)]).deleted == 1
+        assert write_deletions(session, DIVISION, [deleted(GUID, 2, 20)]).deleted == 1
     with db() as session:
         assert names(session) == {DIVISION: ("first", True), OTHER: ("second", False)}
 
@@ -61,7 +60,7 @@ def test_invoices_and_their_totals_stay_per_division(db: sessionmaker[Session]) 
         other_rows = [{**line_row(INV_A, n, 10, "7", "1"), "Division": OTHER} for n in (1, 2)]
         ENTITIES["sales_invoices"].write_page(session, OTHER, other_rows)
     with db.begin() as session:  # deleting the invoice in one division marks neither the other's header nor lines
-        deletions.write_page(session, DIVISION, [deleted(INV_A, 13, 20)])
+        write_deletions(session, DIVISION, [deleted(INV_A, 13, 20)])
     with db() as session:
         headers = {h.division: (h.amount_dc, h.deleted_at is None) for h in session.scalars(select(SalesInvoice))}
         assert headers == {DIVISION: (Decimal(100), False), OTHER: (Decimal(14), True)}
@@ -113,7 +112,7 @@ def test_marking_deleted_stamps_synced_at(db: sessionmaker[Session]) -> None:
         ENTITIES["accounts"].write_page(session, DIVISION, [account(DIVISION, "first", 10)])
         session.execute(text("UPDATE accounts SET synced_at = now() - interval '1 day'"))
     with db.begin() as session:
-        deletions.write_page(session, DIVISION, [deleted(GUID, 2, 20)])
+        write_deletions(session, DIVISION, [deleted(GUID, 2, 20)])
     with db() as session:
         age = session.scalar(text("SELECT now() - synced_at < interval '1 hour' FROM accounts"))
     assert age is True

@@ -11,12 +11,12 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from syncs.core.errors import MalformedResponseError
-from syncs.engine import deletions
 from syncs.entities.catalog import CATALOG
 from syncs.entities.declaration import Entity, Kind, Strategy
 from syncs.entities.registry import ENTITIES
 from syncs.sandbox.catalog import CatalogStore
 from syncs.sandbox.dates import exact_datetime
+from tests.engine.support import write_deletions
 
 DIV = 124132
 ACCOUNTS = [str(uuid.UUID(int=n)) for n in range(1, 4)]
@@ -133,7 +133,7 @@ def test_a_deletion_marks_the_row_in_every_table_of_the_entity(db: sessionmaker[
         "EntityType": min(entity.deleted_types),
     }
     with db.begin() as session:
-        assert deletions.write_page(session, DIV, [deletion]).deleted >= 1
+        assert write_deletions(session, DIV, [deletion]).deleted >= 1
     with db() as session:
         marked = session.execute(
             text(f'SELECT raw ->> :key, synced_at FROM "{table}" WHERE deleted_at IS NOT NULL'), {"key": entity.row_key}
