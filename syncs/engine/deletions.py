@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Final
 
 from sqlalchemy.orm import Session
@@ -25,8 +26,10 @@ FIELDS: Final = ("ID", "Timestamp", "DeletedBy", "DeletedDate", "Division", "Ent
 SELECT: Final = ",".join(FIELDS)
 
 
+@cache
 def appliers() -> dict[int, DeletionApplier]:
-    """EntityType -> how to apply its deletions, from the entity specs."""
+    """EntityType -> how to apply its deletions, from the entity specs (fixed, so built once: every page of
+    sync/Deleted reads it twice, to prepare and to write)."""
     found: dict[int, DeletionApplier] = {}
     for spec in ENTITIES.values():
         for entity_type in spec.deletion_entity_types:

@@ -41,6 +41,7 @@ from syncs.core.errors import ConfigurationError, ExactRequestError, MalformedRe
 from syncs.engine import cadence, deletions, strategies
 from syncs.engine.cursors import save_cursor, save_progress, stored_state
 from syncs.engine.pipeline import Ready, pipelined
+from syncs.engine.prefetch import Prefetched
 from syncs.entities.base import PageResult, Row
 from syncs.entities.declaration import Strategy
 from syncs.entities.registry import ENTITIES, EntitySpec
@@ -210,7 +211,7 @@ class Enumeration:
     whether the stored row holds a resume point."""
 
     stream: Stream
-    pages: Iterator[Ready]
+    pages: Prefetched[Ready]
     pending: int | None
     unfinished: bool
 
@@ -221,9 +222,7 @@ class Enumeration:
             self.close()
 
     def close(self) -> None:
-        close = getattr(self.pages, "close", None)
-        if close is not None:
-            close()
+        self.pages.close()
 
 
 def open_stream(

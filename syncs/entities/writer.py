@@ -64,7 +64,7 @@ class PreparedPage:
     """A page ready for SQL: per output table its records (newest per key) and their upsert parameter."""
 
     records: dict[str, list[Record]]
-    payloads: dict[str, str]  # table -> `records_payload` of its records ("" when it has none)
+    payloads: dict[str, str]  # table -> `records_payload` of its records, for each table that has some
     max_timestamp: int  # the page's cursor value (see EntityWriter._top)
 
 
@@ -219,7 +219,7 @@ class EntityWriter:
     def prepare(self, division: int, rows: Sequence[Row]) -> PreparedPage:
         """Everything of a page that needs no database: converted, deduplicated and serialized per table."""
         by_table = self.records(rows, division)
-        payloads = {name: records_payload(records) if records else "" for name, records in by_table.items()}
+        payloads = {name: records_payload(records) for name, records in by_table.items() if records}
         return PreparedPage(by_table, payloads, self._top(by_table))
 
     def write_page(
